@@ -1,0 +1,321 @@
+//! Command-line flags in Prometheus style (`--config.file=F` or `--config.file F`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::parse_duration;
+
+/// The port the exporter listens on by default.
+pub const DEFAULT_PORT: u16 = 9723;
+
+/// Default `--web.listen-address`.
+pub const DEFAULT_LISTEN: &str = ":9723";
+
+/// Default `--config.file`.
+pub const DEFAULT_CONFIG: &str = "targets.yaml";
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `ts=… level=info msg="…" key=value`
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags shared by both commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    /// `error`, `warn`, `info` or `debug`.
+    pub level: tracing::Level,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// Flags of the exporter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeArgs {
+    /// The targets file.
+    pub config_file: PathBuf,
+    /// `host:port` or `:port` to listen on.
+    pub listen_address: String,
+    /// Subtracted from Prometheus' scrape timeout to leave time for the answer.
+    pub timeout_offset: Duration,
+    /// Most probes at once; derived from the file-descriptor limit when not given.
+    pub concurrency: Option<usize>,
+    /// Only validate the config and exit.
+    pub config_check: bool,
+    /// Poll the targets file and reload when its content changes.
+    pub auto_reload_interval: Option<Duration>,
+    /// Logging.
+    pub logging: Logging,
+}
+
+/// How `check` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// An aligned table.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckArgs {
+    /// A targets file to probe, if given.
+    pub config_file: Option<PathBuf>,
+    /// URLs given on the command line.
+    pub urls: Vec<String>,
+    /// Table or JSON lines.
+    pub output: Output,
+    /// Timeout of every URL given on the command line.
+    pub timeout: Duration,
+    /// Most probes at once.
+    pub concurrency: Option<usize>,
+    /// Logging.
+    pub logging: Logging,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run the exporter.
+    Serve(ServeArgs),
+    /// Probe once and print.
+    Check(CheckArgs),
+    /// Print this text and exit 0.
+    Help(String),
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A usage error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}\nRun with --help for usage.")]
+pub struct UsageError(pub String);
+
+/// Help text of the exporter.
+pub fn usage() -> String {
+    format!(
+        "http_status_exporter {version}: probes HTTP(S) endpoints on every scrape of /metrics.
+
+Usage:
+  http_status_exporter [flags]
+  http_status_exporter check [--config.file F] [--output table|json] [--timeout D] [URL...]
+
+Flags:
+  --config.file F                   targets file (default {DEFAULT_CONFIG})
+  --config.check                    validate the targets file and every file it names, then exit
+  --config.auto-reload-interval D   poll the targets file and reload when it changed (e.g. 30s)
+  --web.listen-address A            address to listen on (default {DEFAULT_LISTEN})
+  --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
+  --probe.concurrency N             most probes at once (default: from the open-file limit)
+  --log.level L                     error, warn, info, debug (default info)
+  --log.format F                    logfmt or json (default logfmt)
+  -h, --help                        this text
+  --version                         print the version
+
+check flags:
+  --output table|json               an aligned table (default) or one JSON object per line
+  --timeout D                       timeout of URLs given on the command line (default 5s)
+",
+        version = env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Parse the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
+    let mut args = args.into_iter().peekable();
+    let check = args.peek().is_some_and(|a| a == "check");
+    if check {
+        args.next();
+    }
+    let mut config_file = None;
+    let mut listen_address = DEFAULT_LISTEN.to_owned();
+    let mut timeout_offset = Duration::from_millis(500);
+    let mut concurrency = None;
+    let mut config_check = false;
+    let mut auto_reload_interval = None;
+    let mut level = tracing::Level::INFO;
+    let mut format = LogFormat::Logfmt;
+    let mut output = Output::Table;
+    let mut timeout = crate::config::DEFAULT_TIMEOUT;
+    let mut urls = Vec::new();
+
+    while let Some(arg) = args.next() {
+        if !arg.starts_with('-') {
+            if check {
+                urls.push(arg);
+                continue;
+            }
+            return Err(UsageError(format!("unexpected argument {arg:?}")));
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let flag = flag.trim_start_matches('-');
+        let mut value = || -> Result<String, UsageError> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| UsageError(format!("--{flag} needs a value")))
+        };
+        let dur = |v: String| parse_duration(&v).map_err(|e| UsageError(format!("--{flag}: {e}")));
+        match (flag, check) {
+            ("h" | "help", _) => return Ok(Command::Help(usage())),
+            ("version", _) => return Ok(Command::Version),
+            ("config.file", _) => config_file = Some(PathBuf::from(value()?)),
+            ("log.level", _) => {
+                level = match value()?.as_str() {
+                    "error" => tracing::Level::ERROR,
+                    "warn" => tracing::Level::WARN,
+                    "info" => tracing::Level::INFO,
+                    "debug" => tracing::Level::DEBUG,
+                    other => {
+                        return Err(UsageError(format!("--log.level: unknown level {other:?}")));
+                    }
+                }
+            }
+            ("log.format", _) => {
+                format = match value()?.as_str() {
+                    "logfmt" => LogFormat::Logfmt,
+                    "json" => LogFormat::Json,
+                    other => {
+                        return Err(UsageError(format!(
+                            "--log.format: unknown format {other:?}"
+                        )));
+                    }
+                }
+            }
+            ("probe.concurrency", _) => {
+                let v = value()?;
+                let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    UsageError(format!(
+                        "--probe.concurrency: {v:?} is not a positive number"
+                    ))
+                })?;
+                concurrency = Some(n);
+            }
+            ("web.listen-address", false) => listen_address = value()?,
+            ("timeout-offset", false) => {
+                let v = value()?;
+                timeout_offset = if v.trim() == "0" {
+                    Duration::ZERO
+                } else {
+                    dur(v)?
+                };
+            }
+            ("config.check", false) => config_check = true,
+            ("config.auto-reload-interval", false) => auto_reload_interval = Some(dur(value()?)?),
+            ("output", true) => {
+                output = match value()?.as_str() {
+                    "table" => Output::Table,
+                    "json" => Output::Json,
+                    other => return Err(UsageError(format!("--output: unknown format {other:?}"))),
+                }
+            }
+            ("timeout", true) => timeout = dur(value()?)?,
+            _ => return Err(UsageError(format!("unknown flag {arg:?}"))),
+        }
+    }
+    let logging = Logging { level, format };
+    if check {
+        if config_file.is_none() && urls.is_empty() {
+            config_file = Some(PathBuf::from(DEFAULT_CONFIG));
+        }
+        return Ok(Command::Check(CheckArgs {
+            config_file,
+            urls,
+            output,
+            timeout,
+            concurrency,
+            logging,
+        }));
+    }
+    Ok(Command::Serve(ServeArgs {
+        config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+        listen_address,
+        timeout_offset,
+        concurrency,
+        config_check,
+        auto_reload_interval,
+        logging,
+    }))
+}
+
+/// Turn `:port` into `0.0.0.0:port`; anything else is used as is.
+pub fn listen_address(a: &str) -> String {
+    match a.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => a.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn serve_flags() {
+        let Command::Serve(a) = parse(args(
+            "--config.file=x.yml --web.listen-address 127.0.0.1:0 --timeout-offset 250ms --log.format json --log.level debug --probe.concurrency 7 --config.auto-reload-interval=30s",
+        ))
+        .unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(a.config_file, PathBuf::from("x.yml"));
+        assert_eq!(a.listen_address, "127.0.0.1:0");
+        assert_eq!(a.timeout_offset, Duration::from_millis(250));
+        assert_eq!(a.logging.format, LogFormat::Json);
+        assert_eq!(a.logging.level, tracing::Level::DEBUG);
+        assert_eq!(a.concurrency, Some(7));
+        assert_eq!(a.auto_reload_interval, Some(Duration::from_secs(30)));
+        assert!(!a.config_check);
+    }
+
+    #[test]
+    fn check_flags() {
+        let Command::Check(a) = parse(args(
+            "check --output json http://a/ https://b/ --timeout 2s",
+        ))
+        .unwrap() else {
+            panic!("not check")
+        };
+        assert_eq!(a.urls, ["http://a/", "https://b/"]);
+        assert_eq!(a.output, Output::Json);
+        assert_eq!(a.timeout, Duration::from_secs(2));
+        assert_eq!(a.config_file, None);
+        let Command::Check(a) = parse(args("check")).unwrap() else {
+            panic!("not check")
+        };
+        assert_eq!(a.config_file, Some(PathBuf::from(DEFAULT_CONFIG)));
+    }
+
+    #[test]
+    fn bad_flags() {
+        for bad in [
+            "--nope",
+            "--config.file",
+            "stray",
+            "--log.level loud",
+            "--probe.concurrency 0",
+            "--timeout-offset soon",
+            "check --web.listen-address :1",
+            "--output json",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(listen_address(":9723"), "0.0.0.0:9723");
+        assert_eq!(listen_address("[::1]:1"), "[::1]:1");
+    }
+}

@@ -1,0 +1,679 @@
+//! The targets file: YAML schema, defaults, validation, and errors that name the file, line,
+//! column and field.
+//!
+//! Two formats are accepted, told apart by the document's top level:
+//! - a **mapping** is the native format (`defaults`, `targets`, `max_connections_per_host`);
+//! - a **sequence** is Prometheus `file_sd` format (`- targets: [...]\n  labels: {...}`).
+//!
+//! Values are checked while they are decoded, so the YAML decoder's position is the position
+//! of the bad value. Checks that need the whole file (duplicates, reading TLS files) locate the
+//! value in the source text.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+use crate::codes::StatusCodes;
+use crate::target::{self, IpProtocol, Method, ProbeUrl, Target};
+use crate::tls::{self, MinVersion, TlsSettings, TlsTarget};
+
+/// A probe's timeout when none is configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Concurrent connections to one host when the file does not say: enough to keep a round fast,
+/// few enough that a file with thousands of paths on one web server does not flood it.
+pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: usize = 32;
+
+/// Label names the exporter sets itself.
+const RESERVED_LABELS: &[&str] = &[
+    "target", "name", "phase", "reason", "version", "job", "instance",
+];
+
+/// A config error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", file.display())]
+pub struct ConfigError {
+    /// The file that was read.
+    pub file: PathBuf,
+    /// 1-based line of the offending value (1 when the file could not be read).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// A loaded, validated targets file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Every target, in file order.
+    pub targets: Vec<Target>,
+    /// Cap on concurrent probes per host.
+    pub max_connections_per_host: usize,
+}
+
+/// A human duration: `250ms`, `5s`, `1m`, `1m30s`, `1.5s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+/// Parse a human duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("invalid duration {s:?}: expected a number and a unit, like 250ms, 5s or 1m");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    if total <= 0.0 || total > 86_400.0 {
+        return Err(format!(
+            "invalid duration {s:?}: must be above 0 and at most 24h"
+        ));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A URL checked while decoding.
+#[derive(Debug, Clone)]
+struct UrlValue(ProbeUrl);
+
+impl<'de> Deserialize<'de> for UrlValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        target::parse_url(&s)
+            .map(UrlValue)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// Request headers, checked for valid names and values that cannot inject lines.
+#[derive(Debug, Clone, Default)]
+struct Headers(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        for (k, v) in &map {
+            if k.is_empty() || !k.bytes().all(crate::probe::status::is_tchar) {
+                return Err(de::Error::custom(format!("invalid header name {k:?}")));
+            }
+            if v.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(de::Error::custom(format!(
+                    "header {k:?} has control characters in its value"
+                )));
+            }
+        }
+        Ok(Headers(map.into_iter().collect()))
+    }
+}
+
+/// Extra labels, checked against the Prometheus label name syntax and our own labels.
+#[derive(Debug, Clone, Default)]
+struct Labels(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        for k in map.keys() {
+            check_label_name(k).map_err(de::Error::custom)?;
+        }
+        Ok(Labels(map.into_iter().collect()))
+    }
+}
+
+/// A label name must match `[a-zA-Z_][a-zA-Z0-9_]*`, not start with `__` and not be ours.
+fn check_label_name(k: &str) -> Result<(), String> {
+    let mut chars = k.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid || k.starts_with("__") {
+        return Err(format!("invalid label name {k:?}"));
+    }
+    if RESERVED_LABELS.contains(&k) {
+        return Err(format!("label name {k:?} is reserved"));
+    }
+    Ok(())
+}
+
+/// The `tls_config` block.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// CA certificates (PEM) replacing the built-in roots.
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    key_file: Option<PathBuf>,
+    /// SNI and verification name.
+    server_name: Option<String>,
+    /// Skip certificate verification.
+    insecure_skip_verify: Option<bool>,
+    /// Lowest accepted TLS version.
+    min_version: Option<MinVersion>,
+}
+
+impl RawTls {
+    /// Fields of `over` win over those of `self`.
+    fn merged(&self, over: &RawTls) -> RawTls {
+        RawTls {
+            ca_file: over.ca_file.clone().or_else(|| self.ca_file.clone()),
+            cert_file: over.cert_file.clone().or_else(|| self.cert_file.clone()),
+            key_file: over.key_file.clone().or_else(|| self.key_file.clone()),
+            server_name: over
+                .server_name
+                .clone()
+                .or_else(|| self.server_name.clone()),
+            insecure_skip_verify: over.insecure_skip_verify.or(self.insecure_skip_verify),
+            min_version: over.min_version.or(self.min_version),
+        }
+    }
+}
+
+/// Settings that `defaults` gives every target and a target may override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The probe's time limit.
+    timeout: Option<HumanDuration>,
+    /// Codes that count as success.
+    valid_status_codes: Option<StatusCodes>,
+    /// GET or HEAD.
+    method: Option<Method>,
+    /// Extra request headers.
+    headers: Option<Headers>,
+    /// TLS settings.
+    tls_config: Option<RawTls>,
+    /// Address family.
+    ip_protocol: Option<IpProtocol>,
+    /// Local address to probe from.
+    source_ip: Option<IpAddr>,
+}
+
+/// One entry of `targets` in its long form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongTarget {
+    /// The URL.
+    url: UrlValue,
+    /// The `name` label.
+    name: Option<String>,
+    /// Extra labels.
+    labels: Option<Labels>,
+    /// See [`Settings`].
+    timeout: Option<HumanDuration>,
+    /// See [`Settings`].
+    valid_status_codes: Option<StatusCodes>,
+    /// See [`Settings`].
+    method: Option<Method>,
+    /// See [`Settings`]; merged over the default headers.
+    headers: Option<Headers>,
+    /// See [`Settings`]; merged field by field over the default block.
+    tls_config: Option<RawTls>,
+    /// See [`Settings`].
+    ip_protocol: Option<IpProtocol>,
+    /// See [`Settings`].
+    source_ip: Option<IpAddr>,
+}
+
+impl LongTarget {
+    /// A target given by its URL alone.
+    fn bare(url: UrlValue) -> Self {
+        LongTarget {
+            url,
+            name: None,
+            labels: None,
+            timeout: None,
+            valid_status_codes: None,
+            method: None,
+            headers: None,
+            tls_config: None,
+            ip_protocol: None,
+            source_ip: None,
+        }
+    }
+}
+
+/// One entry of `targets`: a bare URL or a mapping.
+#[derive(Debug, Clone)]
+struct RawTarget(LongTarget);
+
+impl<'de> Deserialize<'de> for RawTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Accepts a string or a mapping, keeping the decoder's own errors for the mapping.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTarget;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL or a mapping with a `url` key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTarget, E> {
+                let url = target::parse_url(v).map_err(E::custom)?;
+                Ok(RawTarget(LongTarget::bare(UrlValue(url))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTarget, A::Error> {
+                let t = LongTarget::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawTarget(t))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The native format's top level.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeFile {
+    /// Settings for every target.
+    #[serde(default)]
+    defaults: Settings,
+    /// The targets.
+    targets: Vec<RawTarget>,
+    /// Per-host cap on concurrent probes.
+    max_connections_per_host: Option<usize>,
+}
+
+/// One group of a Prometheus file_sd file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SdGroup {
+    /// URLs.
+    targets: Vec<UrlValue>,
+    /// Labels for every URL of the group; `__`-prefixed ones are ignored, `name` becomes the
+    /// name label.
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Load and validate a targets file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read the targets file: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validate a targets file's text; `path` names it in errors and anchors relative TLS paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let err_at = |line: usize, column: usize, message: String| ConfigError {
+        file: path.to_owned(),
+        line,
+        column,
+        message,
+    };
+    let yaml_err = |e: serde_yaml::Error| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        err_at(line, column, strip_location(&e.to_string()))
+    };
+    let is_sd = text
+        .lines()
+        .map(str::trim_start)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---")
+        .is_some_and(|l| l.starts_with('-') || l.starts_with('['));
+    let (defaults, entries, per_host) = if is_sd {
+        let groups: Vec<SdGroup> = serde_yaml::from_str(text).map_err(yaml_err)?;
+        let mut entries = Vec::new();
+        for g in groups {
+            let mut name = None;
+            let mut labels = Vec::new();
+            for (k, v) in g.labels {
+                if k.starts_with("__") {
+                    continue;
+                }
+                if k == "name" {
+                    name = Some(v);
+                    continue;
+                }
+                check_label_name(&k).map_err(|m| {
+                    let (l, c) = locate(text, &k, 0);
+                    err_at(l, c, format!("labels: {m}"))
+                })?;
+                labels.push((k, v));
+            }
+            for url in g.targets {
+                entries.push(LongTarget {
+                    name: name.clone(),
+                    labels: Some(Labels(labels.clone())),
+                    ..LongTarget::bare(url)
+                });
+            }
+        }
+        (Settings::default(), entries, None)
+    } else {
+        let file: NativeFile = serde_yaml::from_str(text).map_err(yaml_err)?;
+        let entries = file.targets.into_iter().map(|t| t.0).collect();
+        (file.defaults, entries, file.max_connections_per_host)
+    };
+    if per_host == Some(0) {
+        let (l, c) = locate(text, "max_connections_per_host", 0);
+        return Err(err_at(
+            l,
+            c,
+            "max_connections_per_host must be at least 1".into(),
+        ));
+    }
+    build(path, text, &defaults, &entries, per_host)
+}
+
+/// A config of bare URLs (as given to `check` on the command line), each with `timeout`.
+pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigError> {
+    let origin = Path::new("<command line>");
+    let mut entries = Vec::with_capacity(urls.len());
+    for (i, u) in urls.iter().enumerate() {
+        let url = target::parse_url(u).map_err(|e| ConfigError {
+            file: origin.to_owned(),
+            line: 1,
+            column: i + 1,
+            message: e.to_string(),
+        })?;
+        entries.push(LongTarget::bare(UrlValue(url)));
+    }
+    let defaults = Settings {
+        timeout: Some(HumanDuration(timeout)),
+        ..Settings::default()
+    };
+    build(origin, "", &defaults, &entries, None)
+}
+
+/// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
+fn build(
+    path: &Path,
+    text: &str,
+    defaults: &Settings,
+    entries: &[LongTarget],
+    per_host: Option<usize>,
+) -> Result<Config, ConfigError> {
+    let err_at = |line: usize, column: usize, message: String| ConfigError {
+        file: path.to_owned(),
+        line,
+        column,
+        message,
+    };
+
+    let base = path.parent().unwrap_or(Path::new("."));
+    let provider = tls::provider();
+    let mut tls_cache: HashMap<TlsSettings, Arc<rustls::ClientConfig>> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let default_codes = Arc::new(defaults.valid_status_codes.clone().unwrap_or_default());
+    let mut targets = Vec::with_capacity(entries.len());
+    // Where the previous target was found in the text: the next one is searched after it.
+    let mut cursor = 0;
+
+    for entry in entries {
+        let raw = entry.url.0.raw.as_str();
+        let (line, column) = locate(text, raw, cursor);
+        cursor = line_offset(text, line);
+        if !seen.insert(raw) {
+            return Err(err_at(
+                line,
+                column,
+                format!("targets: {raw:?} is listed twice"),
+            ));
+        }
+        let field_err = |field: &str, message: String| {
+            let (l, c) = locate(text, field, cursor);
+            err_at(l, c, message)
+        };
+        let mut headers = defaults.headers.clone().unwrap_or_default().0;
+        if let Some(own) = &entry.headers {
+            for (k, v) in &own.0 {
+                headers.retain(|(dk, _)| !dk.eq_ignore_ascii_case(k));
+                headers.push((k.clone(), v.clone()));
+            }
+        }
+        let method = entry.method.or(defaults.method).unwrap_or(Method::Get);
+        let url = entry.url.0.clone();
+        let tls = match url.scheme {
+            target::Scheme::Http => None,
+            target::Scheme::Https => {
+                let raw_tls = defaults
+                    .tls_config
+                    .clone()
+                    .unwrap_or_default()
+                    .merged(entry.tls_config.as_ref().unwrap_or(&RawTls::default()));
+                let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+                let settings = TlsSettings {
+                    ca_file: resolve(&raw_tls.ca_file),
+                    cert_file: resolve(&raw_tls.cert_file),
+                    key_file: resolve(&raw_tls.key_file),
+                    insecure_skip_verify: raw_tls.insecure_skip_verify.unwrap_or(false),
+                    min_version: raw_tls.min_version,
+                };
+                let config = match tls_cache.get(&settings) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = tls::build_client_config(&settings, &provider).map_err(|e| {
+                            let field = match &e {
+                                tls::TlsError::File {
+                                    what: "CA file", ..
+                                }
+                                | tls::TlsError::NoCertificate { .. } => "ca_file",
+                                tls::TlsError::File {
+                                    what: "key file", ..
+                                } => "key_file",
+                                _ => "cert_file",
+                            };
+                            field_err(field, format!("tls_config.{field}: {e}"))
+                        })?;
+                        tls_cache.insert(settings, c.clone());
+                        c
+                    }
+                };
+                let server_name = tls::server_name(raw_tls.server_name.as_deref(), &url.host)
+                    .map_err(|m| {
+                        field_err("server_name", format!("tls_config.server_name: {m}"))
+                    })?;
+                Some(TlsTarget {
+                    config,
+                    server_name,
+                })
+            }
+        };
+        let name = entry.name.clone();
+        if let Some(n) = &name {
+            if n.is_empty() {
+                return Err(field_err("name", "name must not be empty".into()));
+            }
+        }
+        let labels = entry.labels.clone().unwrap_or_default().0;
+        let valid_codes = match &entry.valid_status_codes {
+            Some(c) => Arc::new(c.clone()),
+            None => default_codes.clone(),
+        };
+        targets.push(Target {
+            request: target::build_request(&url, method, &headers),
+            label_block: Target::render_labels(raw, name.as_deref(), &labels),
+            url,
+            name,
+            labels,
+            timeout: entry
+                .timeout
+                .or(defaults.timeout)
+                .map_or(DEFAULT_TIMEOUT, |d| d.0),
+            valid_codes,
+            tls,
+            ip_protocol: entry
+                .ip_protocol
+                .or(defaults.ip_protocol)
+                .unwrap_or_default(),
+            source_ip: entry.source_ip.or(defaults.source_ip),
+        });
+    }
+    Ok(Config {
+        file: path.to_owned(),
+        targets,
+        max_connections_per_host: per_host.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_HOST),
+    })
+}
+
+/// Drop serde_yaml's " at line L column C" suffix: the location is printed in front instead.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
+/// 1-based line and column of the first occurrence of `needle` at or after byte `from`
+/// (falling back to the whole text, then to 1:1).
+fn locate(text: &str, needle: &str, from: usize) -> (usize, usize) {
+    let at = text
+        .get(from..)
+        .and_then(|t| t.find(needle).map(|i| i + from))
+        .or_else(|| text.find(needle));
+    match at {
+        Some(i) => {
+            let before = &text[..i];
+            let line = before.matches('\n').count() + 1;
+            let column = i - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            (line, column)
+        }
+        None => (1, 1),
+    }
+}
+
+/// Byte offset of the start of 1-based `line`.
+fn line_offset(text: &str, line: usize) -> usize {
+    if line <= 1 {
+        return 0;
+    }
+    text.match_indices('\n')
+        .nth(line - 2)
+        .map_or(text.len(), |(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", 0.25),
+            ("5s", 5.0),
+            ("1m", 60.0),
+            ("1m30s", 90.0),
+            ("1.5s", 1.5),
+            ("1h", 3600.0),
+        ];
+        for (s, secs) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_secs_f64(secs)), "{s}");
+        }
+        for bad in ["", "5", "s", "5x", "-1s", "0s", "25h", "1.2.3s", "5 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn locate_finds_line_and_column() {
+        let text = "a: 1\nbb: x\n  c: x\n";
+        assert_eq!(locate(text, "x", 0), (2, 5));
+        assert_eq!(locate(text, "x", line_offset(text, 3)), (3, 6));
+        assert_eq!(locate(text, "zz", 0), (1, 1));
+    }
+
+    #[test]
+    fn defaults_and_overrides_merge() {
+        let text = r#"
+defaults:
+  timeout: 2s
+  method: HEAD
+  headers: {X-A: "1", X-B: "2"}
+  valid_status_codes: [200]
+targets:
+  - http://127.0.0.1:8080/a
+  - url: http://[::1]:8080/b?q=1
+    name: b
+    labels: {team: core}
+    timeout: 250ms
+    method: GET
+    headers: {x-b: "3"}
+    valid_status_codes: ["4xx"]
+"#;
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        assert_eq!(c.targets.len(), 2);
+        let a = &c.targets[0];
+        assert_eq!(a.timeout, Duration::from_secs(2));
+        let req = std::str::from_utf8(&a.request).unwrap();
+        assert!(
+            req.starts_with("HEAD /a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
+            "{req}"
+        );
+        assert!(req.contains("X-A: 1\r\nX-B: 2\r\n"));
+        assert!(a.valid_codes.contains(200) && !a.valid_codes.contains(204));
+        let b = &c.targets[1];
+        assert_eq!(b.timeout, Duration::from_millis(250));
+        let req = std::str::from_utf8(&b.request).unwrap();
+        assert!(
+            req.starts_with("GET /b?q=1 HTTP/1.1\r\nHost: [::1]:8080\r\n"),
+            "{req}"
+        );
+        assert!(
+            req.contains("X-A: 1\r\nx-b: 3\r\n") && !req.contains("X-B"),
+            "{req}"
+        );
+        assert!(b.valid_codes.contains(404) && !b.valid_codes.contains(200));
+        assert_eq!(
+            b.label_block,
+            r#"target="http://[::1]:8080/b?q=1",name="b",team="core""#
+        );
+        assert_eq!(c.max_connections_per_host, DEFAULT_MAX_CONNECTIONS_PER_HOST);
+    }
+
+    #[test]
+    fn file_sd_format() {
+        let text = "- targets: [http://127.0.0.1:1/, 'http://127.0.0.1:2/x']\n  labels: {env: prod, name: web, __meta_x: y}\n- targets: [http://127.0.0.1:3/]\n";
+        let c = parse(Path::new("sd.yml"), text).unwrap();
+        let blocks: Vec<_> = c.targets.iter().map(|t| t.label_block.as_str()).collect();
+        assert_eq!(
+            blocks,
+            [
+                r#"target="http://127.0.0.1:1/",name="web",env="prod""#,
+                r#"target="http://127.0.0.1:2/x",name="web",env="prod""#,
+                r#"target="http://127.0.0.1:3/""#,
+            ]
+        );
+    }
+}

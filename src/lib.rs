@@ -1,0 +1,37 @@
+//! http_status_exporter: a Prometheus exporter that, on every scrape of `/metrics`, probes
+//! every configured HTTP(S) target concurrently with a hand-rolled HTTP/1.1 status-line probe
+//! and reports status code, success, latency by phase, TLS facts and why a probe failed.
+//!
+//! # Layout
+//! - [`cli`]: command-line flags.
+//! - [`config`]: the targets file: schema, defaults, validation with file:line:column errors.
+//! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
+//! - [`target`]: a target URL parsed once, its request bytes and label block.
+//! - [`tls`]: TLS client configurations, certificate expiry, TLS failure classification.
+//! - [`probe`]: one probe: [`probe::connect`] (resolve, Happy Eyeballs) and
+//!   [`probe::status`] (the status-line parser).
+//! - [`round`]: one scrape's fan-out, and sharing a round between concurrent scrapes.
+//! - [`metrics`]: metric names and rendering; the exporter's own registry.
+//! - [`server`]: hyper endpoints, reload, graceful shutdown.
+//! - [`status_page`]: the HTML status page.
+//! - [`check`]: the one-shot `check` command.
+//! - [`logging`]: logfmt and JSON log output.
+//! - [`sys`]: file-descriptor limit and the concurrency derived from it.
+
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod check;
+pub mod cli;
+pub mod codes;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+pub mod round;
+pub mod server;
+pub mod status_page;
+pub mod sys;
+pub mod target;
+pub mod tls;

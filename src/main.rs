@@ -1,0 +1,179 @@
+//! The `http_status_exporter` binary: flags, logging, config, listener, run.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use http_status_exporter::cli::{self, Command};
+use http_status_exporter::config;
+use http_status_exporter::metrics::ExporterMetrics;
+use http_status_exporter::round::{Limits, Prober};
+use http_status_exporter::server::{self, App};
+use http_status_exporter::{check, logging, sys};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Help(text) => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Version => {
+                println!("http_status_exporter {}", env!("CARGO_PKG_VERSION"));
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Check(args) => run_check(args).await,
+            Command::Serve(args) => run_serve(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("http_status_exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Probe once and print; exit 1 if any target failed.
+async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
+    logging::init(&args.logging);
+    let mut config = match &args.config_file {
+        Some(f) => config::load(f)?,
+        None => config::from_urls(&[], args.timeout)?,
+    };
+    if !args.urls.is_empty() {
+        let extra = config::from_urls(&args.urls, args.timeout)?;
+        config.targets.extend(extra.targets);
+    }
+    let fd_limit = sys::raise_fd_limit();
+    let concurrency = args
+        .concurrency
+        .map_or(sys::concurrency_for(fd_limit), |c| {
+            sys::clamp_concurrency(c, fd_limit)
+        });
+    let mut stdout = std::io::stdout().lock();
+    let failed = check::run(config, Limits { concurrency }, args.output, &mut stdout).await;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Run the exporter until SIGTERM or SIGINT.
+async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
+    logging::init(&args.logging);
+    let path = args.config_file.clone();
+    let config = config::load(&path)?;
+    if args.config_check {
+        println!("{}: OK, {} targets", path.display(), config.targets.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fd_limit = sys::raise_fd_limit();
+    let concurrency = args
+        .concurrency
+        .map_or(sys::concurrency_for(fd_limit), |c| {
+            sys::clamp_concurrency(c, fd_limit)
+        });
+    let metrics = ExporterMetrics::new().context("registering metrics")?;
+    let targets = config.targets.len();
+    let prober = Arc::new(Prober::new(config, Limits { concurrency }, metrics));
+    let loader_path = path.clone();
+    let app = Arc::new(App::new(
+        prober,
+        args.timeout_offset,
+        Box::new(move || config::load(&loader_path)),
+    ));
+    let address = cli::listen_address(&args.listen_address);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    tracing::info!(
+        address = %local,
+        config = %path.display(),
+        targets,
+        concurrency,
+        fd_limit,
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    spawn_reload_on_sighup(app.clone());
+    if let Some(every) = args.auto_reload_interval {
+        spawn_auto_reload(app.clone(), path.clone(), every);
+    }
+    server::serve(listener, app, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reload the config on every SIGHUP.
+fn spawn_reload_on_sighup(app: Arc<App>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = app.reload().await;
+        }
+    });
+}
+
+/// Poll the targets file and reload when its content changed.
+fn spawn_auto_reload(app: Arc<App>, path: std::path::PathBuf, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut last = tokio::fs::read(&path).await.ok();
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = tokio::fs::read(&path).await.ok();
+            if now.is_some() && now != last {
+                tracing::info!(config = %path.display(), "targets file changed");
+                let _ = app.reload().await;
+                last = now;
+            }
+        }
+    });
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for shutdown signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Metric names and help texts, rendering a round into the text exposition format, and the
+//! exporter's own metrics.
+//!
+//! Probe metrics are rendered straight from a round's results with each target's label block
+//! built at load, once per round, and shared by every scrape that reads that round. A target
+//! removed from the config is simply not in the next round, so it leaves no series behind.
+//! The exporter's own metrics live in a [`prometheus::Registry`] owned by [`ExporterMetrics`].
+
+use std::fmt::Write as _;
+
+use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::probe::ProbeResult;
+use crate::target::Target;
+
+/// Name, help text and type of every per-target metric, in output order.
+pub const PROBE_METRICS: &[(&str, &str)] = &[
+    (
+        "probe_success",
+        "Whether the probe succeeded: a valid status line with a valid code.",
+    ),
+    (
+        "probe_http_status_code",
+        "Status code of the final response; 0 when no valid status line arrived.",
+    ),
+    (
+        "probe_duration_seconds",
+        "Duration of the probe from its start (after it left the queue) to its end.",
+    ),
+    (
+        "probe_http_duration_seconds",
+        "Duration of each phase of the probe: resolve, connect, tls, processing.",
+    ),
+    (
+        "probe_failure_reason",
+        "Why the probe failed: 1 on the series of its reason, only for failed probes.",
+    ),
+    (
+        "probe_ip_protocol",
+        "Address family the probe connected with: 4 or 6.",
+    ),
+    (
+        "probe_http_version",
+        "HTTP version of the status line: 1 or 1.1.",
+    ),
+    (
+        "probe_tls_version_info",
+        "Negotiated TLS version, as the version label; value 1.",
+    ),
+    (
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest NotAfter in the certificate chain the server presented, unix seconds; reported also when verification failed.",
+    ),
+    (
+        "probe_ssl_leaf_cert_expiry",
+        "NotAfter of the server's leaf certificate, unix seconds; reported also when verification failed.",
+    ),
+];
+
+/// The phases of `probe_http_duration_seconds`.
+pub const PHASES: [&str; 4] = ["resolve", "connect", "tls", "processing"];
+
+/// Render the probe metrics of one round. `results[i]` belongs to `targets[i]`.
+pub fn render_round(targets: &[Target], results: &[ProbeResult]) -> String {
+    // About 700 bytes per target for a typical label block; one allocation up front.
+    let per_target: usize = targets.iter().map(|t| t.label_block.len()).sum::<usize>() * 13;
+    let mut out = String::with_capacity(per_target + targets.len() * 300 + 4096);
+    let pairs = || targets.iter().zip(results);
+    for &(name, help) in PROBE_METRICS {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+        match name {
+            "probe_success" => {
+                for (t, r) in pairs() {
+                    line(&mut out, name, &t.label_block, u8::from(r.success()));
+                }
+            }
+            "probe_http_status_code" => {
+                for (t, r) in pairs() {
+                    let code = r.status.as_ref().map_or(0, |s| s.code);
+                    line(&mut out, name, &t.label_block, code);
+                }
+            }
+            "probe_duration_seconds" => {
+                for (t, r) in pairs() {
+                    line(&mut out, name, &t.label_block, r.duration.as_secs_f64());
+                }
+            }
+            "probe_http_duration_seconds" => {
+                for (t, r) in pairs() {
+                    let p = &r.phases;
+                    for (phase, d) in PHASES
+                        .iter()
+                        .zip([p.resolve, p.connect, p.tls, p.processing])
+                    {
+                        extra(
+                            &mut out,
+                            name,
+                            &t.label_block,
+                            "phase",
+                            phase,
+                            d.as_secs_f64(),
+                        );
+                    }
+                }
+            }
+            "probe_failure_reason" => {
+                for (t, r) in pairs() {
+                    if let Some(reason) = r.failure {
+                        extra(&mut out, name, &t.label_block, "reason", reason.as_str(), 1);
+                    }
+                }
+            }
+            "probe_ip_protocol" => {
+                for (t, r) in pairs() {
+                    if let Some(v) = r.ip_protocol {
+                        line(&mut out, name, &t.label_block, v);
+                    }
+                }
+            }
+            "probe_http_version" => {
+                for (t, r) in pairs() {
+                    if let Some(s) = &r.status {
+                        let v = match s.version {
+                            crate::probe::status::HttpVersion::Http10 => "1",
+                            crate::probe::status::HttpVersion::Http11 => "1.1",
+                        };
+                        line(&mut out, name, &t.label_block, v);
+                    }
+                }
+            }
+            "probe_tls_version_info" => {
+                for (t, r) in pairs() {
+                    if let Some(v) = r.tls_version {
+                        extra(&mut out, name, &t.label_block, "version", v.as_str(), 1);
+                    }
+                }
+            }
+            "probe_ssl_earliest_cert_expiry" => {
+                for (t, r) in pairs() {
+                    if let Some(c) = r.cert {
+                        line(&mut out, name, &t.label_block, c.earliest);
+                    }
+                }
+            }
+            "probe_ssl_leaf_cert_expiry" => {
+                for (t, r) in pairs() {
+                    if let Some(c) = r.cert {
+                        line(&mut out, name, &t.label_block, c.leaf);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `name{labels} value`.
+fn line(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+}
+
+/// `name{labels,key="value"} v`; `value` must need no escaping (it is one of ours).
+fn extra(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    key: &str,
+    value: &str,
+    v: impl std::fmt::Display,
+) {
+    let _ = writeln!(out, "{name}{{{labels},{key}=\"{value}\"}} {v}");
+}
+
+/// The exporter's own metrics, in a registry this struct owns.
+#[derive(Debug, Clone)]
+pub struct ExporterMetrics {
+    /// Everything below, plus process metrics.
+    pub registry: Registry,
+    /// Targets this instance probes (after sharding).
+    pub targets: IntGauge,
+    /// Duration of the last completed round.
+    pub round_duration: Gauge,
+    /// Longest time a probe of the last round waited for a free slot.
+    pub round_queue: Gauge,
+    /// Probes of the last round that never started before the scrape deadline.
+    pub round_not_started: IntGauge,
+    /// Rounds run since start.
+    pub rounds: IntCounter,
+    /// Scrapes answered since start (several may share one round).
+    pub scrapes: IntCounter,
+    /// Whether the last config reload succeeded.
+    pub reload_ok: IntGauge,
+    /// When the config was last loaded successfully.
+    pub reload_success_time: Gauge,
+    /// The effective probe concurrency bound.
+    pub concurrency: IntGauge,
+}
+
+/// Namespace of the exporter's own metrics.
+pub const NAMESPACE: &str = "http_status_exporter";
+
+impl ExporterMetrics {
+    /// Register every exporter metric (and process metrics, on Linux) in a new registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+        let build = IntGaugeVec::new(
+            opts("build_info", "Build information; value 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+            &[],
+        )?;
+        build.with_label_values(&[] as &[&str]).set(1);
+        let m = ExporterMetrics {
+            targets: IntGauge::with_opts(opts(
+                "targets",
+                "Targets probed by this instance (after sharding).",
+            ))?,
+            round_duration: Gauge::with_opts(opts(
+                "round_duration_seconds",
+                "Duration of the last completed probe round.",
+            ))?,
+            round_queue: Gauge::with_opts(opts(
+                "round_queue_seconds",
+                "Longest time a probe of the last round waited for a free slot before it started.",
+            ))?,
+            round_not_started: IntGauge::with_opts(opts(
+                "round_probes_not_started",
+                "Probes of the last round that never started before the scrape deadline.",
+            ))?,
+            rounds: IntCounter::with_opts(opts("rounds_total", "Probe rounds run."))?,
+            scrapes: IntCounter::with_opts(opts("scrapes_total", "Scrapes of /metrics answered."))?,
+            reload_ok: IntGauge::with_opts(opts(
+                "config_last_reload_successful",
+                "Whether the last config load or reload succeeded.",
+            ))?,
+            reload_success_time: Gauge::with_opts(opts(
+                "config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config load or reload.",
+            ))?,
+            concurrency: IntGauge::with_opts(opts(
+                "probe_concurrency",
+                "Most probes that run at once.",
+            ))?,
+            registry,
+        };
+        m.registry.register(Box::new(build))?;
+        for c in [
+            Box::new(m.targets.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.round_duration.clone()),
+            Box::new(m.round_queue.clone()),
+            Box::new(m.round_not_started.clone()),
+            Box::new(m.rounds.clone()),
+            Box::new(m.scrapes.clone()),
+            Box::new(m.reload_ok.clone()),
+            Box::new(m.reload_success_time.clone()),
+            Box::new(m.concurrency.clone()),
+        ] {
+            m.registry.register(c)?;
+        }
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(m)
+    }
+
+    /// The registry in the text exposition format.
+    pub fn render(&self, out: &mut Vec<u8>) -> Result<(), prometheus::Error> {
+        TextEncoder::new().encode(&self.registry.gather(), out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::status::{HttpVersion, StatusLine};
+    use crate::probe::{FailureReason, Phases};
+    use std::time::Duration;
+
+    fn target(url: &str) -> Target {
+        crate::config::parse(
+            std::path::Path::new("t.yml"),
+            &format!("targets: ['{url}']"),
+        )
+        .unwrap()
+        .targets
+        .remove(0)
+    }
+
+    #[test]
+    fn a_round_renders_every_family_in_order() {
+        let targets = [
+            target("http://127.0.0.1:1/ok"),
+            target("http://127.0.0.1:2/down"),
+        ];
+        let ok = ProbeResult {
+            status: Some(StatusLine {
+                version: HttpVersion::Http11,
+                code: 200,
+                reason: "OK".into(),
+            }),
+            duration: Duration::from_millis(1500),
+            phases: Phases {
+                connect: Duration::from_millis(500),
+                ..Default::default()
+            },
+            ip_protocol: Some(4),
+            ..Default::default()
+        };
+        let down = ProbeResult {
+            failure: Some(FailureReason::ConnectRefused),
+            ..Default::default()
+        };
+        let text = render_round(&targets, &[ok, down]);
+        for want in [
+            "probe_success{target=\"http://127.0.0.1:1/ok\"} 1\n",
+            "probe_success{target=\"http://127.0.0.1:2/down\"} 0\n",
+            "probe_http_status_code{target=\"http://127.0.0.1:1/ok\"} 200\n",
+            "probe_http_status_code{target=\"http://127.0.0.1:2/down\"} 0\n",
+            "probe_duration_seconds{target=\"http://127.0.0.1:1/ok\"} 1.5\n",
+            "probe_http_duration_seconds{target=\"http://127.0.0.1:1/ok\",phase=\"connect\"} 0.5\n",
+            "probe_failure_reason{target=\"http://127.0.0.1:2/down\",reason=\"connect_refused\"} 1\n",
+            "probe_ip_protocol{target=\"http://127.0.0.1:1/ok\"} 4\n",
+            "probe_http_version{target=\"http://127.0.0.1:1/ok\"} 1.1\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("reason=\"connect_refused\"} 0"));
+        assert!(!text.contains("probe_failure_reason{target=\"http://127.0.0.1:1/ok\""));
+        // Families appear once each, in order.
+        let helps: Vec<_> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(helps.len(), PROBE_METRICS.len());
+    }
+
+    #[test]
+    fn exporter_metrics_render() {
+        let m = ExporterMetrics::new().unwrap();
+        m.targets.set(3);
+        let mut out = Vec::new();
+        m.render(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("http_status_exporter_targets 3\n"), "{text}");
+        assert!(text.contains("http_status_exporter_build_info{version=\""));
+    }
+}

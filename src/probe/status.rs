@@ -1,0 +1,468 @@
+//! The HTTP/1.x response-head reader: pure parsing, no IO.
+//!
+//! A probe feeds the bytes it has read so far to [`HeadParser::advance`]. The parser answers
+//! "need more bytes", "here is the final status line", or "this is not an HTTP/1.x response".
+//! Interim `1xx` responses (`100 Continue`, `103 Early Hints`, ...) and their header lines are
+//! skipped. Garbage is rejected as early as the first byte that cannot start a status line, so a
+//! peer speaking another protocol fails at once instead of at the deadline.
+
+use std::fmt;
+
+/// Longest line accepted, in bytes, line end included. A peer that sends more without a line
+/// end is answering with something that is not an HTTP status line or header.
+pub const MAX_LINE: usize = 4096;
+
+/// How many interim (1xx) responses may precede the final one.
+pub const MAX_INTERIM: usize = 8;
+
+/// Header lines accepted inside all interim responses together.
+pub const MAX_INTERIM_HEADERS: usize = 100;
+
+/// The HTTP version named in a status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// `HTTP/1.0`
+    Http10,
+    /// `HTTP/1.1`
+    Http11,
+}
+
+impl fmt::Display for HttpVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+        })
+    }
+}
+
+/// A parsed status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    /// The protocol version the peer answered with.
+    pub version: HttpVersion,
+    /// The three-digit status code, 100 to 599.
+    pub code: u16,
+    /// The reason phrase, possibly empty; non-UTF-8 bytes are replaced.
+    pub reason: String,
+}
+
+impl fmt::Display for StatusLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.version, self.code)?;
+        if !self.reason.is_empty() {
+            write!(f, " {}", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the bytes are not an HTTP/1.x response head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The first bytes cannot start `HTTP/1.0` or `HTTP/1.1`.
+    #[error("not an HTTP/1.x status line")]
+    NotHttp,
+    /// `HTTP/` followed by a version other than 1.0 or 1.1.
+    #[error("unsupported HTTP version")]
+    Version,
+    /// The status code is not three digits from 100 to 599.
+    #[error("malformed status code")]
+    Code,
+    /// Something other than a space, a reason phrase or a line end follows the code, or the
+    /// reason phrase holds control characters.
+    #[error("malformed status line")]
+    Malformed,
+    /// A line longer than [`MAX_LINE`] bytes.
+    #[error("line longer than {MAX_LINE} bytes")]
+    TooLong,
+    /// More interim responses or interim header lines than the limits allow.
+    #[error("too many interim responses")]
+    TooManyInterim,
+    /// A header line of an interim response is not `name: value`.
+    #[error("malformed header line in an interim response")]
+    Header,
+}
+
+/// What the parser needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Give me more bytes; `consumed` bytes at the front of the buffer are done with and may be
+    /// dropped before the next call.
+    NeedMore {
+        /// Bytes at the front of the buffer that belonged to complete interim responses.
+        consumed: usize,
+    },
+    /// The final status line was read completely.
+    Done(StatusLine),
+}
+
+/// Where the parser is in the response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The next line is a status line.
+    Status,
+    /// Inside the header block of an interim response.
+    InterimHeaders,
+}
+
+/// Incremental response-head parser. It keeps only counters; the caller owns the bytes.
+#[derive(Debug, Clone)]
+pub struct HeadParser {
+    /// What the next complete line is.
+    state: State,
+    /// Interim responses seen so far.
+    interim: usize,
+    /// Interim header lines seen so far.
+    interim_headers: usize,
+}
+
+impl Default for HeadParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeadParser {
+    /// A parser expecting a status line first.
+    pub fn new() -> Self {
+        HeadParser {
+            state: State::Status,
+            interim: 0,
+            interim_headers: 0,
+        }
+    }
+
+    /// Consume complete lines of `buf`. Returns the final status line once it is complete, or
+    /// how many leading bytes are finished with. Errors as soon as the bytes cannot be HTTP/1.x.
+    pub fn advance(&mut self, buf: &[u8]) -> Result<Step, ParseError> {
+        let mut pos = 0;
+        loop {
+            let rest = &buf[pos..];
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                if rest.len() >= MAX_LINE {
+                    return Err(ParseError::TooLong);
+                }
+                if self.state == State::Status {
+                    check_prefix(rest)?;
+                }
+                return Ok(Step::NeedMore { consumed: pos });
+            };
+            if nl + 1 > MAX_LINE {
+                return Err(ParseError::TooLong);
+            }
+            let mut line = &rest[..nl];
+            if let [head @ .., b'\r'] = line {
+                line = head;
+            }
+            pos += nl + 1;
+            match self.state {
+                State::Status => {
+                    let status = parse_status_line(line)?;
+                    if (100..200).contains(&status.code) && status.code != 101 {
+                        self.interim += 1;
+                        if self.interim > MAX_INTERIM {
+                            return Err(ParseError::TooManyInterim);
+                        }
+                        self.state = State::InterimHeaders;
+                    } else {
+                        return Ok(Step::Done(status));
+                    }
+                }
+                State::InterimHeaders => {
+                    if line.is_empty() {
+                        self.state = State::Status;
+                        continue;
+                    }
+                    self.interim_headers += 1;
+                    if self.interim_headers > MAX_INTERIM_HEADERS {
+                        return Err(ParseError::TooManyInterim);
+                    }
+                    check_header_line(line)?;
+                }
+            }
+        }
+    }
+}
+
+/// What every status line starts with.
+const HTTP: &[u8] = b"HTTP/";
+
+/// The accepted major version after [`HTTP`].
+const MAJOR: &[u8] = b"1.";
+
+/// Compare `partial` with `want` on their common length.
+fn agrees(partial: &[u8], want: &[u8]) -> bool {
+    let n = partial.len().min(want.len());
+    partial[..n] == want[..n]
+}
+
+/// Reject a partial status line as soon as its bytes cannot start an accepted one.
+fn check_prefix(partial: &[u8]) -> Result<(), ParseError> {
+    if !agrees(partial, HTTP) {
+        return Err(ParseError::NotHttp);
+    }
+    let after_http = partial.get(HTTP.len()..).unwrap_or_default();
+    if !agrees(after_http, MAJOR) {
+        return Err(ParseError::Version);
+    }
+    // From here on the layout is fixed: minor digit, space, three digits, space or line end.
+    let tail = after_http.get(MAJOR.len()..).unwrap_or_default();
+    for (i, &b) in tail.iter().enumerate().take(6) {
+        let ok = match i {
+            0 => b == b'0' || b == b'1',
+            1 => b == b' ',
+            2..=4 => b.is_ascii_digit(),
+            _ => b == b' ' || b == b'\r',
+        };
+        if !ok {
+            return Err(if i < 2 {
+                ParseError::Version
+            } else {
+                ParseError::Code
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Parse one complete status line, line end already removed.
+///
+/// Grammar (RFC 9112 §4): `HTTP/1.0` or `HTTP/1.1`, one space, three digits, then nothing or a
+/// space and a reason phrase of visible characters, spaces, tabs and obs-text.
+pub fn parse_status_line(line: &[u8]) -> Result<StatusLine, ParseError> {
+    let Some(rest) = line.strip_prefix(HTTP) else {
+        return Err(ParseError::NotHttp);
+    };
+    let (version, rest) = match rest {
+        [b'1', b'.', b'0', rest @ ..] => (HttpVersion::Http10, rest),
+        [b'1', b'.', b'1', rest @ ..] => (HttpVersion::Http11, rest),
+        _ => return Err(ParseError::Version),
+    };
+    let Some(rest) = rest.strip_prefix(b" ") else {
+        return Err(ParseError::Version);
+    };
+    let digits = rest.get(..3).ok_or(ParseError::Code)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::Code);
+    }
+    let code = digits
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    if !(100..=599).contains(&code) {
+        return Err(ParseError::Code);
+    }
+    let reason = match &rest[3..] {
+        [] => &[][..],
+        [b' ', reason @ ..] => reason,
+        [d, ..] if d.is_ascii_digit() => return Err(ParseError::Code),
+        _ => return Err(ParseError::Malformed),
+    };
+    if reason
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err(ParseError::Malformed);
+    }
+    Ok(StatusLine {
+        version,
+        code,
+        reason: String::from_utf8_lossy(reason).into_owned(),
+    })
+}
+
+/// Check an interim response's header line: a token, a colon, then no control characters.
+fn check_header_line(line: &[u8]) -> Result<(), ParseError> {
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ParseError::Header)?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(ParseError::Header);
+    }
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(ParseError::Header);
+    }
+    Ok(())
+}
+
+/// RFC 9110 `tchar`: the characters of a token such as a header name or a method.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str, version: HttpVersion) -> StatusLine {
+        StatusLine {
+            version,
+            code,
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn parse_all(input: &[u8]) -> Result<Step, ParseError> {
+        HeadParser::new().advance(input)
+    }
+
+    #[test]
+    fn complete_status_lines() {
+        use HttpVersion::*;
+        let cases: &[(&[u8], StatusLine)] = &[
+            (b"HTTP/1.1 200 OK\r\n", status(200, "OK", Http11)),
+            (
+                b"HTTP/1.0 404 Not Found\r\n",
+                status(404, "Not Found", Http10),
+            ),
+            (b"HTTP/1.1 204\r\n", status(204, "", Http11)),
+            (b"HTTP/1.1 299 \r\n", status(299, "", Http11)),
+            (
+                b"HTTP/1.1 500 Internal\tError\n",
+                status(500, "Internal\tError", Http11),
+            ),
+            (
+                b"HTTP/1.1 301 Moved\nLocation: /x\n",
+                status(301, "Moved", Http11),
+            ),
+            (b"HTTP/1.1 599 x\r\n", status(599, "x", Http11)),
+            (
+                b"HTTP/1.1 200 caf\xc3\xa9\r\n",
+                status(200, "caf\u{e9}", Http11),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse_all(input),
+                Ok(Step::Done(want.clone())),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn rejected_status_lines() {
+        let cases: &[(&[u8], ParseError)] = &[
+            (b"SSH-2.0-OpenSSH_9.2\r\n", ParseError::NotHttp),
+            (b"\x16\x03\x01\x00", ParseError::NotHttp),
+            (b"\r\nHTTP/1.1 200 OK\r\n", ParseError::NotHttp),
+            (b"http/1.1 200 OK\r\n", ParseError::NotHttp),
+            (b"HTTP/2.0 200 OK\r\n", ParseError::Version),
+            (b"HTTP/1.2 200 OK\r\n", ParseError::Version),
+            (b"HTTP/1.1  200 OK\r\n", ParseError::Code),
+            (b"HTTP/1.1 20 OK\r\n", ParseError::Code),
+            (b"HTTP/1.1 2000 OK\r\n", ParseError::Code),
+            (b"HTTP/1.1 20x OK\r\n", ParseError::Code),
+            (b"HTTP/1.1 099 Low\r\n", ParseError::Code),
+            (b"HTTP/1.1 600 High\r\n", ParseError::Code),
+            (b"HTTP/1.1 200OK\r\n", ParseError::Malformed),
+            (b"HTTP/1.1 200 O\x00K\r\n", ParseError::Malformed),
+            (b"HTTP/1.1\r\n", ParseError::Version),
+            (b"HTTP/1.1 \r\n", ParseError::Code),
+            (b"ICY 200 OK\r\n", ParseError::NotHttp),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse_all(input),
+                Err(want.clone()),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected_from_its_first_bytes() {
+        assert_eq!(parse_all(b"S"), Err(ParseError::NotHttp));
+        assert_eq!(parse_all(b"\x00"), Err(ParseError::NotHttp));
+        assert_eq!(parse_all(b"HTTP/1.9"), Err(ParseError::Version));
+        assert_eq!(parse_all(b"HTTP/1.1 2x"), Err(ParseError::Code));
+        assert_eq!(parse_all(b"HTTP/1.1 2000"), Err(ParseError::Code));
+        // A valid prefix asks for more.
+        assert_eq!(parse_all(b"HTT"), Ok(Step::NeedMore { consumed: 0 }));
+        assert_eq!(
+            parse_all(b"HTTP/1.1 20"),
+            Ok(Step::NeedMore { consumed: 0 })
+        );
+        assert_eq!(parse_all(b""), Ok(Step::NeedMore { consumed: 0 }));
+    }
+
+    #[test]
+    fn byte_by_byte_feeding_gives_the_same_answer() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 418 I'm a teapot\r\n";
+        let mut parser = HeadParser::new();
+        let mut buf = Vec::new();
+        let mut result = None;
+        for &b in input.iter() {
+            buf.push(b);
+            match parser.advance(&buf).expect("valid prefix") {
+                Step::NeedMore { consumed } => {
+                    buf.drain(..consumed);
+                }
+                Step::Done(s) => {
+                    result = Some(s);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            result,
+            Some(status(418, "I'm a teapot", HttpVersion::Http11))
+        );
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let input = b"HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\n";
+        assert_eq!(
+            parse_all(input),
+            Ok(Step::Done(status(200, "OK", HttpVersion::Http11)))
+        );
+        // 101 is final: nothing asked to switch protocols.
+        assert_eq!(
+            parse_all(b"HTTP/1.1 101 Switching\r\n"),
+            Ok(Step::Done(status(101, "Switching", HttpVersion::Http11)))
+        );
+        // An interim response with a bad header line.
+        assert_eq!(
+            parse_all(b"HTTP/1.1 103 Early\r\nnot a header\r\n"),
+            Err(ParseError::Header)
+        );
+        let many = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
+        assert_eq!(parse_all(&many), Err(ParseError::TooManyInterim));
+    }
+
+    #[test]
+    fn interim_bytes_are_reported_consumed() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2";
+        assert_eq!(parse_all(input), Ok(Step::NeedMore { consumed: 25 }));
+    }
+
+    #[test]
+    fn long_lines_are_refused() {
+        let mut line = b"HTTP/1.1 200 ".to_vec();
+        line.resize(MAX_LINE, b'a');
+        assert_eq!(parse_all(&line), Err(ParseError::TooLong));
+        line.truncate(MAX_LINE - 1);
+        assert_eq!(parse_all(&line), Ok(Step::NeedMore { consumed: 0 }));
+        line.push(b'\n');
+        assert!(matches!(parse_all(&line), Ok(Step::Done(_))));
+    }
+
+    #[test]
+    fn every_single_byte_prefix_of_garbage_is_decided_without_panic() {
+        for b in 0..=255u8 {
+            let r = parse_all(&[b]);
+            if b == b'H' {
+                assert_eq!(r, Ok(Step::NeedMore { consumed: 0 }));
+            } else if b == b'\n' {
+                assert_eq!(r, Err(ParseError::NotHttp));
+            } else {
+                assert_eq!(r, Err(ParseError::NotHttp), "byte {b}");
+            }
+        }
+    }
+}

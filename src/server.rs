@@ -1,0 +1,270 @@
+//! The exporter's HTTP endpoints (hyper), config reload and graceful shutdown.
+//!
+//! - `GET /metrics`: joins or starts a probe round and answers with its metrics.
+//! - `GET /`: the status page of the last round.
+//! - `GET /-/healthy`, `GET /-/ready`: liveness and readiness.
+//! - `POST /-/reload`: reload the targets file.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, ConfigError};
+use crate::round::Prober;
+
+/// Content type of the text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 512;
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request head accepted.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Loads the config again for a reload.
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Everything the endpoints share.
+pub struct App {
+    /// Runs rounds; holds the config.
+    pub prober: Arc<Prober>,
+    /// Subtracted from the scrape timeout Prometheus announces.
+    pub timeout_offset: Duration,
+    /// Reads the targets file again.
+    pub loader: Loader,
+    /// Serialises reloads.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("timeout_offset", &self.timeout_offset)
+            .finish()
+    }
+}
+
+impl App {
+    /// An app serving `prober`; records the initial load as a successful one.
+    pub fn new(prober: Arc<Prober>, timeout_offset: Duration, loader: Loader) -> Self {
+        let m = prober.metrics();
+        m.reload_ok.set(1);
+        m.reload_success_time.set(unix_now());
+        App {
+            prober,
+            timeout_offset,
+            loader,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Load the targets file again; a bad file keeps the old config in use.
+    pub async fn reload(&self) -> Result<usize, ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        let m = self.prober.metrics();
+        match (self.loader)() {
+            Ok(config) => {
+                let n = config.targets.len();
+                self.prober.set_config(config);
+                m.reload_ok.set(1);
+                m.reload_success_time.set(unix_now());
+                tracing::info!(targets = n, "config reloaded");
+                Ok(n)
+            }
+            Err(e) => {
+                m.reload_ok.set(0);
+                tracing::error!(error = %e, "config reload failed; keeping the previous config");
+                Err(e)
+            }
+        }
+    }
+
+    /// The probe budget of a scrape: the announced scrape timeout minus the offset.
+    pub fn budget(&self, header: Option<&HeaderValue>) -> Option<Duration> {
+        scrape_budget(
+            header
+                .and_then(|h| h.to_str().ok())
+                .and_then(|s| s.trim().parse().ok()),
+            self.timeout_offset,
+        )
+    }
+}
+
+/// Seconds since the epoch, as a float.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The budget for a scrape announcing `timeout` seconds: `timeout - offset`, or the whole
+/// timeout when the offset would eat it; `None` (each probe's own timeout) without a header.
+pub fn scrape_budget(timeout: Option<f64>, offset: Duration) -> Option<Duration> {
+    let t = timeout.filter(|t| t.is_finite() && *t > 0.0)?;
+    let t = Duration::try_from_secs_f64(t.min(86_400.0)).ok()?;
+    Some(if t > offset { t - offset } else { t })
+}
+
+/// Serve on `listener` until `shutdown` completes, then let in-flight requests finish for up
+/// to [`SHUTDOWN_GRACE`].
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        // The semaphore is never closed.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, say: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_HEAD)
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(move |req| handle(app.clone(), req)),
+                    );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            // Stop accepting; in-flight requests finish below.
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the shutdown grace period");
+    }
+}
+
+/// A response with a body and content type.
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Route one request.
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let text = "text/plain; charset=utf-8";
+    let path = req.uri().path();
+    let method = req.method().clone();
+    let allowed: &[Method] = match path {
+        "/metrics" | "/" | "/-/healthy" | "/-/ready" => &[Method::GET, Method::HEAD],
+        "/-/reload" => &[Method::POST, Method::PUT],
+        _ => return Ok(reply(StatusCode::NOT_FOUND, text, "not found\n")),
+    };
+    if !allowed.contains(&method) {
+        let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, text, "method not allowed\n");
+        let allow = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            r.headers_mut().insert(hyper::header::ALLOW, v);
+        }
+        return Ok(r);
+    }
+    Ok(match path {
+        "/metrics" => {
+            let budget = app.budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
+            match app.prober.scrape(budget).await {
+                Ok(round) => {
+                    let mut body = Vec::with_capacity(round.rendered.len() + 8192);
+                    body.extend_from_slice(round.rendered.as_bytes());
+                    if let Err(e) = app.prober.metrics().render(&mut body) {
+                        tracing::error!(error = %e, "cannot render exporter metrics");
+                    }
+                    reply(StatusCode::OK, METRICS_CONTENT_TYPE, body)
+                }
+                Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
+            }
+        }
+        "/-/healthy" | "/-/ready" => reply(StatusCode::OK, text, "OK\n"),
+        "/-/reload" => match app.reload().await {
+            Ok(n) => reply(
+                StatusCode::OK,
+                text,
+                format!("config reloaded: {n} targets\n"),
+            ),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
+        },
+        _ => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::status_page::render(&app.prober.config(), app.prober.last_round().as_deref()),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_arithmetic() {
+        let half = Duration::from_millis(500);
+        let cases = [
+            (None, None),
+            (Some(10.0), Some(Duration::from_millis(9500))),
+            (Some(0.5), Some(half)),
+            (Some(0.2), Some(Duration::from_millis(200))),
+            (Some(0.0), None),
+            (Some(-3.0), None),
+            (Some(f64::NAN), None),
+            (Some(f64::INFINITY), None),
+            (Some(1e12), Some(Duration::from_secs(86_400) - half)),
+        ];
+        for (header, want) in cases {
+            assert_eq!(scrape_budget(header, half), want, "{header:?}");
+        }
+    }
+}

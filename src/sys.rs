@@ -1,0 +1,62 @@
+//! The process's file-descriptor limit and the probe concurrency derived from it.
+
+/// Descriptors kept free for the listener, scrapes, config and log files.
+pub const FD_RESERVE: u64 = 256;
+
+/// Upper bound of the default concurrency: beyond this, a 2-core machine gains nothing.
+pub const MAX_DEFAULT_CONCURRENCY: usize = 4096;
+
+/// Raise the soft open-files limit toward the hard one; returns the soft limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        // Some kernels cap RLIMIT_NOFILE below RLIM_INFINITY; a modest target always works.
+        let want = lim.rlim_max.min(1 << 20);
+        if want > lim.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = want;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Default probe concurrency for a soft descriptor limit: one descriptor per probe, keeping a
+/// reserve, at least 1, at most [`MAX_DEFAULT_CONCURRENCY`].
+pub fn concurrency_for(fd_limit: u64) -> usize {
+    let usable = fd_limit.saturating_sub(FD_RESERVE).max(1);
+    usize::try_from(usable)
+        .unwrap_or(usize::MAX)
+        .min(MAX_DEFAULT_CONCURRENCY)
+}
+
+/// Clamp a requested concurrency so it cannot exhaust the descriptor limit.
+pub fn clamp_concurrency(requested: usize, fd_limit: u64) -> usize {
+    let usable = usize::try_from(fd_limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    requested.min(usable).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_follows_the_limit() {
+        assert_eq!(concurrency_for(1024), 768);
+        assert_eq!(concurrency_for(100), 1);
+        assert_eq!(concurrency_for(1 << 20), MAX_DEFAULT_CONCURRENCY);
+        assert_eq!(clamp_concurrency(5000, 1024), 768);
+        assert_eq!(clamp_concurrency(10, 1024), 10);
+    }
+}

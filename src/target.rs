@@ -1,0 +1,364 @@
+//! A target URL, parsed and checked once at load, and everything a probe needs from it.
+//!
+//! Nothing here is recomputed per probe: the request bytes, the address to connect to, the TLS
+//! client and the rendered metric labels are built when the config is loaded.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::codes::StatusCodes;
+use crate::tls::TlsTarget;
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plain TCP.
+    Http,
+    /// TLS over TCP.
+    Https,
+}
+
+impl Scheme {
+    /// The port used when the URL names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// The host part of a URL: a DNS name to resolve or an address to use as is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An ASCII (punycode for IDN) DNS name, lower case.
+    Name(String),
+    /// An IP literal: never sent to the resolver.
+    Ip(IpAddr),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V4(a)) => write!(f, "{a}"),
+            Host::Ip(IpAddr::V6(a)) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// A validated probe URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeUrl {
+    /// The URL exactly as written in the config: the `target` label.
+    pub raw: String,
+    /// http or https.
+    pub scheme: Scheme,
+    /// Where to connect.
+    pub host: Host,
+    /// The TCP port, explicit or the scheme's default.
+    pub port: u16,
+    /// The `Host` header value: host, plus `:port` when not the default.
+    pub authority: String,
+    /// Path and query, never empty: the request target of the request line.
+    pub path_and_query: String,
+}
+
+/// Why a URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Whitespace or control characters would allow header injection or hide typos.
+    #[error("URL {0:?} contains whitespace or control characters")]
+    Whitespace(String),
+    /// Only http:// and https:// URLs can be probed.
+    #[error("URL {0:?} must start with http:// or https://")]
+    Scheme(String),
+    /// The URL parser refused it.
+    #[error("invalid URL {url:?}: {reason}")]
+    Parse {
+        /// The URL as written.
+        url: String,
+        /// What the URL parser said.
+        reason: String,
+    },
+    /// Credentials in URLs end up in metric labels.
+    #[error("URL {0:?} carries credentials; put an Authorization header in `headers` instead")]
+    Credentials(String),
+}
+
+/// Parse and check a target URL.
+pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
+    if raw.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(UrlError::Whitespace(raw.to_owned()));
+    }
+    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    let scheme = if lower.starts_with("http://") {
+        Scheme::Http
+    } else if lower.starts_with("https://") {
+        Scheme::Https
+    } else {
+        return Err(UrlError::Scheme(raw.to_owned()));
+    };
+    let url = url::Url::parse(raw).map_err(|e| UrlError::Parse {
+        url: raw.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials(raw.to_owned()));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => Host::Name(d.to_ascii_lowercase()),
+        Some(url::Host::Ipv4(a)) => Host::Ip(IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Host::Ip(IpAddr::V6(a)),
+        None => {
+            return Err(UrlError::Parse {
+                url: raw.to_owned(),
+                reason: "no host".into(),
+            });
+        }
+    };
+    let port = url.port().unwrap_or(scheme.default_port());
+    let authority = if port == scheme.default_port() {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut path_and_query = url.path().to_owned();
+    if path_and_query.is_empty() {
+        path_and_query.push('/');
+    }
+    if let Some(q) = url.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    Ok(ProbeUrl {
+        raw: raw.to_owned(),
+        scheme,
+        host,
+        port,
+        authority,
+        path_and_query,
+    })
+}
+
+/// The request method: GET reads like a browser, HEAD spares the server a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+pub enum Method {
+    /// `GET`
+    #[serde(rename = "GET")]
+    Get,
+    /// `HEAD`
+    #[serde(rename = "HEAD")]
+    Head,
+}
+
+impl Method {
+    /// The method token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+        }
+    }
+}
+
+/// Which address family a probe may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpProtocol {
+    /// Both, IPv6 first, with Happy Eyeballs between them.
+    #[default]
+    Auto,
+    /// IPv4 only.
+    Ip4,
+    /// IPv6 only.
+    Ip6,
+}
+
+/// The `User-Agent` every probe sends unless the config names another.
+pub const USER_AGENT: &str = concat!("http_status_exporter/", env!("CARGO_PKG_VERSION"));
+
+/// Build the request bytes once: request line, `Host`, `User-Agent`, `Connection: close`, then
+/// the configured headers (a configured `Host`, `User-Agent` or `Connection` replaces ours).
+pub fn build_request(url: &ProbeUrl, method: Method, headers: &[(String, String)]) -> Bytes {
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut req = String::with_capacity(128);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        req,
+        "{} {} HTTP/1.1\r\n",
+        method.as_str(),
+        url.path_and_query
+    );
+    if !has("host") {
+        let _ = write!(req, "Host: {}\r\n", url.authority);
+    }
+    if !has("user-agent") {
+        let _ = write!(req, "User-Agent: {USER_AGENT}\r\n");
+    }
+    if !has("connection") {
+        req.push_str("Connection: close\r\n");
+    }
+    for (k, v) in headers {
+        let _ = write!(req, "{k}: {v}\r\n");
+    }
+    req.push_str("\r\n");
+    Bytes::from(req)
+}
+
+/// Escape a label value for the text exposition format.
+pub fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One target, ready to probe.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The parsed URL.
+    pub url: ProbeUrl,
+    /// The optional `name` label.
+    pub name: Option<String>,
+    /// Extra labels from the config, sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// The complete request, built once.
+    pub request: Bytes,
+    /// The probe's own time limit.
+    pub timeout: Duration,
+    /// Status codes that count as success.
+    pub valid_codes: Arc<StatusCodes>,
+    /// TLS client for https targets, shared by every target with the same TLS settings.
+    pub tls: Option<TlsTarget>,
+    /// Address families allowed.
+    pub ip_protocol: IpProtocol,
+    /// Local address to bind before connecting.
+    pub source_ip: Option<IpAddr>,
+    /// The label pairs of this target's series, rendered once: `target="…",name="…",…`.
+    pub label_block: String,
+}
+
+impl Target {
+    /// Render the label block of a target: `target` first, then `name`, then extra labels.
+    pub fn render_labels(url: &str, name: Option<&str>, labels: &[(String, String)]) -> String {
+        let mut out = String::with_capacity(url.len() + 32);
+        out.push_str("target=\"");
+        escape_label_value(&mut out, url);
+        out.push('"');
+        if let Some(n) = name {
+            out.push_str(",name=\"");
+            escape_label_value(&mut out, n);
+            out.push('"');
+        }
+        for (k, v) in labels {
+            out.push(',');
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(&mut out, v);
+            out.push('"');
+        }
+        out
+    }
+
+    /// A stable 64-bit hash of the target's URL (FNV-1a), used to assign shards.
+    pub fn shard_hash(&self) -> u64 {
+        fnv1a(self.url.raw.as_bytes())
+    }
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms, unlike `std`'s hasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised_for_the_wire() {
+        let u = parse_url("http://Example.COM").unwrap();
+        assert_eq!(u.host, Host::Name("example.com".into()));
+        assert_eq!((u.port, u.authority.as_str()), (80, "example.com"));
+        assert_eq!(u.path_and_query, "/");
+
+        let u = parse_url("https://[::1]:8443/a/b?x=1&y=%20#frag").unwrap();
+        assert_eq!(u.host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(u.authority, "[::1]:8443");
+        assert_eq!(u.path_and_query, "/a/b?x=1&y=%20");
+
+        let u = parse_url("https://bücher.example/").unwrap();
+        assert_eq!(u.host, Host::Name("xn--bcher-kva.example".into()));
+        assert_eq!(u.raw, "https://bücher.example/");
+
+        let u = parse_url("http://127.0.0.1:80/").unwrap();
+        assert_eq!(u.authority, "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for bad in [
+            "",
+            "ftp://example.com/",
+            "example.com",
+            "http://exa mple.com/",
+            "http://example.com/\r\nX-Injected: 1",
+            "http://example.com/\t",
+            "http://",
+            "http://user:pw@example.com/",
+            "http://example.com:99999/",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn request_bytes_are_well_formed() {
+        let u = parse_url("http://localhost:8080/health?full=1").unwrap();
+        let req = build_request(&u, Method::Get, &[("X-Probe".into(), "1".into())]);
+        assert_eq!(
+            std::str::from_utf8(&req).unwrap(),
+            format!(
+                "GET /health?full=1 HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: {USER_AGENT}\r\n\
+                 Connection: close\r\nX-Probe: 1\r\n\r\n"
+            )
+        );
+        let req = build_request(&u, Method::Head, &[("host".into(), "other".into())]);
+        let text = std::str::from_utf8(&req).unwrap();
+        assert!(text.starts_with("HEAD /health?full=1 HTTP/1.1\r\nUser-Agent:"));
+        assert!(text.ends_with("host: other\r\n\r\n"));
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let block = Target::render_labels(
+            "http://x/\"q\"",
+            Some("a\\b"),
+            &[("team".into(), "line\nbreak".into())],
+        );
+        assert_eq!(
+            block,
+            r#"target="http://x/\"q\"",name="a\\b",team="line\nbreak""#
+        );
+    }
+
+    #[test]
+    fn shard_hash_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
