@@ -106,7 +106,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let s = String::deserialize(d)?;
         parse_duration(&s)
             .map(HumanDuration)
-            .map_err(de::Error::custom)
+            .map_err(|e| de::Error::custom(format!("timeout: {e}")))
     }
 }
 
@@ -132,11 +132,13 @@ impl<'de> Deserialize<'de> for Headers {
         let map = BTreeMap::<String, String>::deserialize(d)?;
         for (k, v) in &map {
             if k.is_empty() || !k.bytes().all(crate::probe::status::is_tchar) {
-                return Err(de::Error::custom(format!("invalid header name {k:?}")));
+                return Err(de::Error::custom(format!(
+                    "headers: invalid header name {k:?}"
+                )));
             }
             if v.chars().any(|c| c.is_control() && c != '\t') {
                 return Err(de::Error::custom(format!(
-                    "header {k:?} has control characters in its value"
+                    "headers: header {k:?} has control characters in its value"
                 )));
             }
         }
@@ -152,7 +154,7 @@ impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<String, String>::deserialize(d)?;
         for k in map.keys() {
-            check_label_name(k).map_err(de::Error::custom)?;
+            check_label_name(k).map_err(|e| de::Error::custom(format!("labels: {e}")))?;
         }
         Ok(Labels(map.into_iter().collect()))
     }
@@ -344,8 +346,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         message,
     };
     let yaml_err = |e: serde_yaml::Error| {
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        err_at(line, column, strip_location(&e.to_string()))
+        let message = strip_location(&e.to_string());
+        let (line, column) = match e.location() {
+            // The decoder reports some errors at the start of the enclosing mapping: move to
+            // the offending value when the message quotes it.
+            Some(l) => match quoted(&message) {
+                Some(value) => locate(text, value, l.index()).0,
+                None => (l.line(), l.column()),
+            },
+            None => (1, 1),
+        };
+        err_at(line, column, message)
     };
     let is_sd = text
         .lines()
@@ -367,7 +378,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     continue;
                 }
                 check_label_name(&k).map_err(|m| {
-                    let (l, c) = locate(text, &k, 0);
+                    let ((l, c), _) = locate(text, &k, 0);
                     err_at(l, c, format!("labels: {m}"))
                 })?;
                 labels.push((k, v));
@@ -387,7 +398,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         (file.defaults, entries, file.max_connections_per_host)
     };
     if per_host == Some(0) {
-        let (l, c) = locate(text, "max_connections_per_host", 0);
+        let ((l, c), _) = locate(text, "max_connections_per_host", 0);
         return Err(err_at(
             l,
             c,
@@ -443,8 +454,8 @@ fn build(
 
     for entry in entries {
         let raw = entry.url.0.raw.as_str();
-        let (line, column) = locate(text, raw, cursor);
-        cursor = line_offset(text, line);
+        let ((line, column), end) = locate(text, raw, cursor);
+        cursor = end;
         if !seen.insert(raw) {
             return Err(err_at(
                 line,
@@ -453,7 +464,7 @@ fn build(
             ));
         }
         let field_err = |field: &str, message: String| {
-            let (l, c) = locate(text, field, cursor);
+            let ((l, c), _) = locate(text, field, cursor);
             err_at(l, c, message)
         };
         let mut headers = defaults.headers.clone().unwrap_or_default().0;
@@ -557,8 +568,8 @@ fn strip_location(msg: &str) -> String {
 }
 
 /// 1-based line and column of the first occurrence of `needle` at or after byte `from`
-/// (falling back to the whole text, then to 1:1).
-fn locate(text: &str, needle: &str, from: usize) -> (usize, usize) {
+/// (falling back to the whole text, then to 1:1), and the byte offset just after it.
+fn locate(text: &str, needle: &str, from: usize) -> ((usize, usize), usize) {
     let at = text
         .get(from..)
         .and_then(|t| t.find(needle).map(|i| i + from))
@@ -568,20 +579,18 @@ fn locate(text: &str, needle: &str, from: usize) -> (usize, usize) {
             let before = &text[..i];
             let line = before.matches('\n').count() + 1;
             let column = i - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-            (line, column)
+            ((line, column), i + needle.len())
         }
-        None => (1, 1),
+        None => ((1, 1), from),
     }
 }
 
-/// Byte offset of the start of 1-based `line`.
-fn line_offset(text: &str, line: usize) -> usize {
-    if line <= 1 {
-        return 0;
-    }
-    text.match_indices('\n')
-        .nth(line - 2)
-        .map_or(text.len(), |(i, _)| i + 1)
+/// The first `"quoted"` part of a message, when it has no escapes.
+fn quoted(message: &str) -> Option<&str> {
+    let start = message.find('"')? + 1;
+    let len = message[start..].find('"')?;
+    let value = &message[start..start + len];
+    (!value.is_empty() && !value.contains('\\')).then_some(value)
 }
 
 #[cfg(test)]
@@ -609,9 +618,11 @@ mod tests {
     #[test]
     fn locate_finds_line_and_column() {
         let text = "a: 1\nbb: x\n  c: x\n";
-        assert_eq!(locate(text, "x", 0), (2, 5));
-        assert_eq!(locate(text, "x", line_offset(text, 3)), (3, 6));
-        assert_eq!(locate(text, "zz", 0), (1, 1));
+        assert_eq!(locate(text, "x", 0), ((2, 5), 10));
+        assert_eq!(locate(text, "x", 10), ((3, 6), 17));
+        assert_eq!(locate(text, "zz", 3), ((1, 1), 3));
+        assert_eq!(quoted("bad \"v 1\" here"), Some("v 1"));
+        assert_eq!(quoted("none"), None);
     }
 
     #[test]

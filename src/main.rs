@@ -46,7 +46,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("http_status_exporter: {e:#}");
+            // A config error already reads `file:line:column: message`.
+            match e.downcast_ref::<config::ConfigError>() {
+                Some(c) => eprintln!("{c}"),
+                None => eprintln!("http_status_exporter: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -200,17 +200,17 @@ pub async fn probe(target: &Target, deadline: Instant, resolver: &Resolver) -> P
 /// The body of [`probe`]: fills `result` as far as it gets.
 async fn run(target: &Target, deadline: Instant, resolver: &Resolver, result: &mut ProbeResult) {
     let t = Instant::now();
-    let addrs = match timeout_at(
+    let resolved = timeout_at(
         deadline,
         resolver.resolve(&target.url.host, target.ip_protocol),
     )
-    .await
-    {
+    .await;
+    result.phases.resolve = t.elapsed();
+    let addrs = match resolved {
         Ok(Ok(addrs)) => addrs,
         Ok(Err(e)) => return result.fail(FailureReason::Dns, e.to_string()),
         Err(_) => return result.fail(FailureReason::Dns, "deadline passed while resolving"),
     };
-    result.phases.resolve = t.elapsed();
 
     let t = Instant::now();
     let tcp = match timeout_at(

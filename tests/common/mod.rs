@@ -1,0 +1,425 @@
+//! Shared test fixtures: free ports, a real nginx with a temporary config, certificates made at
+//! test time, the exporter binary on a free port, and a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A port nothing listens on: bound, then closed.
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+/// Find a program on PATH or in the sbin folders; fail naming the Debian package if absent.
+pub fn find_program(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').chain(["/usr/sbin", "/sbin", "/usr/bin"]) {
+        let candidate = Path::new(dir).join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not installed: install the Debian package `{package}` (apt-get install -y {package})"
+    );
+}
+
+/// Wait until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, within: Duration) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr} after {within:?}");
+}
+
+/// A child process killed (by pid) when dropped.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// Keeps temporary files alive as long as the process.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal by pid.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {} failed", self.pid());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A certificate authority made at test time.
+pub struct Pki {
+    /// The CA certificate and its signing key.
+    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// Parameters of a CA certificate named `name`.
+fn ca_params(name: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+impl Pki {
+    /// A fresh self-signed CA.
+    pub fn new(name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        Pki {
+            ca: rcgen::CertifiedIssuer::self_signed(ca_params(name), key).unwrap(),
+        }
+    }
+
+    /// An intermediate CA signed by this one, valid for `days` more days.
+    pub fn intermediate(&self, name: &str, days: i64) -> Pki {
+        let mut params = ca_params(name);
+        params.not_before = time_now() - time::Duration::days(1);
+        params.not_after = time_now() + time::Duration::days(days);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Pki {
+            ca: rcgen::CertifiedIssuer::signed_by(params, key, &self.ca).unwrap(),
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A server certificate for `names`, valid from `not_before_days` to `not_after_days`
+    /// relative to now, as (cert PEM, key PEM).
+    pub fn leaf(
+        &self,
+        names: &[&str],
+        not_before_days: i64,
+        not_after_days: i64,
+    ) -> (String, String) {
+        self.issue(
+            names,
+            not_before_days,
+            not_after_days,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate named `name`, valid for a year, as (cert PEM, key PEM).
+    pub fn client(&self, name: &str) -> (String, String) {
+        self.issue(&[name], -1, 365, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// Issue a certificate.
+    fn issue(
+        &self,
+        names: &[&str],
+        not_before_days: i64,
+        not_after_days: i64,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = time_now() + time::Duration::days(not_before_days);
+        params.not_after = time_now() + time::Duration::days(not_after_days);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Now as the `time` crate's date-time (used by rcgen).
+pub fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// A running nginx with a temporary config.
+pub struct Nginx {
+    /// The process.
+    pub proc: Proc,
+    /// Plain HTTP port (on 127.0.0.1 and ::1).
+    pub port: u16,
+    /// TLS port on 127.0.0.1, if TLS servers were configured.
+    pub tls_ports: Vec<u16>,
+}
+
+/// The locations every test nginx serves.
+pub const LOCATIONS: &str = r#"
+        location = /ok { return 200 "ok\n"; }
+        location = /nocontent { return 204; }
+        location = /moved { return 301 /ok; }
+        location = /found { return 302 /ok; }
+        location = /missing { return 404; }
+        location = /broken { return 500; }
+        location / { return 200 "root\n"; }
+"#;
+
+/// One TLS server block: cert and key PEM, and extra nginx directives.
+pub struct TlsServer {
+    /// Certificate chain PEM (leaf first).
+    pub cert_pem: String,
+    /// Key PEM.
+    pub key_pem: String,
+    /// Extra directives, like `ssl_protocols TLSv1.2;`.
+    pub extra: String,
+}
+
+impl Nginx {
+    /// Start nginx with a plain server on 127.0.0.1 and [::1] and one TLS server per entry.
+    pub fn start(tls: &[TlsServer]) -> Nginx {
+        let nginx = find_program("nginx", "nginx");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let port = free_port();
+        let mut servers = format!(
+            "    server {{\n        listen 127.0.0.1:{port};\n        listen [::1]:{port};\n{LOCATIONS}    }}\n"
+        );
+        let mut tls_ports = Vec::new();
+        for (i, t) in tls.iter().enumerate() {
+            let p = free_port();
+            tls_ports.push(p);
+            std::fs::write(dir.path().join(format!("tls{i}.crt")), &t.cert_pem).unwrap();
+            std::fs::write(dir.path().join(format!("tls{i}.key")), &t.key_pem).unwrap();
+            servers.push_str(&format!(
+                "    server {{\n        listen 127.0.0.1:{p} ssl;\n        ssl_certificate {d}/tls{i}.crt;\n        ssl_certificate_key {d}/tls{i}.key;\n        {}\n{LOCATIONS}    }}\n",
+                t.extra
+            ));
+        }
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 16384; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{servers}}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(nginx)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let proc = Proc {
+            child,
+            dir: Some(dir),
+        };
+        wait_listening(([127, 0, 0, 1], port).into(), Duration::from_secs(10));
+        for p in &tls_ports {
+            wait_listening(([127, 0, 0, 1], *p).into(), Duration::from_secs(10));
+        }
+        Nginx {
+            proc,
+            port,
+            tls_ports,
+        }
+    }
+}
+
+/// The exporter binary running on a free port.
+pub struct Exporter {
+    /// The process.
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Log lines after the start-up line are read by a thread into this.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Path of the exporter binary built by cargo for these tests.
+pub fn exporter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_http_status_exporter")
+}
+
+impl Exporter {
+    /// Start the exporter on `config` (written to a temp file) with extra flags.
+    pub fn start(config: &str, extra: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("targets.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut e = Exporter::start_file(&path, extra);
+        e.proc.dir = Some(dir);
+        e
+    }
+
+    /// Start the exporter on an existing targets file.
+    pub fn start_file(path: &Path, extra: &[&str]) -> Exporter {
+        let mut child = Command::new(exporter_bin())
+            .arg("--config.file")
+            .arg(path)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut addr = None;
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("msg=listening") {
+                let a = line
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("address="))
+                    .unwrap();
+                addr = Some(a.parse().unwrap());
+                break;
+            }
+            seen.push(line);
+        }
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            panic!("exporter did not start:\n{}", seen.join("\n"));
+        };
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Exporter {
+            proc: Proc { child, dir: None },
+            addr,
+            log,
+        }
+    }
+
+    /// Scrape `/metrics`, announcing `timeout` seconds like Prometheus does.
+    pub fn scrape(&self, timeout: Option<f64>) -> String {
+        let mut headers = Vec::new();
+        if let Some(t) = timeout {
+            headers.push(format!("X-Prometheus-Scrape-Timeout-Seconds: {t}"));
+        }
+        let r = http(self.addr, "GET", "/metrics", &headers);
+        assert_eq!(r.status, 200, "scrape failed: {}", r.body);
+        r.body
+    }
+}
+
+/// A response read by [`http`].
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Raw header block.
+    pub head: String,
+    /// Body as text.
+    pub body: String,
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`), read to the end.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[String]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// The value of the first sample of `metric` whose labels contain every `label="value"` pair.
+pub fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(metric)?;
+            let (label_part, value) = if let Some(r) = rest.strip_prefix('{') {
+                let end = r.rfind('}')?;
+                (&r[..end], r[end + 1..].trim())
+            } else if rest.starts_with(' ') {
+                ("", rest.trim())
+            } else {
+                return None;
+            };
+            let all = labels
+                .iter()
+                .all(|(k, v)| label_part.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse().ok()).flatten()
+        })
+        .next()
+}
+
+/// `sample` for a target.
+pub fn target_sample(text: &str, metric: &str, target: &str) -> Option<f64> {
+    sample(text, metric, &[("target", target)])
+}
+
+/// The failure reason reported for `target`, if any.
+pub fn reason(text: &str, target: &str) -> Option<String> {
+    let needle = format!("target=\"{target}\"");
+    text.lines()
+        .filter(|l| l.starts_with("probe_failure_reason{") && l.contains(&needle))
+        .find_map(|l| {
+            let i = l.find("reason=\"")? + 8;
+            let j = l[i..].find('"')?;
+            Some(l[i..i + j].to_owned())
+        })
+}
