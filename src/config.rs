@@ -454,9 +454,10 @@ fn build(
 
     for entry in entries {
         let raw = entry.url.0.raw.as_str();
-        let ((line, column), end) = locate(text, raw, cursor);
-        cursor = end;
+        let at = find_from(text, raw, cursor);
+        cursor = at.map_or(cursor, |i| i + raw.len());
         if !seen.insert(raw) {
+            let (line, column) = at.map_or((1, 1), |i| line_col(text, i));
             return Err(err_at(
                 line,
                 column,
@@ -570,19 +571,23 @@ fn strip_location(msg: &str) -> String {
 /// 1-based line and column of the first occurrence of `needle` at or after byte `from`
 /// (falling back to the whole text, then to 1:1), and the byte offset just after it.
 fn locate(text: &str, needle: &str, from: usize) -> ((usize, usize), usize) {
-    let at = text
-        .get(from..)
-        .and_then(|t| t.find(needle).map(|i| i + from))
-        .or_else(|| text.find(needle));
-    match at {
-        Some(i) => {
-            let before = &text[..i];
-            let line = before.matches('\n').count() + 1;
-            let column = i - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-            ((line, column), i + needle.len())
-        }
+    match find_from(text, needle, from).or_else(|| text.find(needle)) {
+        Some(i) => (line_col(text, i), i + needle.len()),
         None => ((1, 1), from),
     }
+}
+
+/// Byte offset of `needle` at or after `from`.
+fn find_from(text: &str, needle: &str, from: usize) -> Option<usize> {
+    text.get(from..)?.find(needle).map(|i| i + from)
+}
+
+/// 1-based line and column of byte offset `i`.
+fn line_col(text: &str, i: usize) -> (usize, usize) {
+    let before = &text[..i];
+    let line = before.matches('\n').count() + 1;
+    let column = i - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+    (line, column)
 }
 
 /// The first `"quoted"` part of a message, when it has no escapes.

@@ -36,7 +36,7 @@ pub struct Round {
     /// Probes that never started.
     pub not_started: usize,
     /// The probe metrics in the exposition format, rendered once for every scrape.
-    pub rendered: String,
+    pub rendered: bytes::Bytes,
 }
 
 /// Limits of a round.
@@ -144,7 +144,7 @@ pub async fn run_round(
         })
         .inspect(|r| not_started += usize::from(r.failure == Some(FailureReason::NotStarted)))
         .collect();
-    let rendered = render_round(&config.targets, &results);
+    let rendered = bytes::Bytes::from(render_round(&config.targets, &results));
     Round {
         duration: start.elapsed(),
         config,

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -175,13 +174,49 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
 }
 
+/// A response body made of shared chunks: a round's rendered metrics are sent to every
+/// scrape without being copied.
+#[derive(Debug, Default)]
+pub struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let n: usize = self.0.iter().map(Bytes::len).sum();
+        hyper::body::SizeHint::with_exact(n as u64)
+    }
+}
+
 /// A response with a body and content type.
 fn reply(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+) -> Response<Chunks> {
+    reply_chunks(status, content_type, vec![body.into()])
+}
+
+/// A response whose body is several chunks.
+fn reply_chunks(
+    status: StatusCode,
+    content_type: &'static str,
+    chunks: Vec<Bytes>,
+) -> Response<Chunks> {
+    let chunks = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+    let mut r = Response::new(Chunks(chunks));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -189,10 +224,7 @@ fn reply(
 }
 
 /// Route one request.
-async fn handle(
-    app: Arc<App>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks>, Infallible> {
     let text = "text/plain; charset=utf-8";
     let path = req.uri().path();
     let method = req.method().clone();
@@ -218,12 +250,15 @@ async fn handle(
             let budget = app.budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
             match app.prober.scrape(budget).await {
                 Ok(round) => {
-                    let mut body = Vec::with_capacity(round.rendered.len() + 8192);
-                    body.extend_from_slice(round.rendered.as_bytes());
-                    if let Err(e) = app.prober.metrics().render(&mut body) {
+                    let mut own = Vec::with_capacity(8192);
+                    if let Err(e) = app.prober.metrics().render(&mut own) {
                         tracing::error!(error = %e, "cannot render exporter metrics");
                     }
-                    reply(StatusCode::OK, METRICS_CONTENT_TYPE, body)
+                    reply_chunks(
+                        StatusCode::OK,
+                        METRICS_CONTENT_TYPE,
+                        vec![round.rendered.clone(), Bytes::from(own)],
+                    )
                 }
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
             }

@@ -246,39 +246,51 @@ async fn run(target: &Target, deadline: Instant, resolver: &Resolver, result: &m
     let _ = tcp.set_nodelay(true);
 
     match (target.url.scheme, &target.tls) {
+        // Boxed: the TLS state is large, and plain probes should not carry its size.
         (Scheme::Https, Some(tls)) => {
-            let t = Instant::now();
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let handshake = PRESENTED.scope(Cell::new(None), async {
-                let r = connector.connect(tls.server_name.clone(), tcp).await;
-                (r, PRESENTED.with(Cell::get))
-            });
-            let stream = match timeout_at(deadline, handshake).await {
-                Ok((r, cert)) => {
-                    result.cert = cert;
-                    result.phases.tls = t.elapsed();
-                    match r {
-                        Ok(s) => s,
-                        Err(e) => return fail_io(result, &e, true),
-                    }
-                }
-                Err(_) => {
-                    result.phases.tls = t.elapsed();
-                    return result.fail(
-                        FailureReason::Timeout,
-                        "deadline passed during the TLS handshake",
-                    );
-                }
-            };
-            result.tls_version = match stream.get_ref().1.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
-                Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
-                _ => None,
-            };
-            exchange(stream, target, deadline, result).await;
+            Box::pin(tls_exchange(tcp, tls, target, deadline, result)).await
         }
         _ => exchange(tcp, target, deadline, result).await,
     }
+}
+
+/// The TLS handshake (recording the presented certificates), then [`exchange`].
+async fn tls_exchange(
+    tcp: tokio::net::TcpStream,
+    tls: &crate::tls::TlsTarget,
+    target: &Target,
+    deadline: Instant,
+    result: &mut ProbeResult,
+) {
+    let t = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let handshake = PRESENTED.scope(Cell::new(None), async {
+        let r = connector.connect(tls.server_name.clone(), tcp).await;
+        (r, PRESENTED.with(Cell::get))
+    });
+    let outcome = timeout_at(deadline, handshake).await;
+    result.phases.tls = t.elapsed();
+    let stream = match outcome {
+        Ok((r, cert)) => {
+            result.cert = cert;
+            match r {
+                Ok(s) => s,
+                Err(e) => return fail_io(result, &e, true),
+            }
+        }
+        Err(_) => {
+            return result.fail(
+                FailureReason::Timeout,
+                "deadline passed during the TLS handshake",
+            );
+        }
+    };
+    result.tls_version = match stream.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
+        _ => None,
+    };
+    exchange(stream, target, deadline, result).await;
 }
 
 /// Write the request, read the final status line, judge the code.
