@@ -77,7 +77,6 @@ pub async fn run_round(
     let spawner = async {
         for i in 0..n {
             let t = &config.targets[i];
-            let queued_at = Instant::now();
             let Some(permit) = slot(&global, round_deadline).await else {
                 // Out of time: this target and every one after it never start.
                 break;
@@ -90,10 +89,11 @@ pub async fn run_round(
             tokio::spawn(async move {
                 let _permit = permit;
                 let Some(_host_permit) = slot(&host_sem, round_deadline).await else {
-                    let _ = tx.send((i, ProbeResult::not_started(), queued_at.elapsed()));
+                    let _ = tx.send((i, ProbeResult::not_started(), start.elapsed()));
                     return;
                 };
-                let waited = queued_at.elapsed();
+                // Every target is queued when the round starts.
+                let waited = start.elapsed();
                 let t = &config.targets[i];
                 let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
                 let deadline = round_deadline.map_or(own, |r| r.min(own));

@@ -1,0 +1,129 @@
+//! Measurement fidelity: what we report is the target's time, not our own queueing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_status_exporter::config;
+use http_status_exporter::probe::FailureReason;
+use http_status_exporter::round::{Limits, run_round};
+
+/// A peer on its own OS threads (not the prober's runtime) that answers `delay` after it has
+/// read the request.
+fn delayed_peer(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                std::thread::sleep(delay);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            });
+        }
+    });
+    addr
+}
+
+/// The error of `measured` against `want`, in milliseconds.
+fn error_ms(measured: Duration, want: Duration) -> f64 {
+    (measured.as_secs_f64() - want.as_secs_f64()) * 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_peer_alone_is_measured_within_10ms() {
+    let delay = Duration::from_millis(200);
+    let peer = delayed_peer(delay);
+    let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
+    let round = run_round(Arc::new(cfg), None, Limits { concurrency: 16 }, |_, _| {}).await;
+    let r = &round.results[0];
+    assert!(r.success(), "{r:?}");
+    let err = error_ms(r.duration, delay);
+    eprintln!("alone: duration error {err:+.2} ms, processing error {:+.2} ms", error_ms(r.phases.processing, delay));
+    assert!((0.0..10.0).contains(&err), "duration {:?}", r.duration);
+    assert!(error_ms(r.phases.processing, delay).abs() < 10.0, "{:?}", r.phases);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_peer_inside_a_round_of_10000_is_measured_within_50ms() {
+    let nginx = common::Nginx::start(&[]);
+    let delay = Duration::from_millis(200);
+    let peer = delayed_peer(delay);
+    let mut yaml = String::from("max_connections_per_host: 1000\ntargets:\n");
+    for i in 0..10_000 {
+        if i == 5_000 {
+            yaml.push_str(&format!("  - http://{peer}/delayed\n"));
+        }
+        yaml.push_str(&format!("  - http://127.0.0.1:{}/ok?{i}\n", nginx.port));
+    }
+    let cfg = Arc::new(config::parse(Path::new("t.yml"), &yaml).unwrap());
+    let idx = cfg
+        .targets
+        .iter()
+        .position(|t| t.url.raw.ends_with("/delayed"))
+        .unwrap();
+    let round = run_round(
+        cfg,
+        Some(Duration::from_secs(20)),
+        Limits { concurrency: 1024 },
+        |_, _| {},
+    )
+    .await;
+    let ok = round.results.iter().filter(|r| r.success()).count();
+    assert_eq!(ok, 10_001, "every probe of the round succeeds");
+    let r = &round.results[idx];
+    let err = error_ms(r.duration, delay);
+    eprintln!(
+        "inside a round of 10,000 ({:.3} s): duration error {err:+.2} ms, processing error {:+.2} ms",
+        round.duration.as_secs_f64(),
+        error_ms(r.phases.processing, delay)
+    );
+    assert!(err.abs() < 50.0, "duration {:?}", r.duration);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_that_never_start_are_not_started_not_timeout() {
+    // 200 targets that each take 100 ms, 10 at a time, 1 s of budget: about 100 fit.
+    let delay = Duration::from_millis(100);
+    let peer = delayed_peer(delay);
+    let mut yaml = String::from("defaults: {timeout: 5s}\nmax_connections_per_host: 100\ntargets:\n");
+    for i in 0..200 {
+        yaml.push_str(&format!("  - http://{peer}/{i}\n"));
+    }
+    let cfg = Arc::new(config::parse(Path::new("t.yml"), &yaml).unwrap());
+    let budget = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let round = run_round(cfg, Some(budget), Limits { concurrency: 10 }, |_, _| {}).await;
+    let elapsed = started.elapsed();
+    let count = |f: Option<FailureReason>| round.results.iter().filter(|r| r.failure == f).count();
+    let (ok, not_started, cut, timeout) = (
+        count(None),
+        count(Some(FailureReason::NotStarted)),
+        count(Some(FailureReason::ScrapeDeadline)),
+        count(Some(FailureReason::Timeout)),
+    );
+    eprintln!("ok {ok}, not_started {not_started}, scrape_deadline {cut}, timeout {timeout}, {elapsed:?}");
+    assert_eq!(timeout, 0, "no target is blamed for our queue");
+    assert!(ok >= 80, "{ok} succeeded");
+    assert!(not_started >= 80, "{not_started} never started");
+    assert_eq!(ok + not_started + cut, 200);
+    assert_eq!(round.not_started, not_started);
+    assert!(elapsed < budget + Duration::from_millis(100), "round took {elapsed:?}");
+    // Every probe that ran measured the peer, not the queue.
+    for r in round.results.iter().filter(|r| r.success()) {
+        assert!(error_ms(r.duration, delay).abs() < 30.0, "{:?}", r.duration);
+    }
+    assert!(round.max_queue_wait > Duration::from_millis(500));
+}
