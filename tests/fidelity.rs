@@ -51,9 +51,16 @@ async fn a_delayed_peer_alone_is_measured_within_10ms() {
     let r = &round.results[0];
     assert!(r.success(), "{r:?}");
     let err = error_ms(r.duration, delay);
-    eprintln!("alone: duration error {err:+.2} ms, processing error {:+.2} ms", error_ms(r.phases.processing, delay));
+    eprintln!(
+        "alone: duration error {err:+.2} ms, processing error {:+.2} ms",
+        error_ms(r.phases.processing, delay)
+    );
     assert!((0.0..10.0).contains(&err), "duration {:?}", r.duration);
-    assert!(error_ms(r.phases.processing, delay).abs() < 10.0, "{:?}", r.phases);
+    assert!(
+        error_ms(r.phases.processing, delay).abs() < 10.0,
+        "{:?}",
+        r.phases
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +105,8 @@ async fn probes_that_never_start_are_not_started_not_timeout() {
     // 200 targets that each take 100 ms, 10 at a time, 1 s of budget: about 100 fit.
     let delay = Duration::from_millis(100);
     let peer = delayed_peer(delay);
-    let mut yaml = String::from("defaults: {timeout: 5s}\nmax_connections_per_host: 100\ntargets:\n");
+    let mut yaml =
+        String::from("defaults: {timeout: 5s}\nmax_connections_per_host: 100\ntargets:\n");
     for i in 0..200 {
         yaml.push_str(&format!("  - http://{peer}/{i}\n"));
     }
@@ -114,13 +122,18 @@ async fn probes_that_never_start_are_not_started_not_timeout() {
         count(Some(FailureReason::ScrapeDeadline)),
         count(Some(FailureReason::Timeout)),
     );
-    eprintln!("ok {ok}, not_started {not_started}, scrape_deadline {cut}, timeout {timeout}, {elapsed:?}");
+    eprintln!(
+        "ok {ok}, not_started {not_started}, scrape_deadline {cut}, timeout {timeout}, {elapsed:?}"
+    );
     assert_eq!(timeout, 0, "no target is blamed for our queue");
     assert!(ok >= 80, "{ok} succeeded");
     assert!(not_started >= 80, "{not_started} never started");
     assert_eq!(ok + not_started + cut, 200);
     assert_eq!(round.not_started, not_started);
-    assert!(elapsed < budget + Duration::from_millis(100), "round took {elapsed:?}");
+    assert!(
+        elapsed < budget + Duration::from_millis(100),
+        "round took {elapsed:?}"
+    );
     // Every probe that ran measured the peer, not the queue.
     for r in round.results.iter().filter(|r| r.success()) {
         assert!(error_ms(r.duration, delay).abs() < 30.0, "{:?}", r.duration);

@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use common::peer::{TIMEOUT, read_head, start_server};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,155 +13,8 @@ use std::time::Duration;
 use http_status_exporter::config::{self, Config};
 use http_status_exporter::probe::{FailureReason, ProbeResult};
 use http_status_exporter::round::{Limits, run_round};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-/// The deadline every probe here runs under.
-const TIMEOUT: Duration = Duration::from_millis(400);
-
-/// Read the request head (up to the blank line), returning its bytes.
-async fn read_head(s: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte).await {
-            Ok(1) => buf.push(byte[0]),
-            _ => break,
-        }
-    }
-    buf
-}
-
-/// Write `chunks` with `gap` between them.
-async fn trickle(s: &mut TcpStream, chunks: &[&[u8]], gap: Duration) {
-    for c in chunks {
-        if s.write_all(c).await.is_err() {
-            return;
-        }
-        let _ = s.flush().await;
-        tokio::time::sleep(gap).await;
-    }
-}
-
-/// Serve one connection, misbehaving as the request path says.
-// SO_LINGER 0 is how a test server sends a reset; dropping such a socket does not block.
-#[allow(deprecated)]
-async fn misbehave(mut s: TcpStream) {
-    let head = read_head(&mut s).await;
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let long = Duration::from_secs(30);
-    match path.as_str() {
-        "/late" => {
-            tokio::time::sleep(TIMEOUT + Duration::from_millis(300)).await;
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
-        }
-        "/silent" => tokio::time::sleep(long).await,
-        "/close" => {}
-        "/partial" => {
-            let _ = s.write_all(b"HTTP/1.1 20").await;
-        }
-        "/ssh" => {
-            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").await;
-            tokio::time::sleep(long).await;
-        }
-        "/binary" => {
-            let _ = s.write_all(&[0x00, 0x01, 0xfe, 0xff, 0x16, 0x03]).await;
-            tokio::time::sleep(long).await;
-        }
-        "/emptyline" => {
-            let _ = s.write_all(b"\r\nHTTP/1.1 200 OK\r\n\r\n").await;
-        }
-        "/version" => {
-            let _ = s.write_all(b"HTTP/2.0 200 OK\r\n\r\n").await;
-        }
-        "/shortcode" => {
-            let _ = s.write_all(b"HTTP/1.1 20 OK\r\n\r\n").await;
-        }
-        "/longcode" => {
-            let _ = s.write_all(b"HTTP/1.1 2000 OK\r\n\r\n").await;
-        }
-        "/noreason" => {
-            let _ = s.write_all(b"HTTP/1.1 299\r\n\r\n").await;
-        }
-        "/huge" => {
-            // A first line that never ends: the probe must give up after a few KiB.
-            let chunk = vec![b'a'; 64 * 1024];
-            let _ = s.write_all(b"HTTP/1.1 200 ").await;
-            for _ in 0..64 {
-                if s.write_all(&chunk).await.is_err() {
-                    break;
-                }
-            }
-            tokio::time::sleep(long).await;
-        }
-        "/bytewise" => {
-            let line = b"HTTP/1.1 200 OK\r\n\r\n";
-            let chunks: Vec<&[u8]> = line.chunks(1).collect();
-            trickle(&mut s, &chunks, Duration::from_millis(5)).await;
-        }
-        "/split" => {
-            trickle(
-                &mut s,
-                &[
-                    b"HT", b"TP/1", b".1 2", b"04 No", b" Conte", b"nt\r", b"\n\r\n",
-                ],
-                Duration::from_millis(10),
-            )
-            .await;
-        }
-        "/slow-trickle" => {
-            // Completes long after the deadline.
-            let line = b"HTTP/1.1 200 OK\r\n\r\n";
-            let chunks: Vec<&[u8]> = line.chunks(1).collect();
-            trickle(&mut s, &chunks, Duration::from_millis(50)).await;
-        }
-        "/http10" => {
-            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
-        }
-        "/bare-lf" => {
-            let _ = s.write_all(b"HTTP/1.1 200 OK\nServer: x\n\nbody").await;
-        }
-        "/interim" => {
-            let _ = s
-                .write_all(
-                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\n\r\n",
-                )
-                .await;
-        }
-        "/reset" => {
-            let _ = s.write_all(b"HTTP/1.1 2").await;
-            let _ = s.flush().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let _ = s.set_linger(Some(Duration::ZERO));
-            drop(s);
-            return;
-        }
-        "/reset-now" => {
-            let _ = s.set_linger(Some(Duration::ZERO));
-            drop(s);
-            return;
-        }
-        _ => {
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .await;
-        }
-    }
-    let _ = s.shutdown().await;
-}
-
-/// Start the misbehaving server on `addr` (port 0 for a free one).
-async fn start_server(addr: &str) -> SocketAddr {
-    let listener = TcpListener::bind(addr).await.unwrap();
-    let local = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(misbehave(s));
-        }
-    });
-    local
-}
 
 /// Probe each URL once, as one round, and return the results in order.
 async fn probe_all(yaml: &str) -> (Arc<Config>, Vec<ProbeResult>) {
@@ -184,30 +38,7 @@ fn targets(urls: &[String]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_misbehaviour_has_its_outcome() {
     let addr = start_server("127.0.0.1:0").await;
-    use FailureReason::*;
-    // (path, status code, failure reason)
-    let cases: &[(&str, u16, Option<FailureReason>)] = &[
-        ("/late", 0, Some(Timeout)),
-        ("/silent", 0, Some(Timeout)),
-        ("/close", 0, Some(Closed)),
-        ("/partial", 0, Some(Closed)),
-        ("/ssh", 0, Some(InvalidResponse)),
-        ("/binary", 0, Some(InvalidResponse)),
-        ("/emptyline", 0, Some(InvalidResponse)),
-        ("/version", 0, Some(InvalidResponse)),
-        ("/shortcode", 0, Some(InvalidResponse)),
-        ("/longcode", 0, Some(InvalidResponse)),
-        ("/noreason", 299, None),
-        ("/huge", 0, Some(InvalidResponse)),
-        ("/bytewise", 200, None),
-        ("/split", 204, None),
-        ("/slow-trickle", 0, Some(Timeout)),
-        ("/http10", 200, None),
-        ("/bare-lf", 200, None),
-        ("/interim", 201, None),
-        ("/reset", 0, Some(Reset)),
-        ("/reset-now", 0, Some(Reset)),
-    ];
+    let cases = common::peer::CASES;
     let urls: Vec<String> = cases
         .iter()
         .map(|(p, _, _)| format!("http://{addr}{p}"))
@@ -218,12 +49,12 @@ async fn every_misbehaviour_has_its_outcome() {
     for ((path, code, reason), r) in cases.iter().zip(&results) {
         let got_code = r.status.as_ref().map_or(0, |s| s.code);
         assert_eq!(
-            (got_code, r.failure),
+            (got_code, r.failure.map(FailureReason::as_str)),
             (*code, *reason),
             "{path}: {:?}",
             r.detail
         );
-        if *reason == Some(Timeout) {
+        if *reason == Some("timeout") {
             let off = r.duration.as_secs_f64() - TIMEOUT.as_secs_f64();
             assert!(
                 (-0.001..0.015).contains(&off),
@@ -234,7 +65,7 @@ async fn every_misbehaviour_has_its_outcome() {
     }
     // Garbage is refused at once, not at the deadline.
     for (i, (path, _, reason)) in cases.iter().enumerate() {
-        if *reason == Some(InvalidResponse) {
+        if *reason == Some("invalid_response") {
             assert!(
                 results[i].duration < Duration::from_millis(200),
                 "{path}: {:?}",

@@ -2,6 +2,8 @@
 //! test time, the exporter binary on a free port, and a tiny HTTP client.
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -227,8 +229,14 @@ impl Nginx {
                 t.extra
             ));
         }
+        // A large response body, for tests that must not read it.
+        std::fs::write(dir.path().join("big.bin"), vec![b'x'; 16 << 20]).unwrap();
+        servers = servers.replace(
+            "location / {",
+            &format!("location = /big {{ alias {d}/big.bin; }}\n        location / {{"),
+        );
         let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+            "daemon off;\nworker_processes 1;\nworker_rlimit_nofile 65536;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 16384; }}\n\
              http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{servers}}}\n"
@@ -291,7 +299,12 @@ impl Exporter {
 
     /// Start the exporter on an existing targets file.
     pub fn start_file(path: &Path, extra: &[&str]) -> Exporter {
-        let mut child = Command::new(exporter_bin())
+        Exporter::start_with(Path::new(exporter_bin()), path, extra)
+    }
+
+    /// Start `program` (the exporter or a wrapper that runs it) on a targets file.
+    pub fn start_with(program: &Path, path: &Path, extra: &[&str]) -> Exporter {
+        let mut child = Command::new(program)
             .arg("--config.file")
             .arg(path)
             .args(["--web.listen-address", "127.0.0.1:0"])
