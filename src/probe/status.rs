@@ -209,6 +209,10 @@ fn check_prefix(partial: &[u8]) -> Result<(), ParseError> {
     // From here on the layout is fixed: minor digit, space, three digits, space or line end.
     let tail = after_http.get(MAJOR.len()..).unwrap_or_default();
     for (i, &b) in tail.iter().enumerate().take(6) {
+        // Three digits are in: a code out of range is refused before what follows it.
+        if i == 5 && !(&b"100"[..]..=&b"599"[..]).contains(&&tail[2..5]) {
+            return Err(ParseError::Code);
+        }
         let ok = match i {
             0 => b == b'0' || b == b'1',
             1 => b == b' ',
@@ -216,10 +220,10 @@ fn check_prefix(partial: &[u8]) -> Result<(), ParseError> {
             _ => b == b' ' || b == b'\r',
         };
         if !ok {
-            return Err(if i < 2 {
-                ParseError::Version
-            } else {
-                ParseError::Code
+            return Err(match i {
+                0 | 1 => ParseError::Version,
+                5 if !b.is_ascii_digit() => ParseError::Malformed,
+                _ => ParseError::Code,
             });
         }
     }
