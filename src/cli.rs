@@ -47,6 +47,10 @@ pub struct ServeArgs {
     pub config_check: bool,
     /// Poll the targets file and reload when its content changes.
     pub auto_reload_interval: Option<Duration>,
+    /// TLS and basic authentication for our endpoints.
+    pub web_config_file: Option<PathBuf>,
+    /// `(count, index)`: probe only this shard's targets.
+    pub shard: Option<crate::config::Shard>,
     /// Logging.
     pub logging: Logging,
 }
@@ -109,6 +113,9 @@ Flags:
   --config.check                    validate the targets file and every file it names, then exit
   --config.auto-reload-interval D   poll the targets file and reload when it changed (e.g. 30s)
   --web.listen-address A            address to listen on (default {DEFAULT_LISTEN})
+  --web.config.file F               TLS and basic auth for our endpoints (exporter-toolkit format)
+  --shard.count N                   split the targets over N replicas (default 1)
+  --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
   --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
   --probe.concurrency N             most probes at once (default: from the open-file limit)
   --log.level L                     error, warn, info, debug (default info)
@@ -142,6 +149,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut output = Output::Table;
     let mut timeout = crate::config::DEFAULT_TIMEOUT;
     let mut urls = Vec::new();
+    let mut web_config_file = None;
+    let mut shard_count: Option<u64> = None;
+    let mut shard_index: Option<u64> = None;
 
     while let Some(arg) = args.next() {
         if !arg.starts_with('-') {
@@ -208,6 +218,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                 };
             }
             ("config.check", false) => config_check = true,
+            ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
+            ("shard.count", false) => {
+                let v = value()?;
+                shard_count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    UsageError(format!("--shard.count: {v:?} is not a positive number"))
+                })?);
+            }
+            ("shard.index", false) => {
+                let v = value()?;
+                shard_index = Some(
+                    crate::config::Shard::parse_index(&v)
+                        .map_err(|e| UsageError(format!("--shard.index: {e}")))?,
+                );
+            }
             ("config.auto-reload-interval", false) => auto_reload_interval = Some(dur(value()?)?),
             ("output", true) => {
                 output = match value()?.as_str() {
@@ -234,7 +258,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             logging,
         }));
     }
+    let shard = match (shard_count, shard_index) {
+        (None, None) => None,
+        (Some(count), index) => {
+            let index = index.unwrap_or(0);
+            if index >= count {
+                return Err(UsageError(format!(
+                    "--shard.index {index} must be below --shard.count {count}"
+                )));
+            }
+            Some(crate::config::Shard { count, index })
+        }
+        (None, Some(_)) => return Err(UsageError("--shard.index needs --shard.count".into())),
+    };
     Ok(Command::Serve(ServeArgs {
+        web_config_file,
+        shard,
         config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         listen_address,
         timeout_offset,
@@ -277,6 +316,12 @@ mod tests {
         assert_eq!(a.concurrency, Some(7));
         assert_eq!(a.auto_reload_interval, Some(Duration::from_secs(30)));
         assert!(!a.config_check);
+        assert_eq!(a.shard, None);
+        let Command::Serve(a) = parse(args("--shard.count=3 --shard.index exporter-2")).unwrap()
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(a.shard, Some(crate::config::Shard { count: 3, index: 2 }));
     }
 
     #[test]
@@ -307,6 +352,10 @@ mod tests {
             "--probe.concurrency 0",
             "--timeout-offset soon",
             "check --web.listen-address :1",
+            "--shard.count 3 --shard.index 3",
+            "--shard.index 1",
+            "--shard.count 0",
+            "--shard.count 3 --shard.index pod",
             "--output json",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad:?} accepted");

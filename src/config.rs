@@ -560,6 +560,36 @@ fn build(
     })
 }
 
+/// One of `count` replicas: probes the targets whose stable URL hash falls on `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// How many replicas share the targets.
+    pub count: u64,
+    /// This replica, from 0 to count - 1.
+    pub index: u64,
+}
+
+impl Shard {
+    /// Whether `target` belongs to this shard.
+    pub fn owns(&self, target: &Target) -> bool {
+        target.shard_hash() % self.count == self.index
+    }
+
+    /// Keep only this shard's targets.
+    pub fn apply(&self, config: &mut Config) {
+        config.targets.retain(|t| self.owns(t));
+    }
+
+    /// Parse `--shard.index`: a number, or a name ending in `-N` like a StatefulSet pod's
+    /// `exporter-2`.
+    pub fn parse_index(s: &str) -> Result<u64, String> {
+        let digits = s.rsplit('-').next().unwrap_or(s);
+        digits
+            .parse()
+            .map_err(|_| format!("{s:?} is neither a number nor a name ending in -N"))
+    }
+}
+
 /// Drop serde_yaml's " at line L column C" suffix: the location is printed in front instead.
 fn strip_location(msg: &str) -> String {
     match msg.rfind(" at line ") {
@@ -676,6 +706,30 @@ targets:
             r#"target="http://[::1]:8080/b?q=1",name="b",team="core""#
         );
         assert_eq!(c.max_connections_per_host, DEFAULT_MAX_CONNECTIONS_PER_HOST);
+    }
+
+    #[test]
+    fn shards_split_targets_exactly_once() {
+        let mut text = String::from("targets:\n");
+        for i in 0..300 {
+            text.push_str(&format!("  - http://127.0.0.1:1/{i}\n"));
+        }
+        let all = parse(Path::new("t.yml"), &text).unwrap();
+        let mut seen = 0;
+        for index in 0..3 {
+            let mut c = all.clone();
+            Shard { count: 3, index }.apply(&mut c);
+            assert!(
+                c.targets.len() > 50,
+                "shard {index} got {}",
+                c.targets.len()
+            );
+            seen += c.targets.len();
+        }
+        assert_eq!(seen, 300);
+        assert_eq!(Shard::parse_index("exporter-2"), Ok(2));
+        assert_eq!(Shard::parse_index("7"), Ok(7));
+        assert!(Shard::parse_index("exporter").is_err());
     }
 
     #[test]

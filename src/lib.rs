@@ -17,6 +17,7 @@
 //! - [`check`]: the one-shot `check` command.
 //! - [`logging`]: logfmt and JSON log output.
 //! - [`sys`]: file-descriptor limit and the concurrency derived from it.
+//! - [`web`]: `--web.config.file`: TLS and basic authentication on our endpoints.
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -35,3 +36,4 @@ pub mod status_page;
 pub mod sys;
 pub mod target;
 pub mod tls;
+pub mod web;

@@ -9,7 +9,7 @@ use http_status_exporter::config;
 use http_status_exporter::metrics::ExporterMetrics;
 use http_status_exporter::round::{Limits, Prober};
 use http_status_exporter::server::{self, App};
-use http_status_exporter::{check, logging, sys};
+use http_status_exporter::{check, logging, sys, web};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -86,9 +86,21 @@ async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
 async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(&args.logging);
     let path = args.config_file.clone();
-    let config = config::load(&path)?;
+    let shard = args.shard;
+    let load = move |p: &std::path::Path| {
+        let mut c = config::load(p)?;
+        if let Some(s) = shard {
+            s.apply(&mut c);
+        }
+        Ok::<_, config::ConfigError>(c)
+    };
+    let config = load(&path)?;
+    let web = args.web_config_file.as_deref().map(web::load).transpose()?;
     if args.config_check {
         println!("{}: OK, {} targets", path.display(), config.targets.len());
+        if let Some(f) = &args.web_config_file {
+            println!("{}: OK", f.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let fd_limit = sys::raise_fd_limit();
@@ -101,11 +113,15 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let targets = config.targets.len();
     let prober = Arc::new(Prober::new(config, Limits { concurrency }, metrics));
     let loader_path = path.clone();
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         prober,
         args.timeout_offset,
-        Box::new(move || config::load(&loader_path)),
-    ));
+        Box::new(move || load(&loader_path)),
+    );
+    if let (Some(web), Some(file)) = (web, args.web_config_file.clone()) {
+        app = app.with_web(web, Box::new(move || web::load(&file)));
+    }
+    let app = Arc::new(app);
     let address = cli::listen_address(&args.listen_address);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -119,6 +135,8 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         targets,
         concurrency,
         fd_limit,
+        shard = %shard.map_or("all".to_owned(), |s| format!("{} of {}", s.index, s.count)),
+        tls = app.web().tls.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError};
 use crate::round::Prober;
+use crate::web::WebConfig;
 
 /// Content type of the text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -41,6 +42,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Loads the config again for a reload.
 pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
+/// Loads the web config (TLS, basic auth) again for a reload.
+pub type WebLoader = Box<dyn Fn() -> Result<WebConfig, ConfigError> + Send + Sync>;
+
+/// How long a client may take for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything the endpoints share.
 pub struct App {
     /// Runs rounds; holds the config.
@@ -49,6 +56,10 @@ pub struct App {
     pub timeout_offset: Duration,
     /// Reads the targets file again.
     pub loader: Loader,
+    /// Reads the web config again, if there is one.
+    pub web_loader: Option<WebLoader>,
+    /// TLS and authentication of our endpoints; replaced whole on reload.
+    web: std::sync::RwLock<Arc<WebConfig>>,
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -71,18 +82,39 @@ impl App {
             prober,
             timeout_offset,
             loader,
+            web_loader: None,
+            web: std::sync::RwLock::new(Arc::new(WebConfig::open())),
             reload_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Serve with TLS and authentication from a web config file, reloaded with the targets.
+    pub fn with_web(mut self, web: WebConfig, loader: WebLoader) -> Self {
+        self.web = std::sync::RwLock::new(Arc::new(web));
+        self.web_loader = Some(loader);
+        self
+    }
+
+    /// The web config in force.
+    pub fn web(&self) -> Arc<WebConfig> {
+        self.web.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Load the targets file again; a bad file keeps the old config in use.
     pub async fn reload(&self) -> Result<usize, ConfigError> {
         let _guard = self.reload_lock.lock().await;
         let m = self.prober.metrics();
-        match (self.loader)() {
-            Ok(config) => {
+        let loaded = (self.loader)().and_then(|config| {
+            let web = self.web_loader.as_ref().map(|load| load()).transpose()?;
+            Ok((config, web))
+        });
+        match loaded {
+            Ok((config, web)) => {
                 let n = config.targets.len();
                 self.prober.set_config(config);
+                if let Some(web) = web {
+                    *self.web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(web);
+                }
                 m.reload_ok.set(1);
                 m.reload_success_time.set(unix_now());
                 tracing::info!(targets = n, "config reloaded");
@@ -144,20 +176,20 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                         continue;
                     }
                 };
+                let tls = app.web().tls.clone();
                 let app = app.clone();
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(MAX_REQUEST_HEAD)
-                    .serve_connection(
-                        TokioIo::new(stream),
-                        service_fn(move |req| handle(app.clone(), req)),
-                    );
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    match tls {
+                        None => serve_connection(stream, app, watcher).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => serve_connection(tls, app, watcher).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
                     }
                 });
             }
@@ -171,6 +203,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("requests still running after the shutdown grace period");
+    }
+}
+
+/// Serve HTTP/1.1 on one connection, plain or TLS, until it ends or shutdown drains it.
+async fn serve_connection<S>(io: S, app: Arc<App>, watcher: hyper_util::server::graceful::Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(
+            TokioIo::new(io),
+            service_fn(move |req| handle(app.clone(), req)),
+        );
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -226,6 +276,27 @@ fn reply_chunks(
 /// Route one request.
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks>, Infallible> {
     let text = "text/plain; charset=utf-8";
+    let web = app.web();
+    if web.requires_auth() {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        // bcrypt is slow on purpose: keep it off the runtime's worker threads.
+        let header = header.map(str::to_owned);
+        let check = web.clone();
+        let ok = tokio::task::spawn_blocking(move || check.authorized(header.as_deref()))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            let mut r = reply(StatusCode::UNAUTHORIZED, text, "unauthorized\n");
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"http_status_exporter\""),
+            );
+            return Ok(r);
+        }
+    }
     let path = req.uri().path();
     let method = req.method().clone();
     let allowed: &[Method] = match path {

@@ -1,0 +1,261 @@
+//! `--web.config.file`: TLS (optionally mutual) and basic authentication on every endpoint, in
+//! the exporter-toolkit format Prometheus users know:
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: server.crt
+//!   key_file: server.key
+//!   client_ca_file: ca.crt                        # optional
+//!   client_auth_type: RequireAndVerifyClientCert  # or VerifyClientCertIfGiven, NoClientCert
+//!   min_version: TLS12                            # or TLS13
+//! basic_auth_users:
+//!   prometheus: $2y$10$...                        # bcrypt hash
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::tls::{MinVersion, provider, read_certs};
+
+/// Successful `Authorization` headers remembered, so bcrypt runs once per credential.
+const AUTH_CACHE: usize = 64;
+
+/// How client certificates are asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    #[default]
+    NoClientCert,
+    /// A client certificate, if sent, must verify against `client_ca_file`.
+    VerifyClientCertIfGiven,
+    /// A client certificate is required and must verify against `client_ca_file`.
+    RequireAndVerifyClientCert,
+}
+
+/// The `tls_server_config` block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// Server certificate chain (PEM).
+    cert_file: PathBuf,
+    /// Server key (PEM).
+    key_file: PathBuf,
+    /// CA certificates for client certificates (PEM).
+    client_ca_file: Option<PathBuf>,
+    /// How client certificates are asked for.
+    #[serde(default)]
+    client_auth_type: ClientAuth,
+    /// Lowest accepted TLS version.
+    min_version: Option<MinVersion>,
+}
+
+/// The web config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    /// TLS on our endpoints.
+    tls_server_config: Option<RawTls>,
+    /// User name to bcrypt hash.
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+/// A loaded web config.
+pub struct WebConfig {
+    /// TLS acceptor, when TLS is on.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// User name to bcrypt hash; empty means no authentication.
+    users: BTreeMap<String, String>,
+    /// `Authorization` header values that passed.
+    verified: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl WebConfig {
+    /// No TLS, no authentication.
+    pub fn open() -> Self {
+        WebConfig {
+            tls: None,
+            users: BTreeMap::new(),
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether requests must authenticate.
+    pub fn requires_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Check an `Authorization` header value against the users.
+    pub fn authorized(&self, header: Option<&str>) -> bool {
+        if self.users.is_empty() {
+            return true;
+        }
+        let Some(value) = header else {
+            return false;
+        };
+        let cache = || self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache().contains(value) {
+            return true;
+        }
+        let Some(encoded) = value.strip_prefix("Basic ") else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, password)) = text.split_once(':') else {
+            return false;
+        };
+        let ok = self
+            .users
+            .get(user)
+            .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false));
+        if ok {
+            let mut c = cache();
+            if c.len() >= AUTH_CACHE {
+                c.clear();
+            }
+            c.insert(value.to_owned());
+        }
+        ok
+    }
+}
+
+/// Load a web config file; relative paths are resolved against its folder.
+pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
+    let err = |line: usize, column: usize, message: String| ConfigError {
+        file: path.to_owned(),
+        line,
+        column,
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(1, 1, format!("cannot read the web config file: {e}")))?;
+    let raw: RawWeb = if text.trim().is_empty() {
+        RawWeb::default()
+    } else {
+        serde_yaml::from_str(&text).map_err(|e| {
+            let (l, c) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let msg = e.to_string();
+            let msg = msg
+                .rfind(" at line ")
+                .map_or(msg.as_str(), |i| &msg[..i])
+                .to_owned();
+            err(l, c, msg)
+        })?
+    };
+    for (user, hash) in &raw.basic_auth_users {
+        if !hash.starts_with("$2") {
+            return Err(err(
+                1,
+                1,
+                format!("basic_auth_users.{user}: not a bcrypt hash"),
+            ));
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let tls = match &raw.tls_server_config {
+        None => None,
+        Some(t) => {
+            Some(tls_acceptor(t, base).map_err(|m| err(1, 1, format!("tls_server_config: {m}")))?)
+        }
+    };
+    Ok(WebConfig {
+        tls,
+        users: raw.basic_auth_users,
+        verified: Mutex::new(HashSet::new()),
+    })
+}
+
+/// Build the TLS acceptor of `tls_server_config`.
+fn tls_acceptor(t: &RawTls, base: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let provider = provider();
+    let chain = read_certs("cert_file", &base.join(&t.cert_file)).map_err(|e| e.to_string())?;
+    let key_path = base.join(&t.key_file);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("key_file {key_path:?}: {e}"))?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
+        Some(MinVersion::Tls13) => &[&rustls::version::TLS13],
+        _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?;
+    let builder = match (t.client_auth_type, &t.client_ca_file) {
+        (ClientAuth::NoClientCert, _) => builder.with_no_client_auth(),
+        (mode, Some(ca)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs("client_ca_file", &base.join(ca)).map_err(|e| e.to_string())? {
+                roots.add(c).map_err(|e| e.to_string())?;
+            }
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let v = if mode == ClientAuth::VerifyClientCertIfGiven {
+                v.allow_unauthenticated()
+            } else {
+                v
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+        }
+        (_, None) => return Err("client_auth_type needs client_ca_file".into()),
+    };
+    let mut config = builder
+        .with_single_cert(
+            chain.into_iter().map(CertificateDer::into_owned).collect(),
+            key,
+        )
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let mut users = BTreeMap::new();
+        users.insert("prom".to_owned(), hash);
+        let w = WebConfig {
+            tls: None,
+            users,
+            verified: Mutex::new(HashSet::new()),
+        };
+        let b64 = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(w.authorized(Some(&b64("prom:secret"))));
+        assert!(w.authorized(Some(&b64("prom:secret"))), "cached");
+        assert!(!w.authorized(Some(&b64("prom:wrong"))));
+        assert!(!w.authorized(Some(&b64("other:secret"))));
+        assert!(!w.authorized(Some("Bearer x")));
+        assert!(!w.authorized(Some("Basic !!!")));
+        assert!(!w.authorized(None));
+        assert!(WebConfig::open().authorized(None));
+    }
+}
