@@ -94,6 +94,8 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Ok::<_, config::ConfigError>(c)
     };
+    // Read before loading: a change between the two is seen as a change by auto-reload.
+    let initial_content = std::fs::read(&path).ok();
     let config = load(&path)?;
     let web = args.web_config_file.as_deref().map(web::load).transpose()?;
     if args.config_check {
@@ -142,7 +144,7 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     );
     spawn_reload_on_sighup(app.clone());
     if let Some(every) = args.auto_reload_interval {
-        spawn_auto_reload(app.clone(), path.clone(), every);
+        spawn_auto_reload(app.clone(), path.clone(), every, initial_content);
     }
     server::serve(listener, app, shutdown_signal()).await;
     tracing::info!("stopped");
@@ -164,9 +166,13 @@ fn spawn_reload_on_sighup(app: Arc<App>) {
 }
 
 /// Poll the targets file and reload when its content changed.
-fn spawn_auto_reload(app: Arc<App>, path: std::path::PathBuf, every: std::time::Duration) {
+fn spawn_auto_reload(
+    app: Arc<App>,
+    path: std::path::PathBuf,
+    every: std::time::Duration,
+    mut last: Option<Vec<u8>>,
+) {
     tokio::spawn(async move {
-        let mut last = tokio::fs::read(&path).await.ok();
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
