@@ -269,7 +269,7 @@ fn https_get(
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    let mut req = format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut req = String::from("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some(a) = auth {
         req.push_str(&format!("Authorization: {a}\r\n"));
     }
