@@ -1,0 +1,350 @@
+//! The benchmark: one run measures rounds of 1,000 / 10,000 / 100,000 plain HTTP targets and
+//! 1,000 HTTPS targets (full handshakes) against a local nginx, the peak RSS of the exporter
+//! process for each, the time to render 10,000 targets' metrics, and the machine's practical
+//! limit measured with wrk (a new connection per request, plain and TLS); then prints a table.
+//!
+//! Run it with `bash examples/bench.sh` (installs nginx and wrk when missing, builds, runs).
+//! Like the tests, it is tooling: any failure to set up stops it with a message.
+//!
+//! 100,000 targets would run out of ephemeral ports towards one address (every probe leaves a
+//! TIME_WAIT socket on our side), so large scenarios spread their targets over several
+//! loopback addresses (127.0.0.1 to 127.0.0.16) served by the same nginx.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Loopback addresses nginx listens on.
+const ADDRESSES: u8 = 16;
+
+/// Find a program or stop naming its Debian package.
+fn program(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').chain(["/usr/sbin", "/sbin"]) {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    eprintln!("`{name}` is missing: apt-get install -y {package}");
+    std::process::exit(2);
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Start nginx: plain on 127.0.0.1..=127.0.0.16, TLS on 127.0.0.1.
+fn start_nginx(dir: &Path) -> (Proc, u16, u16) {
+    let nginx = program("nginx", "nginx");
+    let (port, tls_port) = (free_port(), free_port());
+    let ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut ca = ca;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let issuer = rcgen::CertifiedIssuer::self_signed(ca, ca_key).expect("CA");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
+    std::fs::write(dir.join("ca.pem"), issuer.pem()).expect("write");
+    std::fs::write(dir.join("leaf.pem"), leaf.pem()).expect("write");
+    std::fs::write(dir.join("leaf.key"), leaf_key.serialize_pem()).expect("write");
+    let d = dir.display();
+    let listens: String = (1..=ADDRESSES)
+        .map(|i| format!("        listen 127.0.0.{i}:{port} backlog=8192 reuseport;\n"))
+        .collect();
+    let conf = format!(
+        "daemon off;\nworker_processes 2;\nworker_rlimit_nofile 200000;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log crit;\nevents {{ worker_connections 65536; multi_accept on; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/b;\n    proxy_temp_path {d}/p;\n\
+         fastcgi_temp_path {d}/f;\n    uwsgi_temp_path {d}/u;\n    scgi_temp_path {d}/s;\n\
+         ssl_session_cache off;\n    ssl_session_tickets off;\n\
+         server {{\n{listens}        location / {{ return 200; }}\n    }}\n\
+         server {{\n        listen 127.0.0.1:{tls_port} ssl backlog=8192;\n        ssl_protocols TLSv1.2 TLSv1.3;\n\
+         ssl_certificate {d}/leaf.pem;\n        ssl_certificate_key {d}/leaf.key;\n        location / {{ return 200; }}\n    }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("write");
+    let child = Command::new(nginx)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    for p in [port, tls_port] {
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", p)).is_err() {
+            assert!(Instant::now() < end, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    (Proc(child), port, tls_port)
+}
+
+/// The exporter binary next to this example's folder.
+fn exporter_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("http_status_exporter")
+}
+
+/// A running exporter.
+struct Exporter {
+    /// The process.
+    proc: Proc,
+    /// Where it listens.
+    addr: SocketAddr,
+}
+
+/// Start the exporter on a targets file.
+fn start_exporter(config: &Path) -> Exporter {
+    let mut child = Command::new(exporter_bin())
+        .arg("--config.file")
+        .arg(config)
+        .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "info"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("exporter starts (build it with cargo build --release)");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.contains("msg=listening")
+                .then(|| l.split_whitespace().find_map(|kv| kv.strip_prefix("address=")?.parse().ok()))
+                .flatten()
+        })
+        .expect("listening line");
+    std::thread::spawn(move || for _ in lines {});
+    Exporter {
+        proc: Proc(child),
+        addr,
+    }
+}
+
+/// Scrape once; returns (wall time, body).
+fn scrape(addr: SocketAddr) -> (Duration, String) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Prometheus-Scrape-Timeout-Seconds: 120\r\n\r\n")
+        .expect("write");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read");
+    (t.elapsed(), body)
+}
+
+/// The value of an unlabelled sample.
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Peak RSS of a process, MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Median of samples.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One scenario's figures.
+struct Row {
+    /// What was probed.
+    name: String,
+    /// Targets per round.
+    targets: usize,
+    /// Median round time (the exporter's own metric), seconds.
+    round: f64,
+    /// Median scrape wall time, seconds.
+    scrape: f64,
+    /// Peak RSS of the exporter, MiB.
+    rss: f64,
+    /// Successful probes in the last round.
+    ok: usize,
+}
+
+/// Run `rounds` scrapes of a targets file and collect the figures.
+fn scenario(dir: &Path, name: &str, yaml: &str, targets: usize, rounds: usize) -> Row {
+    let path = dir.join(format!("{}.yaml", name.replace([' ', ','], "_")));
+    std::fs::write(&path, yaml).expect("write targets");
+    let e = start_exporter(&path);
+    let mut round_times = Vec::new();
+    let mut scrape_times = Vec::new();
+    let mut ok = 0;
+    for _ in 0..rounds {
+        let (wall, body) = scrape(e.addr);
+        round_times.push(value(&body, "http_status_exporter_round_duration_seconds"));
+        scrape_times.push(wall.as_secs_f64());
+        ok = body
+            .lines()
+            .filter(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
+            .count();
+        // Let TIME_WAIT sockets of the previous round age a little between rounds.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rss = peak_rss_mib(e.proc.0.id());
+    Row {
+        name: name.to_owned(),
+        targets,
+        round: median(round_times),
+        scrape: median(scrape_times),
+        rss,
+        ok,
+    }
+}
+
+/// Targets file of `n` plain URLs spread over the loopback addresses.
+fn plain_targets(port: u16, n: usize, spread: u8) -> String {
+    let mut y = String::with_capacity(n * 48);
+    y.push_str("targets:\n");
+    for i in 0..n {
+        let host = (i % usize::from(spread)) + 1;
+        y.push_str(&format!("  - http://127.0.0.{host}:{port}/p{i}\n"));
+    }
+    y
+}
+
+/// wrk's requests per second with a new connection per request.
+fn wrk(url: &str) -> f64 {
+    let wrk = program("wrk", "wrk");
+    let out = Command::new(wrk)
+        .args(["-t2", "-c128", "-d5s", "-H", "Connection: close", url])
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Median time to render 10,000 targets' metrics, in the library.
+fn render_time() -> f64 {
+    use http_status_exporter::probe::status::{HttpVersion, StatusLine};
+    use http_status_exporter::probe::{Phases, ProbeResult};
+    let yaml = plain_targets(8080, 10_000, 1);
+    let cfg = http_status_exporter::config::parse(Path::new("bench.yaml"), &yaml).expect("config");
+    let results: Vec<ProbeResult> = (0..cfg.targets.len())
+        .map(|i| ProbeResult {
+            status: Some(StatusLine {
+                version: HttpVersion::Http11,
+                code: 200,
+                reason: "OK".into(),
+            }),
+            duration: Duration::from_micros(1234 + i as u64),
+            phases: Phases {
+                resolve: Duration::from_micros(3),
+                connect: Duration::from_micros(120),
+                tls: Duration::ZERO,
+                processing: Duration::from_micros(300),
+            },
+            ip_protocol: Some(4),
+            ..Default::default()
+        })
+        .collect();
+    let targets = Arc::new(cfg);
+    let mut samples = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        let text = http_status_exporter::metrics::render_round(&targets.targets, &results);
+        samples.push(t.elapsed().as_secs_f64());
+        assert!(text.len() > 1_000_000);
+    }
+    median(samples)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_nginx, port, tls_port) = start_nginx(dir.path());
+    let quick = std::env::args().any(|a| a == "--quick");
+    let mut rows = Vec::new();
+    let sizes: &[(usize, usize)] = if quick {
+        &[(1_000, 3), (10_000, 3)]
+    } else {
+        &[(1_000, 7), (10_000, 5), (100_000, 3)]
+    };
+    for &(n, rounds) in sizes {
+        let spread = if n > 20_000 { ADDRESSES } else { 1 };
+        let row = scenario(dir.path(), &format!("{n} http"), &plain_targets(port, n, spread), n, rounds);
+        eprintln!("{n} http: round {:.3} s", row.round);
+        rows.push(row);
+    }
+    let mut https = format!(
+        "defaults:\n  tls_config: {{ca_file: {}}}\ntargets:\n",
+        dir.path().join("ca.pem").display()
+    );
+    for i in 0..1_000 {
+        https.push_str(&format!("  - https://localhost:{tls_port}/p{i}\n"));
+    }
+    rows.push(scenario(dir.path(), "1000 https", &https, 1_000, 5));
+    let render = render_time();
+    let wrk_plain = wrk(&format!("http://127.0.0.1:{port}/"));
+    let wrk_tls = wrk(&format!("https://127.0.0.1:{tls_port}/"));
+
+    println!(
+        "\n| scenario | targets | round (median) | scrape (median) | probes/s | vs wrk | peak RSS | ok |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let rate = r.targets as f64 / r.round;
+        let limit = if r.name.contains("https") { wrk_tls } else { wrk_plain };
+        println!(
+            "| {} | {} | {:.3} s | {:.3} s | {:.0} | {:.0}% | {:.1} MiB | {} |",
+            r.name,
+            r.targets,
+            r.round,
+            r.scrape,
+            rate,
+            100.0 * rate / limit,
+            r.rss,
+            r.ok
+        );
+    }
+    println!("\nwrk, new connection per request: {wrk_plain:.0} req/s plain, {wrk_tls:.0} req/s TLS (full handshakes)");
+    println!("render /metrics for 10,000 targets: {:.2} ms (median of 21)", render * 1000.0);
+    let per_1k = rows.iter().map(|r| r.round / r.targets as f64 * 1000.0);
+    println!(
+        "round time per 1,000 plain targets: {}",
+        per_1k
+            .zip(&rows)
+            .filter(|(_, r)| !r.name.contains("https"))
+            .map(|(t, r)| format!("{:.3} s at {}", t, r.targets))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
