@@ -135,7 +135,10 @@ fn start_exporter(config: &Path) -> Exporter {
         .map_while(Result::ok)
         .find_map(|l| {
             l.contains("msg=listening")
-                .then(|| l.split_whitespace().find_map(|kv| kv.strip_prefix("address=")?.parse().ok()))
+                .then(|| {
+                    l.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("address=")?.parse().ok())
+                })
                 .flatten()
         })
         .expect("listening line");
@@ -300,7 +303,13 @@ fn main() {
     };
     for &(n, rounds) in sizes {
         let spread = if n > 20_000 { ADDRESSES } else { 1 };
-        let row = scenario(dir.path(), &format!("{n} http"), &plain_targets(port, n, spread), n, rounds);
+        let row = scenario(
+            dir.path(),
+            &format!("{n} http"),
+            &plain_targets(port, n, spread),
+            n,
+            rounds,
+        );
         eprintln!("{n} http: round {:.3} s", row.round);
         rows.push(row);
     }
@@ -322,7 +331,11 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let rate = r.targets as f64 / r.round;
-        let limit = if r.name.contains("https") { wrk_tls } else { wrk_plain };
+        let limit = if r.name.contains("https") {
+            wrk_tls
+        } else {
+            wrk_plain
+        };
         println!(
             "| {} | {} | {:.3} s | {:.3} s | {:.0} | {:.0}% | {:.1} MiB | {} |",
             r.name,
@@ -335,8 +348,13 @@ fn main() {
             r.ok
         );
     }
-    println!("\nwrk, new connection per request: {wrk_plain:.0} req/s plain, {wrk_tls:.0} req/s TLS (full handshakes)");
-    println!("render /metrics for 10,000 targets: {:.2} ms (median of 21)", render * 1000.0);
+    println!(
+        "\nwrk, new connection per request: {wrk_plain:.0} req/s plain, {wrk_tls:.0} req/s TLS (full handshakes)"
+    );
+    println!(
+        "render /metrics for 10,000 targets: {:.2} ms (median of 21)",
+        render * 1000.0
+    );
     let per_1k = rows.iter().map(|r| r.round / r.targets as f64 * 1000.0);
     println!(
         "round time per 1,000 plain targets: {}",

@@ -60,99 +60,158 @@ pub const PROBE_METRICS: &[(&str, &str)] = &[
 /// The phases of `probe_http_duration_seconds`.
 pub const PHASES: [&str; 4] = ["resolve", "connect", "tls", "processing"];
 
-/// Render the probe metrics of one round. `results[i]` belongs to `targets[i]`.
+/// Render the probe metrics of one round in one string. `results[i]` belongs to `targets[i]`.
 pub fn render_round(targets: &[Target], results: &[ProbeResult]) -> String {
-    // About 700 bytes per target for a typical label block; one allocation up front.
-    let per_target: usize = targets.iter().map(|t| t.label_block.len()).sum::<usize>() * 13;
-    let mut out = String::with_capacity(per_target + targets.len() * 300 + 4096);
-    let pairs = || targets.iter().zip(results);
+    let mut out = String::with_capacity(targets.len() * 700 + 4096);
     for &(name, help) in PROBE_METRICS {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-        match name {
-            "probe_success" => {
-                for (t, r) in pairs() {
-                    line(&mut out, name, &t.label_block, u8::from(r.success()));
-                }
-            }
-            "probe_http_status_code" => {
-                for (t, r) in pairs() {
-                    let code = r.status.as_ref().map_or(0, |s| s.code);
-                    line(&mut out, name, &t.label_block, code);
-                }
-            }
-            "probe_duration_seconds" => {
-                for (t, r) in pairs() {
-                    line(&mut out, name, &t.label_block, r.duration.as_secs_f64());
-                }
-            }
-            "probe_http_duration_seconds" => {
-                for (t, r) in pairs() {
-                    let p = &r.phases;
-                    for (phase, d) in PHASES
-                        .iter()
-                        .zip([p.resolve, p.connect, p.tls, p.processing])
-                    {
-                        extra(
-                            &mut out,
-                            name,
-                            &t.label_block,
-                            "phase",
-                            phase,
-                            d.as_secs_f64(),
-                        );
-                    }
-                }
-            }
-            "probe_failure_reason" => {
-                for (t, r) in pairs() {
-                    if let Some(reason) = r.failure {
-                        extra(&mut out, name, &t.label_block, "reason", reason.as_str(), 1);
-                    }
-                }
-            }
-            "probe_ip_protocol" => {
-                for (t, r) in pairs() {
-                    if let Some(v) = r.ip_protocol {
-                        line(&mut out, name, &t.label_block, v);
-                    }
-                }
-            }
-            "probe_http_version" => {
-                for (t, r) in pairs() {
-                    if let Some(s) = &r.status {
-                        let v = match s.version {
-                            crate::probe::status::HttpVersion::Http10 => "1",
-                            crate::probe::status::HttpVersion::Http11 => "1.1",
-                        };
-                        line(&mut out, name, &t.label_block, v);
-                    }
-                }
-            }
-            "probe_tls_version_info" => {
-                for (t, r) in pairs() {
-                    if let Some(v) = r.tls_version {
-                        extra(&mut out, name, &t.label_block, "version", v.as_str(), 1);
-                    }
-                }
-            }
-            "probe_ssl_earliest_cert_expiry" => {
-                for (t, r) in pairs() {
-                    if let Some(c) = r.cert {
-                        line(&mut out, name, &t.label_block, c.earliest);
-                    }
-                }
-            }
-            "probe_ssl_leaf_cert_expiry" => {
-                for (t, r) in pairs() {
-                    if let Some(c) = r.cert {
-                        line(&mut out, name, &t.label_block, c.leaf);
-                    }
-                }
-            }
-            _ => {}
-        }
+        family_header(&mut out, name, help);
+        render_family(&mut out, name, targets, results);
     }
     out
+}
+
+/// `# HELP` and `# TYPE` lines of a family.
+fn family_header(out: &mut String, name: &str, help: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+}
+
+/// Targets rendered per step of a [`ChunkedRender`].
+const CHUNK_TARGETS: usize = 256;
+
+/// A chunk is handed out once it holds this many bytes.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Renders a round's probe metrics a chunk at a time, so a scrape of 100,000 targets never
+/// holds the whole exposition in memory; each chunk is built from the label blocks made at load.
+#[derive(Debug)]
+pub struct ChunkedRender {
+    /// The round being rendered.
+    round: std::sync::Arc<crate::round::Round>,
+    /// Index into [`PROBE_METRICS`] of the family being rendered.
+    family: usize,
+    /// The next target of that family.
+    next: usize,
+}
+
+impl ChunkedRender {
+    /// Start rendering `round`.
+    pub fn new(round: std::sync::Arc<crate::round::Round>) -> Self {
+        ChunkedRender {
+            round,
+            family: 0,
+            next: 0,
+        }
+    }
+
+    /// The next chunk of the exposition, or `None` when all is rendered.
+    pub fn next_chunk(&mut self) -> Option<bytes::Bytes> {
+        let targets = &self.round.config.targets;
+        let results = &self.round.results;
+        if self.family >= PROBE_METRICS.len() {
+            return None;
+        }
+        let mut out = String::with_capacity(CHUNK_BYTES + 16 * 1024);
+        while self.family < PROBE_METRICS.len() && out.len() < CHUNK_BYTES {
+            let (name, help) = PROBE_METRICS[self.family];
+            if self.next == 0 {
+                family_header(&mut out, name, help);
+            }
+            let end = (self.next + CHUNK_TARGETS).min(targets.len());
+            render_family(
+                &mut out,
+                name,
+                &targets[self.next..end],
+                &results[self.next..end],
+            );
+            self.next = end;
+            if self.next >= targets.len() {
+                self.family += 1;
+                self.next = 0;
+            }
+        }
+        Some(bytes::Bytes::from(out))
+    }
+}
+
+/// The samples of family `name` for `targets` (no header).
+fn render_family(out: &mut String, name: &str, targets: &[Target], results: &[ProbeResult]) {
+    let pairs = || targets.iter().zip(results);
+    match name {
+        "probe_success" => {
+            for (t, r) in pairs() {
+                line(out, name, &t.label_block, u8::from(r.success()));
+            }
+        }
+        "probe_http_status_code" => {
+            for (t, r) in pairs() {
+                let code = r.status.as_ref().map_or(0, |s| s.code);
+                line(out, name, &t.label_block, code);
+            }
+        }
+        "probe_duration_seconds" => {
+            for (t, r) in pairs() {
+                line(out, name, &t.label_block, r.duration.as_secs_f64());
+            }
+        }
+        "probe_http_duration_seconds" => {
+            for (t, r) in pairs() {
+                let p = &r.phases;
+                for (phase, d) in PHASES
+                    .iter()
+                    .zip([p.resolve, p.connect, p.tls, p.processing])
+                {
+                    extra(out, name, &t.label_block, "phase", phase, d.as_secs_f64());
+                }
+            }
+        }
+        "probe_failure_reason" => {
+            for (t, r) in pairs() {
+                if let Some(reason) = r.failure {
+                    extra(out, name, &t.label_block, "reason", reason.as_str(), 1);
+                }
+            }
+        }
+        "probe_ip_protocol" => {
+            for (t, r) in pairs() {
+                if let Some(v) = r.ip_protocol {
+                    line(out, name, &t.label_block, v);
+                }
+            }
+        }
+        "probe_http_version" => {
+            for (t, r) in pairs() {
+                if let Some(s) = &r.status {
+                    let v = match s.version {
+                        crate::probe::status::HttpVersion::Http10 => "1",
+                        crate::probe::status::HttpVersion::Http11 => "1.1",
+                    };
+                    line(out, name, &t.label_block, v);
+                }
+            }
+        }
+        "probe_tls_version_info" => {
+            for (t, r) in pairs() {
+                if let Some(v) = r.tls_version {
+                    extra(out, name, &t.label_block, "version", v.as_str(), 1);
+                }
+            }
+        }
+        "probe_ssl_earliest_cert_expiry" => {
+            for (t, r) in pairs() {
+                if let Some(c) = r.cert {
+                    line(out, name, &t.label_block, c.earliest);
+                }
+            }
+        }
+        "probe_ssl_leaf_cert_expiry" => {
+            for (t, r) in pairs() {
+                if let Some(c) = r.cert {
+                    line(out, name, &t.label_block, c.leaf);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `name{labels} value`.
@@ -331,6 +390,41 @@ mod tests {
         // Families appear once each, in order.
         let helps: Vec<_> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
         assert_eq!(helps.len(), PROBE_METRICS.len());
+    }
+
+    #[test]
+    fn chunks_add_up_to_the_whole_rendering() {
+        let mut yaml = String::from("targets:\n");
+        for i in 0..1000 {
+            yaml.push_str(&format!("  - http://127.0.0.1:1/{i}\n"));
+        }
+        let config = crate::config::parse(std::path::Path::new("t.yml"), &yaml).unwrap();
+        let results: Vec<ProbeResult> = (0..1000)
+            .map(|i| ProbeResult {
+                failure: (i % 3 == 0).then_some(FailureReason::Timeout),
+                duration: Duration::from_micros(i),
+                ..Default::default()
+            })
+            .collect();
+        let whole = render_round(&config.targets, &results);
+        let round = std::sync::Arc::new(crate::round::Round {
+            config: std::sync::Arc::new(config),
+            results,
+            started_at: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
+            max_queue_wait: Duration::ZERO,
+            not_started: 0,
+        });
+        let mut r = ChunkedRender::new(round);
+        let mut joined = Vec::new();
+        let mut chunks = 0;
+        while let Some(c) = r.next_chunk() {
+            assert!(c.len() < CHUNK_BYTES + 64 * 1024);
+            joined.extend_from_slice(&c);
+            chunks += 1;
+        }
+        assert!(chunks > 3, "{chunks} chunks");
+        assert_eq!(String::from_utf8(joined).unwrap(), whole);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
-use crate::metrics::{ExporterMetrics, render_round};
+use crate::metrics::ExporterMetrics;
 use crate::probe::connect::Resolver;
 use crate::probe::{self, FailureReason, ProbeResult};
 use crate::target::Host;
@@ -35,8 +35,6 @@ pub struct Round {
     pub max_queue_wait: Duration,
     /// Probes that never started.
     pub not_started: usize,
-    /// The probe metrics in the exposition format, rendered once for every scrape.
-    pub rendered: bytes::Bytes,
 }
 
 /// Limits of a round.
@@ -144,7 +142,6 @@ pub async fn run_round(
         })
         .inspect(|r| not_started += usize::from(r.failure == Some(FailureReason::NotStarted)))
         .collect();
-    let rendered = bytes::Bytes::from(render_round(&config.targets, &results));
     Round {
         duration: start.elapsed(),
         config,
@@ -152,7 +149,6 @@ pub async fn run_round(
         started_at,
         max_queue_wait,
         not_started,
-        rendered,
     }
 }
 

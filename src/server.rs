@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError};
+use crate::metrics::ChunkedRender;
 use crate::round::Prober;
 use crate::web::WebConfig;
 
@@ -224,10 +225,16 @@ where
     }
 }
 
-/// A response body made of shared chunks: a round's rendered metrics are sent to every
-/// scrape without being copied.
+/// A response body: for `/metrics`, the round's probe metrics rendered chunk by chunk as
+/// hyper asks for them, then fixed chunks (the exporter's own metrics); for the rest, fixed
+/// chunks only.
 #[derive(Debug, Default)]
-pub struct Chunks(std::collections::VecDeque<Bytes>);
+pub struct Chunks {
+    /// Renders the probe metrics, while there are any left.
+    probes: Option<ChunkedRender>,
+    /// Sent after the probe metrics.
+    tail: std::collections::VecDeque<Bytes>,
+}
 
 impl hyper::body::Body for Chunks {
     type Data = Bytes;
@@ -237,16 +244,25 @@ impl hyper::body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        if let Some(chunk) = self.probes.as_mut().and_then(ChunkedRender::next_chunk) {
+            return std::task::Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        self.probes = None;
+        std::task::Poll::Ready(self.tail.pop_front().map(|b| Ok(Frame::data(b))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.probes.is_none() && self.tail.is_empty()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        let n: usize = self.0.iter().map(Bytes::len).sum();
-        hyper::body::SizeHint::with_exact(n as u64)
+        match self.probes {
+            Some(_) => hyper::body::SizeHint::default(),
+            None => {
+                let n: usize = self.tail.iter().map(Bytes::len).sum();
+                hyper::body::SizeHint::with_exact(n as u64)
+            }
+        }
     }
 }
 
@@ -256,17 +272,22 @@ fn reply(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response<Chunks> {
-    reply_chunks(status, content_type, vec![body.into()])
+    respond(
+        status,
+        content_type,
+        Chunks {
+            probes: None,
+            tail: [body.into()]
+                .into_iter()
+                .filter(|b| !b.is_empty())
+                .collect(),
+        },
+    )
 }
 
-/// A response whose body is several chunks.
-fn reply_chunks(
-    status: StatusCode,
-    content_type: &'static str,
-    chunks: Vec<Bytes>,
-) -> Response<Chunks> {
-    let chunks = chunks.into_iter().filter(|c| !c.is_empty()).collect();
-    let mut r = Response::new(Chunks(chunks));
+/// A response with a prepared body.
+fn respond(status: StatusCode, content_type: &'static str, body: Chunks) -> Response<Chunks> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -325,10 +346,13 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
                     if let Err(e) = app.prober.metrics().render(&mut own) {
                         tracing::error!(error = %e, "cannot render exporter metrics");
                     }
-                    reply_chunks(
+                    respond(
                         StatusCode::OK,
                         METRICS_CONTENT_TYPE,
-                        vec![round.rendered.clone(), Bytes::from(own)],
+                        Chunks {
+                            probes: Some(ChunkedRender::new(round)),
+                            tail: [Bytes::from(own)].into(),
+                        },
                     )
                 }
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
