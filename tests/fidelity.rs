@@ -12,6 +12,10 @@ use http_status_exporter::config;
 use http_status_exporter::probe::FailureReason;
 use http_status_exporter::round::{Limits, run_round};
 
+/// Timing tests run one at a time: a 10,000-target round beside a "probed alone" peer would
+/// measure our own CPU contention, not the peer.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A peer on its own OS threads (not the prober's runtime) that answers `delay` after it has
 /// read the request.
 fn delayed_peer(delay: Duration) -> SocketAddr {
@@ -44,6 +48,7 @@ fn error_ms(measured: Duration, want: Duration) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_peer_alone_is_measured_within_10ms() {
+    let _serial = SERIAL.lock().await;
     let delay = Duration::from_millis(200);
     let peer = delayed_peer(delay);
     let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
@@ -65,6 +70,7 @@ async fn a_delayed_peer_alone_is_measured_within_10ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_peer_inside_a_round_of_10000_is_measured_within_50ms() {
+    let _serial = SERIAL.lock().await;
     let nginx = common::Nginx::start(&[]);
     let delay = Duration::from_millis(200);
     let peer = delayed_peer(delay);
@@ -102,6 +108,7 @@ async fn a_delayed_peer_inside_a_round_of_10000_is_measured_within_50ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_that_never_start_are_not_started_not_timeout() {
+    let _serial = SERIAL.lock().await;
     // 200 targets that each take 100 ms, 10 at a time, 1 s of budget: about 100 fit.
     let delay = Duration::from_millis(100);
     let peer = delayed_peer(delay);

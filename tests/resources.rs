@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// These tests load the machine (10,000 probes, 500 rounds) or assert timings and memory:
+/// run them one at a time so that each measures itself, not its neighbours.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Take the [`SERIAL`] lock, even after another test panicked holding it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A line of /proc/PID/status in KiB, like `VmHWM`.
 fn proc_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -65,6 +74,7 @@ fn start_limited(config: &str, nofile: u32) -> Exporter {
 
 #[test]
 fn ten_thousand_targets_under_a_1024_descriptor_limit_queue_instead_of_failing() {
+    let _serial = serial();
     let nginx = Nginx::start(&[]);
     let exporter = start_limited(&many(nginx.port, 10_000, "/ok"), 1024);
     let pid = exporter.proc.pid();
@@ -95,6 +105,7 @@ fn ten_thousand_targets_under_a_1024_descriptor_limit_queue_instead_of_failing()
 
 #[test]
 fn memory_stays_flat_over_500_rounds_and_ignores_response_sizes() {
+    let _serial = serial();
     let nginx = Nginx::start(&[]);
     // Half the targets answer with a 16 MiB body that the probe never reads.
     let mut yaml = many(nginx.port, 100, "/ok");
@@ -130,6 +141,7 @@ fn memory_stays_flat_over_500_rounds_and_ignores_response_sizes() {
 
 #[test]
 fn our_endpoint_survives_slow_half_open_oversized_and_concurrent_clients() {
+    let _serial = serial();
     // A peer that takes 500 ms, so that a round lasts long enough for scrapes to pile up.
     let peer = peer::spawn_thread("127.0.0.1:0");
     let exporter = Exporter::start(&format!("targets: ['http://{peer}/late']\n"), &[]);
@@ -210,6 +222,7 @@ fn our_endpoint_survives_slow_half_open_oversized_and_concurrent_clients() {
 
 #[test]
 fn a_scrape_of_every_misbehaving_peer_returns_within_the_longest_deadline() {
+    let _serial = serial();
     let peer = peer::spawn_thread("127.0.0.1:0");
     let mut yaml = format!(
         "defaults: {{timeout: {}ms}}\ntargets:\n",
