@@ -238,8 +238,22 @@ impl Prober {
                     *slot = Some(rx.clone());
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let round =
-                            Arc::new(run_round(me.config(), budget, me.limits, |_, _| {}).await);
+                        let config = me.config();
+                        let log_config = config.clone();
+                        let round = Arc::new(
+                            run_round(config, budget, me.limits, |i, r| {
+                                if let Some(reason) = r.failure {
+                                    tracing::debug!(
+                                        url = %log_config.targets[i].url.raw,
+                                        %reason,
+                                        detail = r.detail.as_deref().unwrap_or(""),
+                                        duration = r.duration.as_secs_f64(),
+                                        "probe failed"
+                                    );
+                                }
+                            })
+                            .await,
+                        );
                         me.metrics.rounds.inc();
                         me.metrics.round_duration.set(round.duration.as_secs_f64());
                         me.metrics

@@ -2,6 +2,7 @@
 //!
 //! - `GET /metrics`: joins or starts a probe round and answers with its metrics.
 //! - `GET /`: the status page of the last round.
+//! - `GET /config`: the targets in effect (header values left out).
 //! - `GET /-/healthy`, `GET /-/ready`: liveness and readiness.
 //! - `POST /-/reload`: reload the targets file.
 
@@ -105,9 +106,13 @@ impl App {
     pub async fn reload(&self) -> Result<usize, ConfigError> {
         let _guard = self.reload_lock.lock().await;
         let m = self.prober.metrics();
-        let loaded = (self.loader)().and_then(|config| {
-            let web = self.web_loader.as_ref().map(|load| load()).transpose()?;
-            Ok((config, web))
+        // Loading reads files and may take a while for a large file: keep it off the worker's
+        // async duties.
+        let loaded = tokio::task::block_in_place(|| {
+            (self.loader)().and_then(|config| {
+                let web = self.web_loader.as_ref().map(|load| load()).transpose()?;
+                Ok((config, web))
+            })
         });
         match loaded {
             Ok((config, web)) => {
@@ -321,7 +326,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
     let path = req.uri().path();
     let method = req.method().clone();
     let allowed: &[Method] = match path {
-        "/metrics" | "/" | "/-/healthy" | "/-/ready" => &[Method::GET, Method::HEAD],
+        "/metrics" | "/" | "/config" | "/-/healthy" | "/-/ready" => &[Method::GET, Method::HEAD],
         "/-/reload" => &[Method::POST, Method::PUT],
         _ => return Ok(reply(StatusCode::NOT_FOUND, text, "not found\n")),
     };
@@ -359,6 +364,11 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
             }
         }
         "/-/healthy" | "/-/ready" => reply(StatusCode::OK, text, "OK\n"),
+        "/config" => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            crate::status_page::render_config(&app.prober.config()),
+        ),
         "/-/reload" => match app.reload().await {
             Ok(n) => reply(
                 StatusCode::OK,

@@ -54,7 +54,7 @@ pub fn render(config: &Config, round: Option<&Round>) -> String {
         "tr.warn td.state{background:#fbeec2;color:#6b5200;font-weight:bold}",
         "tr.up td.state{background:#d5f2d5;color:#145214}",
         "</style></head><body>\n<h1>http_status_exporter</h1>\n",
-        "<p><a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a></p>\n"
+        "<p><a href=\"/metrics\">Metrics</a> · <a href=\"/config\">Config</a> · <a href=\"/-/healthy\">Health</a></p>\n"
     ));
     let _ = write!(
         out,
@@ -120,6 +120,58 @@ pub fn render(config: &Config, round: Option<&Round>) -> String {
         );
     }
     out.push_str("</tbody></table>\n</body></html>\n");
+    out
+}
+
+/// The config in effect as YAML, for `/config`: every target with its settings after defaults
+/// were applied. Header values are left out: they may carry credentials.
+pub fn render_config(config: &Config) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let mut out = String::with_capacity(256 + config.targets.len() * 200);
+    let _ = writeln!(out, "# {}", config.file.display());
+    let _ = writeln!(
+        out,
+        "max_connections_per_host: {}",
+        config.max_connections_per_host
+    );
+    out.push_str("targets:\n");
+    for t in &config.targets {
+        let _ = writeln!(out, "  - url: {}", q(&t.url.raw));
+        if let Some(n) = &t.name {
+            let _ = writeln!(out, "    name: {}", q(n));
+        }
+        if !t.labels.is_empty() {
+            let labels: Vec<String> = t
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", q(v)))
+                .collect();
+            let _ = writeln!(out, "    labels: {{{}}}", labels.join(", "));
+        }
+        let _ = writeln!(out, "    timeout: {}ms", t.timeout.as_millis());
+        let request = String::from_utf8_lossy(&t.request);
+        let mut lines = request.split("\r\n");
+        let method = lines
+            .next()
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or("GET");
+        let _ = writeln!(out, "    method: {method}");
+        let headers: Vec<&str> = lines
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    headers: [{}]  # values not shown",
+            headers.join(", ")
+        );
+        let _ = writeln!(out, "    ip_protocol: {:?}", t.ip_protocol);
+        if let Some(ip) = t.source_ip {
+            let _ = writeln!(out, "    source_ip: {ip}");
+        }
+        if let Some(tls) = &t.tls {
+            let _ = writeln!(out, "    tls_server_name: {}", q(&tls.server_name.to_str()));
+        }
+    }
     out
 }
 

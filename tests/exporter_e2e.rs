@@ -44,7 +44,7 @@ fn a_scrape_reports_every_target_of_a_real_nginx() {
         }
     }
     yaml.push_str(&format!(
-        "  - url: http://127.0.0.1:{refused}/\n    name: refused\n    labels: {{team: core}}\n"
+        "  - url: http://127.0.0.1:{refused}/\n    name: refused\n    labels: {{team: core}}\n    headers: {{Authorization: Bearer s3cret}}\n"
     ));
     let path = dir.path().join("targets.yaml");
     std::fs::write(&path, &yaml).unwrap();
@@ -130,6 +130,14 @@ fn a_scrape_reports_every_target_of_a_real_nginx() {
             .contains(&format!("http://127.0.0.1:{port}/missing"))
     );
     assert!(page.body.contains("href=\"/metrics\""));
+    let config = http(exporter.addr, "GET", "/config", &[]);
+    assert_eq!(config.status, 200);
+    assert!(
+        config.body.contains(&format!("url: \"{refused_url}\"")),
+        "{}",
+        config.body
+    );
+    assert!(config.body.contains("Authorization") && !config.body.contains("s3cret"));
     assert_eq!(http(exporter.addr, "GET", "/nope", &[]).status, 404);
     assert_eq!(http(exporter.addr, "DELETE", "/metrics", &[]).status, 405);
 
