@@ -164,7 +164,7 @@ pub fn render_config(config: &Config) -> String {
             "    headers: [{}]  # values not shown",
             headers.join(", ")
         );
-        let _ = writeln!(out, "    ip_protocol: {:?}", t.ip_protocol);
+        let _ = writeln!(out, "    ip_protocol: {}", t.ip_protocol.as_str());
         if let Some(ip) = t.source_ip {
             let _ = writeln!(out, "    source_ip: {ip}");
         }

@@ -179,6 +179,17 @@ pub enum IpProtocol {
     Ip6,
 }
 
+impl IpProtocol {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpProtocol::Auto => "auto",
+            IpProtocol::Ip4 => "ip4",
+            IpProtocol::Ip6 => "ip6",
+        }
+    }
+}
+
 /// The `User-Agent` every probe sends unless the config names another.
 pub const USER_AGENT: &str = concat!("http_status_exporter/", env!("CARGO_PKG_VERSION"));
 
