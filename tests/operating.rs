@@ -178,11 +178,14 @@ fn config_check_validates_the_file_and_the_files_it_names() {
         "targets:\n  - url: https://127.0.0.1:1/\n    tls_config: {ca_file: ca.pem}\n",
     )
     .unwrap();
-    let out = Command::new(exporter_bin())
-        .args(["--config.check", "--config.file"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let check = |file: &std::path::Path| {
+        Command::new(exporter_bin())
+            .args(["--config.check", "--config.file"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = check(&good);
     assert!(
         out.status.success(),
         "{}",
@@ -195,11 +198,7 @@ fn config_check_validates_the_file_and_the_files_it_names() {
         "targets:\n  - url: https://127.0.0.1:1/\n    tls_config: {ca_file: missing.pem}\n",
     )
     .unwrap();
-    let out = Command::new(exporter_bin())
-        .args(["--config.check", "--config.file"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

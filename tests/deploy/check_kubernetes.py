@@ -32,6 +32,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import Checks  # noqa: E402
+
 try:
     import yaml
 except ImportError:
@@ -47,21 +50,6 @@ CONFIG_DIR = "/etc/http_status_exporter"
 CONFIG_FILE = f"{CONFIG_DIR}/targets.yaml"
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
-
-    def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"ok    {name}")
-        else:
-            self.failed.append(name)
-            print(f"FAIL  {name}" + (f": {detail}" if detail else ""))
-        return ok
 
 
 C = Checks()
@@ -327,12 +315,7 @@ def main() -> int:
                 except Exception as e:  # noqa: BLE001 - any validation error is a failure
                     C.check(f"{where}: valid against the Kubernetes {version} schema", False, str(e)[:500])
 
-    if C.failed:
-        print("failed checks:")
-        for name in C.failed:
-            print(f"  - {name}")
-    print(f"{C.passed} passed, {len(C.failed)} failed")
-    return 1 if C.failed else 0
+    return C.summary()
 
 
 if __name__ == "__main__":

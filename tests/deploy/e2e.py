@@ -45,6 +45,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import Checks, Fatal  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 PROM_CONFIG = REPO / "deploy/prometheus/prometheus.yml"
 RULES = REPO / "deploy/prometheus/rules/http_status_exporter.rules.yml"
@@ -72,29 +75,6 @@ SYNTHETIC = {
 CERT_DAYS = 30
 EXPIRY_RAISED = 60
 DEADLINE = time.monotonic() + 150
-
-
-class Fatal(Exception):
-    """A failure after which the remaining checks cannot run."""
-
-
-class Checks:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
-
-    def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"ok    {name}", flush=True)
-        else:
-            self.failed.append(name)
-            print(f"FAIL  {name}" + (f": {detail}" if detail else ""), flush=True)
-        return ok
-
-    def fatal(self, name: str, detail: str) -> None:
-        self.check(name, False, detail)
-        raise Fatal(name)
 
 
 C = Checks()
@@ -722,12 +702,7 @@ http {{
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    if C.failed:
-        print("failed checks:")
-        for name in C.failed:
-            print(f"  - {name}")
-    print(f"{C.passed} passed, {len(C.failed)} failed")
-    return 1 if C.failed else 0
+    return C.summary()
 
 
 if __name__ == "__main__":
