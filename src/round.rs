@@ -54,6 +54,38 @@ async fn slot(sem: &Arc<Semaphore>, deadline: Option<Instant>) -> Option<OwnedSe
     }
 }
 
+/// The order targets leave the queue in, and one per-host semaphore per distinct host.
+///
+/// Hosts take turns (the first target of every host, then the second of every host, ...), in
+/// the order they first appear in the file, so that a host with thousands of paths and a
+/// per-host cap does not keep every other host waiting behind it. Each entry is
+/// `(target index, host index)`.
+fn schedule(config: &Config) -> (Vec<(usize, usize)>, Vec<Arc<Semaphore>>) {
+    let mut host_of: HashMap<&Host, usize> = HashMap::new();
+    let mut queues: Vec<Vec<usize>> = Vec::new();
+    for (i, t) in config.targets.iter().enumerate() {
+        let h = *host_of.entry(&t.url.host).or_insert_with(|| {
+            queues.push(Vec::new());
+            queues.len() - 1
+        });
+        queues[h].push(i);
+    }
+    // Hosts still holding targets, each with how many of its targets are already ordered.
+    let mut turns: std::collections::VecDeque<(usize, usize)> =
+        (0..queues.len()).map(|h| (h, 0)).collect();
+    let mut order = Vec::with_capacity(config.targets.len());
+    while let Some((h, taken)) = turns.pop_front() {
+        order.push((queues[h][taken], h));
+        if taken + 1 < queues[h].len() {
+            turns.push_back((h, taken + 1));
+        }
+    }
+    let slots = (0..queues.len())
+        .map(|_| Arc::new(Semaphore::new(config.max_connections_per_host)))
+        .collect();
+    (order, slots)
+}
+
 /// Probe every target of `config` once. `budget` is the scrape's time limit (already reduced
 /// by the offset); each probe gets `min(its timeout, budget)`. `on_result` sees each result
 /// the moment it arrives.
@@ -68,54 +100,112 @@ pub async fn run_round(
     let round_deadline = budget.map(|b| start + b);
     let n = config.targets.len();
     let global = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-    let mut per_host: HashMap<&Host, Arc<Semaphore>> = HashMap::new();
+    let (order, host_slots) = schedule(&config);
     let resolver = Arc::new(Resolver::new());
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, ProbeResult, Duration)>();
 
-    let spawner = async {
-        for i in 0..n {
+    // Probe tasks say which host they freed, so that targets deferred for that host can go.
+    let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<usize>();
+    let launch_config = config.clone();
+    let launch = move |i: usize,
+                       h: usize,
+                       permit: OwnedSemaphorePermit,
+                       host_permit: OwnedSemaphorePermit| {
+        let (config, resolver, tx, freed_tx) = (
+            launch_config.clone(),
+            resolver.clone(),
+            tx.clone(),
+            freed_tx.clone(),
+        );
+        tokio::spawn(async move {
+            // Every target is queued when the round starts.
+            let waited = start.elapsed();
             let t = &config.targets[i];
+            let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
+            let deadline = round_deadline.map_or(own, |r| r.min(own));
+            let mut result = probe::probe(t, deadline, &resolver).await;
+            if deadline < own
+                && matches!(
+                    result.failure,
+                    Some(
+                        FailureReason::Timeout | FailureReason::ConnectTimeout | FailureReason::Dns
+                    )
+                )
+                && Instant::now() >= deadline
+            {
+                result.failure = Some(FailureReason::ScrapeDeadline);
+                result.detail =
+                    Some("the scrape deadline ended the probe before its own timeout".into());
+            }
+            drop(host_permit);
+            drop(permit);
+            // The receivers outlive every sender.
+            let _ = freed_tx.send(h);
+            let _ = tx.send((i, result, waited));
+        });
+    };
+
+    // Hands out slots: a target goes when both a global slot and a slot of its host are free.
+    // A target whose host is full waits aside, holding no global slot, so that a crowded host
+    // never keeps the other hosts waiting; it goes as soon as its host frees a slot.
+    let spawner = async {
+        let mut order = order.into_iter();
+        let mut deferred: Vec<std::collections::VecDeque<usize>> =
+            vec![Default::default(); host_slots.len()];
+        let mut waiting_aside = 0usize;
+        'slots: loop {
             let Some(permit) = slot(&global, round_deadline).await else {
-                // Out of time: this target and every one after it never start.
+                // Out of time: whatever has not started never will.
                 break;
             };
-            let host_sem = per_host
-                .entry(&t.url.host)
-                .or_insert_with(|| Arc::new(Semaphore::new(config.max_connections_per_host)))
-                .clone();
-            let (config, resolver, tx) = (config.clone(), resolver.clone(), tx.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let Some(_host_permit) = slot(&host_sem, round_deadline).await else {
-                    let _ = tx.send((i, ProbeResult::not_started(), start.elapsed()));
-                    return;
-                };
-                // Every target is queued when the round starts.
-                let waited = start.elapsed();
-                let t = &config.targets[i];
-                let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
-                let deadline = round_deadline.map_or(own, |r| r.min(own));
-                let mut result = probe::probe(t, deadline, &resolver).await;
-                if deadline < own
-                    && matches!(
-                        result.failure,
-                        Some(
-                            FailureReason::Timeout
-                                | FailureReason::ConnectTimeout
-                                | FailureReason::Dns
-                        )
-                    )
-                    && Instant::now() >= deadline
-                {
-                    result.failure = Some(FailureReason::ScrapeDeadline);
-                    result.detail =
-                        Some("the scrape deadline ended the probe before its own timeout".into());
+            loop {
+                // Hosts that freed a slot go first, in the order they freed it.
+                while let Ok(h) = freed_rx.try_recv() {
+                    let Some(&i) = deferred[h].front() else {
+                        continue;
+                    };
+                    if let Ok(host_permit) = host_slots[h].clone().try_acquire_owned() {
+                        deferred[h].pop_front();
+                        waiting_aside -= 1;
+                        launch(i, h, permit, host_permit);
+                        continue 'slots;
+                    }
                 }
-                // The receiver outlives every sender.
-                let _ = tx.send((i, result, waited));
-            });
+                match order.next() {
+                    Some((i, h)) => match host_slots[h].clone().try_acquire_owned() {
+                        Ok(host_permit) => {
+                            launch(i, h, permit, host_permit);
+                            continue 'slots;
+                        }
+                        Err(_) => {
+                            deferred[h].push_back(i);
+                            waiting_aside += 1;
+                        }
+                    },
+                    None if waiting_aside == 0 => break 'slots,
+                    None => {
+                        // Only targets of full hosts are left: wait for a host to free a slot.
+                        let freed = match round_deadline {
+                            Some(d) => timeout_at(d, freed_rx.recv()).await.ok().flatten(),
+                            None => freed_rx.recv().await,
+                        };
+                        let Some(h) = freed else { break 'slots };
+                        let Some(&i) = deferred[h].front() else {
+                            continue;
+                        };
+                        if let Ok(host_permit) = host_slots[h].clone().try_acquire_owned() {
+                            deferred[h].pop_front();
+                            waiting_aside -= 1;
+                            launch(i, h, permit, host_permit);
+                            continue 'slots;
+                        }
+                    }
+                }
+                // Still holding the global slot: look for another target.
+            }
         }
-        drop(tx);
+        // The last sender of results goes with `launch`: the collector then ends.
+        drop(launch);
     };
 
     let mut results: Vec<Option<ProbeResult>> = vec![None; n];
@@ -275,5 +365,37 @@ impl Prober {
             .await
             .map_err(|_| RoundError::Lost)?;
         round.clone().ok_or(RoundError::Lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_take_turns_in_order_of_first_appearance() {
+        let text = "targets:\n  - http://a/1\n  - http://a/2\n  - http://a/3\n  - http://b/1\n  - http://c/1\n  - http://b/2\n";
+        let config = crate::config::parse(std::path::Path::new("t.yml"), text).unwrap();
+        let (order, slots) = schedule(&config);
+        let urls: Vec<&str> = order
+            .iter()
+            .map(|&(i, _)| config.targets[i].url.raw.as_str())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "http://a/1",
+                "http://b/1",
+                "http://c/1",
+                "http://a/2",
+                "http://b/2",
+                "http://a/3"
+            ]
+        );
+        assert_eq!(slots.len(), 3);
+        assert_eq!(
+            order.iter().map(|&(_, h)| h).collect::<Vec<_>>(),
+            [0, 1, 2, 0, 1, 0]
+        );
     }
 }

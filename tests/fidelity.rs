@@ -147,3 +147,40 @@ async fn probes_that_never_start_are_not_started_not_timeout() {
     }
     assert!(round.max_queue_wait > Duration::from_millis(500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_slow_host_does_not_hold_up_the_others() {
+    let _serial = SERIAL.lock().await;
+    let nginx = common::Nginx::start(&[]);
+    // 40 paths on a host that takes 100 ms, 2 at a time: 2 s of work for that host alone.
+    let peer = delayed_peer(Duration::from_millis(100));
+    let mut yaml = String::from("max_connections_per_host: 2\ntargets:\n");
+    for i in 0..40 {
+        yaml.push_str(&format!("  - http://{peer}/{i}\n"));
+    }
+    // Listed after it: 20 quick targets on another host.
+    for i in 0..20 {
+        yaml.push_str(&format!("  - http://[::1]:{}/ok?{i}\n", nginx.port));
+    }
+    let cfg = Arc::new(config::parse(Path::new("t.yml"), &yaml).unwrap());
+    let start = std::time::Instant::now();
+    let mut quick_done = Vec::new();
+    let round = run_round(cfg.clone(), None, Limits { concurrency: 8 }, |i, _| {
+        if cfg.targets[i].url.raw.contains("[::1]") {
+            quick_done.push(start.elapsed());
+        }
+    })
+    .await;
+    assert!(round.results.iter().all(|r| r.success()));
+    let last_quick = quick_done.iter().max().unwrap();
+    eprintln!(
+        "quick targets done after {last_quick:?}, round {:?}",
+        round.duration
+    );
+    assert_eq!(quick_done.len(), 20);
+    assert!(
+        *last_quick < Duration::from_millis(500),
+        "the quick host waited {last_quick:?}"
+    );
+    assert!(round.duration > Duration::from_millis(1900));
+}
