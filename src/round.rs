@@ -159,20 +159,33 @@ pub async fn run_round(
                 break;
             };
             loop {
-                // Hosts that freed a slot go first, in the order they freed it.
-                while let Ok(h) = freed_rx.try_recv() {
-                    let Some(&i) = deferred[h].front() else {
-                        continue;
+                // A host that freed a slot goes first, then the next target in order; when
+                // only targets of full hosts are left, wait for a host to free a slot.
+                let (freed, new) = if let Ok(h) = freed_rx.try_recv() {
+                    (Some(h), None)
+                } else if let Some(next) = order.next() {
+                    (None, Some(next))
+                } else if waiting_aside == 0 {
+                    break 'slots;
+                } else {
+                    let freed = match round_deadline {
+                        Some(d) => timeout_at(d, freed_rx.recv()).await.ok().flatten(),
+                        None => freed_rx.recv().await,
                     };
-                    if let Ok(host_permit) = host_slots[h].clone().try_acquire_owned() {
-                        deferred[h].pop_front();
-                        waiting_aside -= 1;
-                        launch(i, h, permit, host_permit);
-                        continue 'slots;
-                    }
+                    let Some(h) = freed else { break 'slots };
+                    (Some(h), None)
+                };
+                if let Some(h) = freed
+                    && let Some(&i) = deferred[h].front()
+                    && let Ok(host_permit) = host_slots[h].clone().try_acquire_owned()
+                {
+                    deferred[h].pop_front();
+                    waiting_aside -= 1;
+                    launch(i, h, permit, host_permit);
+                    continue 'slots;
                 }
-                match order.next() {
-                    Some((i, h)) => match host_slots[h].clone().try_acquire_owned() {
+                if let Some((i, h)) = new {
+                    match host_slots[h].clone().try_acquire_owned() {
                         Ok(host_permit) => {
                             launch(i, h, permit, host_permit);
                             continue 'slots;
@@ -180,24 +193,6 @@ pub async fn run_round(
                         Err(_) => {
                             deferred[h].push_back(i);
                             waiting_aside += 1;
-                        }
-                    },
-                    None if waiting_aside == 0 => break 'slots,
-                    None => {
-                        // Only targets of full hosts are left: wait for a host to free a slot.
-                        let freed = match round_deadline {
-                            Some(d) => timeout_at(d, freed_rx.recv()).await.ok().flatten(),
-                            None => freed_rx.recv().await,
-                        };
-                        let Some(h) = freed else { break 'slots };
-                        let Some(&i) = deferred[h].front() else {
-                            continue;
-                        };
-                        if let Ok(host_permit) = host_slots[h].clone().try_acquire_owned() {
-                            deferred[h].pop_front();
-                            waiting_aside -= 1;
-                            launch(i, h, permit, host_permit);
-                            continue 'slots;
                         }
                     }
                 }
