@@ -5,9 +5,6 @@ use std::time::Duration;
 
 use crate::config::parse_duration;
 
-/// The port the exporter listens on by default.
-pub const DEFAULT_PORT: u16 = 9723;
-
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN: &str = ":9723";
 

@@ -11,7 +11,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::io::Write as _;
+
 use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
@@ -239,6 +243,47 @@ pub struct Chunks {
     probes: Option<ChunkedRender>,
     /// Sent after the probe metrics.
     tail: std::collections::VecDeque<Bytes>,
+    /// Compresses every chunk when the client accepts gzip; finished after the last chunk.
+    gzip: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl Chunks {
+    /// The next uncompressed chunk.
+    fn next_plain(&mut self) -> Option<Bytes> {
+        if let Some(chunk) = self.probes.as_mut().and_then(ChunkedRender::next_chunk) {
+            return Some(chunk);
+        }
+        self.probes = None;
+        self.tail.pop_front()
+    }
+
+    /// The next chunk as sent: compressed when gzip is on.
+    fn next_sent(&mut self) -> Option<Bytes> {
+        loop {
+            let plain = self.next_plain();
+            let Some(encoder) = self.gzip.as_mut() else {
+                return plain;
+            };
+            match plain {
+                Some(chunk) => {
+                    // Writing into a Vec cannot fail.
+                    let _ = encoder.write_all(&chunk);
+                    let out = std::mem::take(encoder.get_mut());
+                    if !out.is_empty() {
+                        return Some(Bytes::from(out));
+                    }
+                }
+                None => {
+                    let out = self
+                        .gzip
+                        .take()
+                        .and_then(|e| e.finish().ok())
+                        .unwrap_or_default();
+                    return Some(Bytes::from(out));
+                }
+            }
+        }
+    }
 }
 
 impl hyper::body::Body for Chunks {
@@ -249,26 +294,33 @@ impl hyper::body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(chunk) = self.probes.as_mut().and_then(ChunkedRender::next_chunk) {
-            return std::task::Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        self.probes = None;
-        std::task::Poll::Ready(self.tail.pop_front().map(|b| Ok(Frame::data(b))))
+        std::task::Poll::Ready(self.next_sent().map(|b| Ok(Frame::data(b))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.probes.is_none() && self.tail.is_empty()
+        self.probes.is_none() && self.tail.is_empty() && self.gzip.is_none()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        match self.probes {
-            Some(_) => hyper::body::SizeHint::default(),
-            None => {
-                let n: usize = self.tail.iter().map(Bytes::len).sum();
-                hyper::body::SizeHint::with_exact(n as u64)
-            }
+        if self.probes.is_some() || self.gzip.is_some() {
+            return hyper::body::SizeHint::default();
         }
+        let n: usize = self.tail.iter().map(Bytes::len).sum();
+        hyper::body::SizeHint::with_exact(n as u64)
     }
+}
+
+/// Whether an `Accept-Encoding` header accepts gzip (and does not refuse it with `q=0`).
+fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+    let Some(value) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').any(|part| {
+        let mut fields = part.split(';').map(str::trim);
+        let coding = fields.next().unwrap_or_default();
+        let refused = fields.any(|f| f.replace(' ', "") == "q=0" || f.replace(' ', "") == "q=0.0");
+        coding.eq_ignore_ascii_case("gzip") && !refused
+    })
 }
 
 /// A response with a body and content type.
@@ -286,6 +338,7 @@ fn reply(
                 .into_iter()
                 .filter(|b| !b.is_empty())
                 .collect(),
+            gzip: None,
         },
     )
 }
@@ -351,14 +404,24 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
                     if let Err(e) = app.prober.metrics().render(&mut own) {
                         tracing::error!(error = %e, "cannot render exporter metrics");
                     }
-                    respond(
+                    let gzip = accepts_gzip(req.headers().get(hyper::header::ACCEPT_ENCODING));
+                    let mut r = respond(
                         StatusCode::OK,
                         METRICS_CONTENT_TYPE,
                         Chunks {
                             probes: Some(ChunkedRender::new(round)),
                             tail: [Bytes::from(own)].into(),
+                            // The fastest level: a round's text is very repetitive anyway.
+                            gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
                         },
-                    )
+                    );
+                    if gzip {
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_ENCODING,
+                            HeaderValue::from_static("gzip"),
+                        );
+                    }
+                    r
                 }
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
             }
@@ -388,6 +451,16 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert!(accepts_gzip(Some(&h("gzip"))));
+        assert!(accepts_gzip(Some(&h("br, GZIP;q=0.5, deflate"))));
+        assert!(!accepts_gzip(Some(&h("gzip;q=0"))));
+        assert!(!accepts_gzip(Some(&h("identity"))));
+        assert!(!accepts_gzip(None));
+    }
 
     #[test]
     fn budget_arithmetic() {

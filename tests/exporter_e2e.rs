@@ -120,6 +120,33 @@ fn a_scrape_reports_every_target_of_a_real_nginx() {
     assert!(sample(&text, "http_status_exporter_round_duration_seconds", &[]).unwrap() > 0.0);
     assert!(sample(&text, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
 
+    // Compressed when the client accepts gzip (Prometheus does), with the same content.
+    let gz = http(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[
+            "Accept-Encoding: gzip".to_owned(),
+            "X-Prometheus-Scrape-Timeout-Seconds: 10".to_owned(),
+        ],
+    );
+    assert!(
+        gz.head
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "{}",
+        gz.head
+    );
+    for (url, code, _) in expectations(port, tls_port) {
+        assert_eq!(
+            target_sample(&gz.body, "probe_http_status_code", &url),
+            Some(f64::from(code))
+        );
+    }
+    assert!(gz.body.contains("http_status_exporter_build_info"));
+    let plain = http(exporter.addr, "GET", "/metrics", &[]);
+    assert!(!plain.head.to_ascii_lowercase().contains("content-encoding"));
+
     // Other endpoints.
     let health = http(exporter.addr, "GET", "/-/healthy", &[]);
     assert_eq!(health.status, 200);
