@@ -15,8 +15,9 @@ pub const MAX_LINE: usize = 4096;
 /// How many interim (1xx) responses may precede the final one.
 pub const MAX_INTERIM: usize = 8;
 
-/// Header lines accepted inside all interim responses together.
-pub const MAX_INTERIM_HEADERS: usize = 100;
+/// Bytes accepted for all interim responses together, so that with the final status line a
+/// probe reads at most `MAX_INTERIM_BYTES + MAX_LINE` bytes.
+pub const MAX_INTERIM_BYTES: usize = 8 * 1024;
 
 /// The HTTP version named in a status line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub enum ParseError {
     /// A line longer than [`MAX_LINE`] bytes.
     #[error("line longer than {MAX_LINE} bytes")]
     TooLong,
-    /// More interim responses or interim header lines than the limits allow.
+    /// More interim responses, or more bytes of them, than the limits allow.
     #[error("too many interim responses")]
     TooManyInterim,
     /// A header line of an interim response is not `name: value`.
@@ -113,8 +114,8 @@ pub struct HeadParser {
     state: State,
     /// Interim responses seen so far.
     interim: usize,
-    /// Interim header lines seen so far.
-    interim_headers: usize,
+    /// Bytes of interim responses consumed so far.
+    interim_bytes: usize,
 }
 
 impl Default for HeadParser {
@@ -129,7 +130,7 @@ impl HeadParser {
         HeadParser {
             state: State::Status,
             interim: 0,
-            interim_headers: 0,
+            interim_bytes: 0,
         }
     }
 
@@ -161,6 +162,7 @@ impl HeadParser {
                     let status = parse_status_line(line)?;
                     if (100..200).contains(&status.code) && status.code != 101 {
                         self.interim += 1;
+                        self.interim_bytes += nl + 1;
                         if self.interim > MAX_INTERIM {
                             return Err(ParseError::TooManyInterim);
                         }
@@ -170,13 +172,13 @@ impl HeadParser {
                     }
                 }
                 State::InterimHeaders => {
+                    self.interim_bytes += nl + 1;
+                    if self.interim_bytes > MAX_INTERIM_BYTES {
+                        return Err(ParseError::TooManyInterim);
+                    }
                     if line.is_empty() {
                         self.state = State::Status;
                         continue;
-                    }
-                    self.interim_headers += 1;
-                    if self.interim_headers > MAX_INTERIM_HEADERS {
-                        return Err(ParseError::TooManyInterim);
                     }
                     check_header_line(line)?;
                 }
@@ -437,6 +439,12 @@ mod tests {
         );
         let many = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
         assert_eq!(parse_all(&many), Err(ParseError::TooManyInterim));
+        // Few interim responses, but long ones: the byte budget ends them.
+        let mut long = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
+        for _ in 0..(MAX_INTERIM_BYTES / 100 + 1) {
+            long.extend_from_slice(format!("Link: <{}>\r\n", "a".repeat(92)).as_bytes());
+        }
+        assert_eq!(parse_all(&long), Err(ParseError::TooManyInterim));
     }
 
     #[test]
