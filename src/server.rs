@@ -171,9 +171,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        // The semaphore is never closed.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
+        let permit = tokio::select! {
+            // A free connection slot; the semaphore is never closed.
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            // Every slot is taken by a slow client: a shutdown must still get through.
+            () = &mut shutdown => break,
         };
         tokio::select! {
             accepted = listener.accept() => {
