@@ -516,8 +516,10 @@ fn the_per_host_cap_bounds_connections_to_one_host() {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf);
                 std::thread::sleep(Duration::from_millis(30));
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+                // Counted out before answering: the prober frees its slot only after it read
+                // the answer, so the next connection is always counted after this one left.
                 n.fetch_sub(1, Ordering::SeqCst);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
             });
         }
     });
