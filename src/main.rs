@@ -68,11 +68,7 @@ async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
         config.targets.extend(extra.targets);
     }
     let fd_limit = sys::raise_fd_limit();
-    let concurrency = args
-        .concurrency
-        .map_or(sys::concurrency_for(fd_limit), |c| {
-            sys::clamp_concurrency(c, fd_limit)
-        });
+    let concurrency = sys::concurrency(args.concurrency, fd_limit);
     let mut stdout = std::io::stdout().lock();
     let failed = check::run(config, Limits { concurrency }, args.output, &mut stdout).await;
     Ok(if failed == 0 {
@@ -106,11 +102,7 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let fd_limit = sys::raise_fd_limit();
-    let concurrency = args
-        .concurrency
-        .map_or(sys::concurrency_for(fd_limit), |c| {
-            sys::clamp_concurrency(c, fd_limit)
-        });
+    let concurrency = sys::concurrency(args.concurrency, fd_limit);
     let metrics = ExporterMetrics::new().context("registering metrics")?;
     let targets = config.targets.len();
     let prober = Arc::new(Prober::new(config, Limits { concurrency }, metrics));

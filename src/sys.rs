@@ -32,19 +32,15 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// Default probe concurrency for a soft descriptor limit: one descriptor per probe, keeping a
-/// reserve, at least 1, at most [`MAX_DEFAULT_CONCURRENCY`].
-pub fn concurrency_for(fd_limit: u64) -> usize {
-    let usable = fd_limit.saturating_sub(FD_RESERVE).max(1);
-    usize::try_from(usable)
-        .unwrap_or(usize::MAX)
-        .min(MAX_DEFAULT_CONCURRENCY)
-}
-
-/// Clamp a requested concurrency so it cannot exhaust the descriptor limit.
-pub fn clamp_concurrency(requested: usize, fd_limit: u64) -> usize {
-    let usable = usize::try_from(fd_limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
-    requested.min(usable).max(1)
+/// The probe concurrency for a soft descriptor limit: the requested one, or
+/// [`MAX_DEFAULT_CONCURRENCY`], never more than one probe per descriptor outside a reserve of
+/// [`FD_RESERVE`], and at least 1.
+pub fn concurrency(requested: Option<usize>, fd_limit: u64) -> usize {
+    let usable = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    requested
+        .unwrap_or(MAX_DEFAULT_CONCURRENCY)
+        .min(usable)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -53,10 +49,10 @@ mod tests {
 
     #[test]
     fn concurrency_follows_the_limit() {
-        assert_eq!(concurrency_for(1024), 768);
-        assert_eq!(concurrency_for(100), 1);
-        assert_eq!(concurrency_for(1 << 20), MAX_DEFAULT_CONCURRENCY);
-        assert_eq!(clamp_concurrency(5000, 1024), 768);
-        assert_eq!(clamp_concurrency(10, 1024), 10);
+        assert_eq!(concurrency(None, 1024), 768);
+        assert_eq!(concurrency(None, 100), 1);
+        assert_eq!(concurrency(None, 1 << 20), MAX_DEFAULT_CONCURRENCY);
+        assert_eq!(concurrency(Some(5000), 1024), 768);
+        assert_eq!(concurrency(Some(10), 1024), 10);
     }
 }

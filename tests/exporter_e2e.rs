@@ -100,7 +100,7 @@ fn a_scrape_reports_every_target_of_a_real_nginx() {
         "{text}"
     );
     let expiry = target_sample(&text, "probe_ssl_leaf_cert_expiry", &tls_url).unwrap();
-    let in_days = (expiry - common_now()) / 86_400.0;
+    let in_days = (expiry - unix_now()) / 86_400.0;
     assert!(
         (29.0..31.0).contains(&in_days),
         "leaf expires in {in_days} days"
@@ -181,14 +181,6 @@ fn a_scrape_reports_every_target_of_a_real_nginx() {
         sample(&text, "http_status_exporter_targets", &[]),
         Some(1.0)
     );
-}
-
-/// Unix time now, in seconds.
-fn common_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]

@@ -38,14 +38,23 @@ fn targets_of(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn reload_keeps_the_working_config_when_the_new_one_is_bad() {
-    let nginx = Nginx::start(&[]);
+/// A targets file listing nginx's `/ok` (`a`); `b` is nginx's `other` path, for a reload to add.
+fn two_urls_one_listed(
+    nginx: &Nginx,
+    other: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, String, String) {
     let a = format!("http://127.0.0.1:{}/ok", nginx.port);
-    let b = format!("http://127.0.0.1:{}/nocontent", nginx.port);
+    let b = format!("http://127.0.0.1:{}{other}", nginx.port);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("targets.yaml");
     std::fs::write(&path, format!("targets: ['{a}']\n")).unwrap();
+    (dir, path, a, b)
+}
+
+#[test]
+fn reload_keeps_the_working_config_when_the_new_one_is_bad() {
+    let nginx = Nginx::start(&[]);
+    let (_dir, path, a, b) = two_urls_one_listed(&nginx, "/nocontent");
     let exporter = Exporter::start_file(&path, &[]);
     let text = exporter.scrape(None);
     assert_eq!(targets_of(&text), BTreeSet::from([a.clone()]));
@@ -129,11 +138,7 @@ fn reload_keeps_the_working_config_when_the_new_one_is_bad() {
 #[test]
 fn auto_reload_follows_content_changes() {
     let nginx = Nginx::start(&[]);
-    let a = format!("http://127.0.0.1:{}/ok", nginx.port);
-    let b = format!("http://127.0.0.1:{}/moved", nginx.port);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("targets.yaml");
-    std::fs::write(&path, format!("targets: ['{a}']\n")).unwrap();
+    let (dir, path, a, b) = two_urls_one_listed(&nginx, "/moved");
     let exporter = Exporter::start_file(&path, &["--config.auto-reload-interval", "100ms"]);
     assert_eq!(targets_of(&exporter.scrape(None)).len(), 1);
     // A file rewritten the way a ConfigMap update replaces it.

@@ -6,24 +6,15 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 use http_status_exporter::config;
 use http_status_exporter::probe::{FailureReason, ProbeResult, TlsVersion};
 use http_status_exporter::round::{Limits, run_round};
 
-/// Unix time now.
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// Days from now until a unix time.
 fn days_until(t: i64) -> f64 {
-    (t as f64 - now()) / 86_400.0
+    (t as f64 - unix_now()) / 86_400.0
 }
 
 /// Probe the targets of `yaml` (relative files resolved in `dir`) once.
