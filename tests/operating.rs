@@ -345,13 +345,16 @@ fn tls_mutual_tls_and_basic_auth_on_our_endpoints() {
     let r = https_get(addr, &pki.ca_pem(), None, Some(&basic("prom", "s3cret"))).unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains("http_status_exporter_build_info"));
-    let r = https_get(
-        addr,
-        &pki.ca_pem(),
-        Some((&client_cert, &client_key)),
-        Some(&basic("prom", "s3cret")),
-    )
-    .unwrap();
+    let with_client_cert = || {
+        https_get(
+            addr,
+            &pki.ca_pem(),
+            Some((&client_cert, &client_key)),
+            Some(&basic("prom", "s3cret")),
+        )
+        .unwrap()
+    };
+    let r = with_client_cert();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 
     // Reloaded with the config: now a client certificate is required.
@@ -367,13 +370,7 @@ fn tls_mutual_tls_and_basic_auth_on_our_endpoints() {
         !https_get(addr, &pki.ca_pem(), None, Some(&basic("prom", "s3cret")))
             .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
     }));
-    let r = https_get(
-        addr,
-        &pki.ca_pem(),
-        Some((&client_cert, &client_key)),
-        Some(&basic("prom", "s3cret")),
-    )
-    .unwrap();
+    let r = with_client_cert();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
 
