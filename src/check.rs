@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::cli::Output;
 use crate::config::Config;
+use crate::dns::Resolver;
 use crate::probe::ProbeResult;
 use crate::round::{Limits, run_round};
 use crate::target::Target;
@@ -15,7 +16,13 @@ const MAX_URL_WIDTH: usize = 60;
 
 /// Probe `config`'s targets once, writing a line per result to `out` as results arrive.
 /// Returns how many targets failed.
-pub async fn run(config: Config, limits: Limits, output: Output, out: &mut impl Write) -> usize {
+pub async fn run(
+    config: Config,
+    resolver: &Arc<Resolver>,
+    limits: Limits,
+    output: Output,
+    out: &mut impl Write,
+) -> usize {
     let width = config
         .targets
         .iter()
@@ -30,7 +37,7 @@ pub async fn run(config: Config, limits: Limits, output: Output, out: &mut impl 
     let config = Arc::new(config);
     let targets = config.clone();
     let mut failed = 0;
-    run_round(config, None, limits, |i, r| {
+    run_round(config, resolver, None, limits, |i, r| {
         failed += usize::from(!r.success());
         let line = match output {
             Output::Table => table_row(&targets.targets[i], r, width),

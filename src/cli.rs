@@ -48,6 +48,8 @@ pub struct ServeArgs {
     pub web_config_file: Option<PathBuf>,
     /// `(count, index)`: probe only this shard's targets.
     pub shard: Option<crate::config::Shard>,
+    /// Name resolution.
+    pub dns: crate::dns::Settings,
     /// Logging.
     pub logging: Logging,
 }
@@ -74,6 +76,8 @@ pub struct CheckArgs {
     pub timeout: Duration,
     /// Most probes at once.
     pub concurrency: Option<usize>,
+    /// Name resolution.
+    pub dns: crate::dns::Settings,
     /// Logging.
     pub logging: Logging,
 }
@@ -115,6 +119,13 @@ Flags:
   --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
   --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
   --probe.concurrency N             most probes at once (default: from the open-file limit)
+  --dns.resolver R                  builtin (asynchronous, reads the two files below) or system
+                                    (getaddrinfo, for NSS modules) (default builtin)
+  --dns.resolv-conf F               name servers, search list and options (default /etc/resolv.conf)
+  --dns.hosts-file F                names that win over DNS (default /etc/hosts)
+  --dns.cache                       keep answers across rounds for their TTL (default: every
+                                    round resolves afresh)
+  --dns.concurrency N               most lookups in flight (default: from the open-file limit, at most 512)
   --log.level L                     error, warn, info, debug (default info)
   --log.format F                    logfmt or json (default logfmt)
   -h, --help                        this text
@@ -149,6 +160,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut web_config_file = None;
     let mut shard_count: Option<u64> = None;
     let mut shard_index: Option<u64> = None;
+    let mut dns = crate::dns::Settings::default();
 
     while let Some(arg) = args.next() {
         if !arg.starts_with('-') {
@@ -205,6 +217,37 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                 })?;
                 concurrency = Some(n);
             }
+            ("dns.resolver", _) => {
+                dns.backend = match value()?.as_str() {
+                    "builtin" => crate::dns::Backend::Builtin,
+                    "system" => crate::dns::Backend::System,
+                    other => {
+                        return Err(UsageError(format!(
+                            "--dns.resolver: {other:?} is neither builtin nor system"
+                        )));
+                    }
+                }
+            }
+            ("dns.resolv-conf", _) => dns.resolv_conf = Some(PathBuf::from(value()?)),
+            ("dns.hosts-file", _) => dns.hosts_file = Some(PathBuf::from(value()?)),
+            ("dns.cache", _) => {
+                dns.cache = match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(other) => {
+                        return Err(UsageError(format!(
+                            "--dns.cache: {other:?} is neither true nor false"
+                        )));
+                    }
+                }
+            }
+            ("dns.concurrency", _) => {
+                let v = value()?;
+                let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    UsageError(format!("--dns.concurrency: {v:?} is not a positive number"))
+                })?;
+                dns.concurrency = Some(n);
+            }
             ("web.listen-address", false) => listen_address = value()?,
             ("timeout-offset", false) => {
                 let v = value()?;
@@ -252,6 +295,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             output,
             timeout,
             concurrency,
+            dns,
             logging,
         }));
     }
@@ -277,6 +321,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         concurrency,
         config_check,
         auto_reload_interval,
+        dns,
         logging,
     }))
 }
@@ -319,6 +364,23 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(a.shard, Some(crate::config::Shard { count: 3, index: 2 }));
+        assert_eq!(a.dns, crate::dns::Settings::default());
+        let Command::Serve(a) = parse(args(
+            "--dns.resolver system --dns.resolv-conf=r.conf --dns.hosts-file h --dns.cache --dns.concurrency 9",
+        ))
+        .unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            a.dns,
+            crate::dns::Settings {
+                backend: crate::dns::Backend::System,
+                resolv_conf: Some(PathBuf::from("r.conf")),
+                hosts_file: Some(PathBuf::from("h")),
+                cache: true,
+                concurrency: Some(9),
+            }
+        );
     }
 
     #[test]
@@ -354,6 +416,9 @@ mod tests {
             "--shard.count 0",
             "--shard.count 3 --shard.index pod",
             "--output json",
+            "--dns.resolver getaddrinfo",
+            "--dns.concurrency 0",
+            "--dns.cache=yes",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad:?} accepted");
         }

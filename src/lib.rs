@@ -7,8 +7,9 @@
 //! - [`config`]: the targets file: schema, defaults, validation with file:line:column errors.
 //! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
 //! - [`target`]: a target URL parsed once, its request bytes and label block.
+//! - [`dns`]: name resolution: the asynchronous stub resolver, its files, the system path.
 //! - [`tls`]: TLS client configurations, certificate expiry, TLS failure classification.
-//! - [`probe`]: one probe: [`probe::connect`] (resolve, Happy Eyeballs) and
+//! - [`probe`]: one probe: [`probe::connect`] (Happy Eyeballs) and
 //!   [`probe::status`] (the status-line parser).
 //! - [`round`]: one scrape's fan-out, and sharing a round between concurrent scrapes.
 //! - [`metrics`]: metric names and rendering; the exporter's own registry.
@@ -27,6 +28,7 @@ pub mod check;
 pub mod cli;
 pub mod codes;
 pub mod config;
+pub mod dns;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

@@ -9,7 +9,7 @@ use http_status_exporter::config;
 use http_status_exporter::metrics::ExporterMetrics;
 use http_status_exporter::round::{Limits, Prober};
 use http_status_exporter::server::{self, App};
-use http_status_exporter::{check, logging, sys, web};
+use http_status_exporter::{check, dns, logging, sys, web};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -69,8 +69,16 @@ async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let fd_limit = sys::raise_fd_limit();
     let concurrency = sys::concurrency(args.concurrency, fd_limit);
+    let resolver = std::sync::Arc::new(dns::Resolver::load(&args.dns, fd_limit)?);
     let mut stdout = std::io::stdout().lock();
-    let failed = check::run(config, Limits { concurrency }, args.output, &mut stdout).await;
+    let failed = check::run(
+        config,
+        &resolver,
+        Limits { concurrency },
+        args.output,
+        &mut stdout,
+    )
+    .await;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -94,24 +102,36 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let initial_content = std::fs::read(&path).ok();
     let config = load(&path)?;
     let web = args.web_config_file.as_deref().map(web::load).transpose()?;
+    let fd_limit = sys::raise_fd_limit();
+    let resolver = dns::Resolver::load(&args.dns, fd_limit)?;
     if args.config_check {
         println!("{}: OK, {} targets", path.display(), config.targets.len());
         if let Some(f) = &args.web_config_file {
             println!("{}: OK", f.display());
         }
+        println!("dns: OK, {}", resolver.describe());
         return Ok(ExitCode::SUCCESS);
     }
-    let fd_limit = sys::raise_fd_limit();
     let concurrency = sys::concurrency(args.concurrency, fd_limit);
+    let resolver_description = resolver.describe();
     let metrics = ExporterMetrics::new().context("registering metrics")?;
     let targets = config.targets.len();
-    let prober = Arc::new(Prober::new(config, Limits { concurrency }, metrics));
+    let prober = Arc::new(Prober::new(
+        config,
+        resolver,
+        Limits { concurrency },
+        metrics,
+    ));
     let loader_path = path.clone();
     let mut app = App::new(
         prober,
         args.timeout_offset,
         Box::new(move || load(&loader_path)),
     );
+    let dns_settings = args.dns.clone();
+    app = app.with_dns(Box::new(move || {
+        dns::Resolver::load(&dns_settings, fd_limit)
+    }));
     if let (Some(web), Some(file)) = (web, args.web_config_file.clone()) {
         app = app.with_web(web, Box::new(move || web::load(&file)));
     }
@@ -131,6 +151,7 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         fd_limit,
         shard = %shard.map_or("all".to_owned(), |s| format!("{} of {}", s.index, s.count)),
         tls = app.web().tls.is_some(),
+        dns = %resolver_description,
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );

@@ -15,8 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
+use crate::dns::Resolver;
 use crate::metrics::ExporterMetrics;
-use crate::probe::connect::Resolver;
 use crate::probe::{self, FailureReason, ProbeResult};
 use crate::target::Host;
 
@@ -91,6 +91,7 @@ fn schedule(config: &Config) -> (Vec<(usize, usize)>, Vec<Arc<Semaphore>>) {
 /// the moment it arrives.
 pub async fn run_round(
     config: Arc<Config>,
+    resolver: &Arc<Resolver>,
     budget: Option<Duration>,
     limits: Limits,
     mut on_result: impl FnMut(usize, &ProbeResult),
@@ -101,7 +102,7 @@ pub async fn run_round(
     let n = config.targets.len();
     let global = Arc::new(Semaphore::new(limits.concurrency.max(1)));
     let (order, host_slots) = schedule(&config);
-    let resolver = Arc::new(Resolver::new());
+    let resolver = Arc::new(resolver.round());
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, ProbeResult, Duration)>();
 
     // Probe tasks say which host they freed, so that targets deferred for that host can go.
@@ -251,6 +252,8 @@ pub enum RoundError {
 pub struct Prober {
     /// The config rounds probe; replaced whole on reload.
     config: RwLock<Arc<Config>>,
+    /// Resolves host names; replaced whole on reload (its files are read again).
+    resolver: RwLock<Arc<Resolver>>,
     /// The round in flight, if any: its result appears in the channel.
     in_flight: Mutex<Option<watch::Receiver<Option<Arc<Round>>>>>,
     /// The last completed round, for the status page.
@@ -263,7 +266,12 @@ pub struct Prober {
 
 impl Prober {
     /// A prober of `config`.
-    pub fn new(config: Config, limits: Limits, metrics: ExporterMetrics) -> Self {
+    pub fn new(
+        config: Config,
+        resolver: Resolver,
+        limits: Limits,
+        metrics: ExporterMetrics,
+    ) -> Self {
         metrics
             .targets
             .set(i64::try_from(config.targets.len()).unwrap_or(i64::MAX));
@@ -272,6 +280,7 @@ impl Prober {
             .set(i64::try_from(limits.concurrency).unwrap_or(i64::MAX));
         Prober {
             config: RwLock::new(Arc::new(config)),
+            resolver: RwLock::new(Arc::new(resolver)),
             in_flight: Mutex::new(None),
             last: RwLock::new(None),
             limits,
@@ -293,6 +302,19 @@ impl Prober {
             .targets
             .set(i64::try_from(config.targets.len()).unwrap_or(i64::MAX));
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// The resolver in use.
+    pub fn resolver(&self) -> Arc<Resolver> {
+        self.resolver
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replace the resolver; the next round uses it.
+    pub fn set_resolver(&self, resolver: Resolver) {
+        *self.resolver.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(resolver);
     }
 
     /// The last completed round.
@@ -325,8 +347,9 @@ impl Prober {
                     tokio::spawn(async move {
                         let config = me.config();
                         let log_config = config.clone();
+                        let resolver = me.resolver();
                         let round = Arc::new(
-                            run_round(config, budget, me.limits, |i, r| {
+                            run_round(config, &resolver, budget, me.limits, |i, r| {
                                 if let Some(reason) = r.failure {
                                     tracing::debug!(
                                         url = %log_config.targets[i].url.raw,

@@ -51,6 +51,9 @@ pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 /// Loads the web config (TLS, basic auth) again for a reload.
 pub type WebLoader = Box<dyn Fn() -> Result<WebConfig, ConfigError> + Send + Sync>;
 
+/// Reads the resolver's files again for a reload.
+pub type DnsLoader = Box<dyn Fn() -> Result<crate::dns::Resolver, ConfigError> + Send + Sync>;
+
 /// How long a client may take for its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,6 +67,8 @@ pub struct App {
     pub loader: Loader,
     /// Reads the web config again, if there is one.
     pub web_loader: Option<WebLoader>,
+    /// Reads the resolver's files again, if they are to be reloaded.
+    pub dns_loader: Option<DnsLoader>,
     /// TLS and authentication of our endpoints; replaced whole on reload.
     web: std::sync::RwLock<Arc<WebConfig>>,
     /// Serialises reloads.
@@ -89,6 +94,7 @@ impl App {
             timeout_offset,
             loader,
             web_loader: None,
+            dns_loader: None,
             web: std::sync::RwLock::new(Arc::new(WebConfig::open())),
             reload_lock: tokio::sync::Mutex::new(()),
         }
@@ -98,6 +104,12 @@ impl App {
     pub fn with_web(mut self, web: WebConfig, loader: WebLoader) -> Self {
         self.web = std::sync::RwLock::new(Arc::new(web));
         self.web_loader = Some(loader);
+        self
+    }
+
+    /// Read the resolver's files again on every reload.
+    pub fn with_dns(mut self, loader: DnsLoader) -> Self {
+        self.dns_loader = Some(loader);
         self
     }
 
@@ -115,12 +127,16 @@ impl App {
         let loaded = tokio::task::block_in_place(|| {
             (self.loader)().and_then(|config| {
                 let web = self.web_loader.as_ref().map(|load| load()).transpose()?;
-                Ok((config, web))
+                let dns = self.dns_loader.as_ref().map(|load| load()).transpose()?;
+                Ok((config, web, dns))
             })
         });
         match loaded {
-            Ok((config, web)) => {
+            Ok((config, web, dns)) => {
                 let n = config.targets.len();
+                if let Some(dns) = dns {
+                    self.prober.set_resolver(dns);
+                }
                 self.prober.set_config(config);
                 if let Some(web) = web {
                     *self.web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(web);

@@ -52,7 +52,14 @@ async fn a_delayed_peer_alone_is_measured_within_10ms() {
     let delay = Duration::from_millis(200);
     let peer = delayed_peer(delay);
     let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
-    let round = run_round(Arc::new(cfg), None, Limits { concurrency: 16 }, |_, _| {}).await;
+    let round = run_round(
+        Arc::new(cfg),
+        &Default::default(),
+        None,
+        Limits { concurrency: 16 },
+        |_, _| {},
+    )
+    .await;
     let r = &round.results[0];
     assert!(r.success(), "{r:?}");
     let err = error_ms(r.duration, delay);
@@ -89,6 +96,7 @@ async fn a_delayed_peer_inside_a_round_of_10000_is_measured_within_50ms() {
         .unwrap();
     let round = run_round(
         cfg,
+        &Default::default(),
         Some(Duration::from_secs(20)),
         Limits { concurrency: 1024 },
         |_, _| {},
@@ -120,7 +128,14 @@ async fn probes_that_never_start_are_not_started_not_timeout() {
     let cfg = Arc::new(config::parse(Path::new("t.yml"), &yaml).unwrap());
     let budget = Duration::from_secs(1);
     let started = std::time::Instant::now();
-    let round = run_round(cfg, Some(budget), Limits { concurrency: 10 }, |_, _| {}).await;
+    let round = run_round(
+        cfg,
+        &Default::default(),
+        Some(budget),
+        Limits { concurrency: 10 },
+        |_, _| {},
+    )
+    .await;
     let elapsed = started.elapsed();
     let count = |f: Option<FailureReason>| round.results.iter().filter(|r| r.failure == f).count();
     let (ok, not_started, cut, timeout) = (
@@ -165,11 +180,17 @@ async fn a_crowded_slow_host_does_not_hold_up_the_others() {
     let cfg = Arc::new(config::parse(Path::new("t.yml"), &yaml).unwrap());
     let start = std::time::Instant::now();
     let mut quick_done = Vec::new();
-    let round = run_round(cfg.clone(), None, Limits { concurrency: 8 }, |i, _| {
-        if cfg.targets[i].url.raw.contains("[::1]") {
-            quick_done.push(start.elapsed());
-        }
-    })
+    let round = run_round(
+        cfg.clone(),
+        &Default::default(),
+        None,
+        Limits { concurrency: 8 },
+        |i, _| {
+            if cfg.targets[i].url.raw.contains("[::1]") {
+                quick_done.push(start.elapsed());
+            }
+        },
+    )
     .await;
     assert!(round.results.iter().all(|r| r.success()));
     let last_quick = quick_done.iter().max().unwrap();

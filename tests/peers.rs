@@ -19,7 +19,14 @@ use tokio::net::{TcpListener, TcpStream};
 /// Probe each URL once, as one round, and return the results in order.
 async fn probe_all(yaml: &str) -> (Arc<Config>, Vec<ProbeResult>) {
     let config = Arc::new(config::parse(Path::new("peers.yml"), yaml).unwrap());
-    let round = run_round(config.clone(), None, Limits { concurrency: 64 }, |_, _| {}).await;
+    let round = run_round(
+        config.clone(),
+        &Default::default(),
+        None,
+        Limits { concurrency: 64 },
+        |_, _| {},
+    )
+    .await;
     (config, round.results)
 }
 

@@ -20,9 +20,15 @@ fn days_until(t: i64) -> f64 {
 /// Probe the targets of `yaml` (relative files resolved in `dir`) once.
 async fn probe(dir: &Path, yaml: &str) -> Vec<ProbeResult> {
     let cfg = config::parse(&dir.join("targets.yaml"), yaml).unwrap();
-    run_round(Arc::new(cfg), None, Limits { concurrency: 16 }, |_, _| {})
-        .await
-        .results
+    run_round(
+        Arc::new(cfg),
+        &Default::default(),
+        None,
+        Limits { concurrency: 16 },
+        |_, _| {},
+    )
+    .await
+    .results
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

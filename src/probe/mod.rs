@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
+use crate::dns::RoundResolver;
 use crate::target::{Scheme, Target};
 use crate::tls::{self, CertExpiry, PRESENTED};
-use connect::Resolver;
 use status::{HeadParser, MAX_LINE, StatusLine, Step};
 
 /// Why a probe failed: the value of the `reason` label of `probe_failure_reason`.
@@ -189,7 +189,7 @@ impl ProbeResult {
 }
 
 /// Probe `target` once, giving up at `deadline`. The probe's clock starts now.
-pub async fn probe(target: &Target, deadline: Instant, resolver: &Resolver) -> ProbeResult {
+pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
     let start = Instant::now();
     let mut result = ProbeResult::default();
     run(target, deadline, resolver, &mut result).await;
@@ -198,18 +198,33 @@ pub async fn probe(target: &Target, deadline: Instant, resolver: &Resolver) -> P
 }
 
 /// The body of [`probe`]: fills `result` as far as it gets.
-async fn run(target: &Target, deadline: Instant, resolver: &Resolver, result: &mut ProbeResult) {
+async fn run(
+    target: &Target,
+    deadline: Instant,
+    resolver: &RoundResolver,
+    result: &mut ProbeResult,
+) {
     let t = Instant::now();
     let resolved = timeout_at(
         deadline,
         resolver.resolve(&target.url.host, target.ip_protocol),
     )
     .await;
-    result.phases.resolve = t.elapsed();
     let addrs = match resolved {
-        Ok(Ok(addrs)) => addrs,
-        Ok(Err(e)) => return result.fail(FailureReason::Dns, e.to_string()),
-        Err(_) => return result.fail(FailureReason::Dns, "deadline passed while resolving"),
+        Ok(answer) => {
+            // The lookup's own time, never the wait for a lookup slot; shared lookups report
+            // theirs to every target of the host.
+            result.phases.resolve = answer.took;
+            match answer.result {
+                Ok(addrs) => addrs,
+                Err(e) => return result.fail(FailureReason::Dns, e.to_string()),
+            }
+        }
+        Err(_) => {
+            result.phases.resolve = t.elapsed();
+            let name = crate::dns::DnsFailure::Deadline(target.url.host.to_string());
+            return result.fail(FailureReason::Dns, name.to_string());
+        }
     };
 
     let t = Instant::now();

@@ -1,0 +1,741 @@
+//! Name resolution: an asynchronous stub resolver (hickory) that reads `resolv.conf` and the
+//! hosts file, or the system's getaddrinfo for sites that need NSS modules.
+//!
+//! - A [`Resolver`] lives as long as its config (it is read again on reload). A round takes a
+//!   [`RoundResolver`] from it, which looks each `(name, ip_protocol)` up once and shares the
+//!   answer with every target of that host; every round resolves afresh unless `--dns.cache`
+//!   keeps answers for their TTL.
+//! - The time reported for a lookup runs from the moment its first query can be sent (a
+//!   lookup slot is held) to the answer: never the wait for a slot. A lookup shared by several
+//!   targets reports its own time to each.
+//! - Names in the hosts file win over DNS (glibc's `hosts: files dns`). `localhost` needs no
+//!   query and `.invalid` names fail without one (RFC 6761).
+//! - Every failure is the probe reason `dns`; the [`DnsFailure`] detail tells NXDOMAIN, no
+//!   address of the family, a server failure and no answer apart.
+
+pub mod conf;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hickory_resolver::config::{
+    NameServerConfig, ResolverConfig, ResolverOpts, ServerOrderingStrategy,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RecordType};
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::ConfigError;
+use crate::target::{Host, IpProtocol};
+pub use conf::{Hosts, ResolvConf};
+
+/// Default `--dns.resolv-conf`.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Default `--dns.hosts-file`.
+pub const DEFAULT_HOSTS_FILE: &str = "/etc/hosts";
+
+/// Most lookups in flight when `--dns.concurrency` is not given (fewer under a low open-file
+/// limit, see [`default_concurrency`]).
+pub const MAX_DEFAULT_CONCURRENCY: usize = 512;
+
+/// Blocking getaddrinfo threads at once for `--dns.resolver=system`.
+pub const SYSTEM_LOOKUP_THREADS: usize = 32;
+
+/// Which resolver probes use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The built-in asynchronous stub resolver.
+    #[default]
+    Builtin,
+    /// getaddrinfo on blocking threads: honours nsswitch.conf (LDAP, mDNS, ...).
+    System,
+}
+
+impl Backend {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Builtin => "builtin",
+            Backend::System => "system",
+        }
+    }
+}
+
+/// The `--dns.*` flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `--dns.resolver`.
+    pub backend: Backend,
+    /// `--dns.resolv-conf`; `None` is [`DEFAULT_RESOLV_CONF`], whose absence means glibc's
+    /// defaults (a server on 127.0.0.1).
+    pub resolv_conf: Option<PathBuf>,
+    /// `--dns.hosts-file`; `None` is [`DEFAULT_HOSTS_FILE`], whose absence means no entries.
+    pub hosts_file: Option<PathBuf>,
+    /// `--dns.cache`: keep answers across rounds for their TTL.
+    pub cache: bool,
+    /// `--dns.concurrency`: most lookups in flight; `None` derives it from the fd limit.
+    pub concurrency: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            backend: Backend::Builtin,
+            resolv_conf: None,
+            hosts_file: None,
+            cache: false,
+            concurrency: None,
+        }
+    }
+}
+
+/// Lookups in flight by default for a soft open-file limit: each lookup of both families holds
+/// two sockets, and probes hold one each, so a quarter of what probes may use is left to DNS.
+pub fn default_concurrency(fd_limit: u64) -> usize {
+    let usable = fd_limit.saturating_sub(crate::sys::FD_RESERVE) / 4;
+    usize::try_from(usable)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_DEFAULT_CONCURRENCY)
+}
+
+/// Why a name did not resolve: the detail of a `dns` failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DnsFailure {
+    /// The name does not exist.
+    #[error("{0}: NXDOMAIN (no such name)")]
+    NxDomain(String),
+    /// The name exists but has no address of the allowed family.
+    #[error("{name}: no {family} record")]
+    NoAddress {
+        /// The name asked for.
+        name: String,
+        /// `A`, `AAAA` or `A or AAAA`.
+        family: &'static str,
+    },
+    /// The server could not or would not answer (SERVFAIL, REFUSED, ...).
+    #[error("{name}: the DNS server answered {code}")]
+    ServerFailure {
+        /// The name asked for.
+        name: String,
+        /// The response code, as DNS names it.
+        code: String,
+    },
+    /// No server answered within `timeout` × `attempts`.
+    #[error("{0}: no answer from the DNS server")]
+    NoAnswer(String),
+    /// The probe's deadline passed first.
+    #[error("{0}: no answer before the probe's deadline")]
+    Deadline(String),
+    /// The servers could not be reached, or something else went wrong.
+    #[error("{name}: {message}")]
+    Other {
+        /// The name asked for.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl DnsFailure {
+    /// Which failure to report when both families failed: the more telling one.
+    fn rank(&self) -> u8 {
+        match self {
+            DnsFailure::NxDomain(_) => 0,
+            DnsFailure::ServerFailure { .. } => 1,
+            DnsFailure::NoAnswer(_) | DnsFailure::Deadline(_) => 2,
+            DnsFailure::Other { .. } => 3,
+            DnsFailure::NoAddress { .. } => 4,
+        }
+    }
+}
+
+/// A lookup's answer: addresses in the resolver's order, or why there are none; and how long
+/// the lookup itself took.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The addresses, or the failure.
+    pub result: Result<Arc<[IpAddr]>, DnsFailure>,
+    /// From the first query sent to the answer (zero for IP literals and hosts entries).
+    pub took: Duration,
+}
+
+/// The built-in resolver's settings, read from the files.
+#[derive(Debug, Clone)]
+struct Stub {
+    /// Name servers, search list and options.
+    config: ResolverConfig,
+    /// Options from `resolv.conf`.
+    opts: ResolverOpts,
+    /// One resolver for every round when answers are cached across rounds.
+    shared: Option<hickory_resolver::TokioResolver>,
+}
+
+/// Resolves host names for probes; built from [`Settings`] and the files they name.
+#[derive(Debug)]
+pub struct Resolver {
+    /// Which backend, with its state.
+    stub: Option<Stub>,
+    /// What `resolv.conf` said (for the built-in resolver), for logs and `/config`.
+    resolv_conf: Option<ResolvConf>,
+    /// Hosts-file entries (built-in resolver only: getaddrinfo reads the file itself).
+    hosts: Hosts,
+    /// Bounds lookups in flight.
+    slots: Arc<Semaphore>,
+}
+
+impl Default for Resolver {
+    /// The system resolver: what tests and library users get without configuring anything.
+    fn default() -> Self {
+        Resolver::system(SYSTEM_LOOKUP_THREADS)
+    }
+}
+
+/// Read a resolver file, or `None` when it is the default path and does not exist.
+fn read_optional(
+    given: Option<&Path>,
+    default: &str,
+) -> Result<Option<(PathBuf, String)>, ConfigError> {
+    let path = given.map_or_else(|| PathBuf::from(default), Path::to_owned);
+    if given.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    conf::read(&path).map(|text| Some((path, text)))
+}
+
+impl Resolver {
+    /// getaddrinfo on at most `threads` blocking threads.
+    pub fn system(threads: usize) -> Self {
+        Resolver {
+            stub: None,
+            resolv_conf: None,
+            hosts: Hosts::default(),
+            slots: Arc::new(Semaphore::new(threads.max(1))),
+        }
+    }
+
+    /// Build the resolver `settings` describe, reading its files; `fd_limit` sizes the default
+    /// concurrency. Errors name the file, line and column.
+    pub fn load(settings: &Settings, fd_limit: u64) -> Result<Self, ConfigError> {
+        if settings.backend == Backend::System {
+            return Ok(Resolver::system(
+                settings.concurrency.unwrap_or(SYSTEM_LOOKUP_THREADS),
+            ));
+        }
+        let resolv = match read_optional(settings.resolv_conf.as_deref(), DEFAULT_RESOLV_CONF)? {
+            Some((path, text)) => conf::parse_resolv_conf(&path, &text)?,
+            None => ResolvConf::default(),
+        };
+        let hosts = match read_optional(settings.hosts_file.as_deref(), DEFAULT_HOSTS_FILE)? {
+            Some((_, text)) => conf::parse_hosts(&text),
+            None => Hosts::default(),
+        };
+        let concurrency = settings
+            .concurrency
+            .unwrap_or_else(|| default_concurrency(fd_limit));
+        Ok(Resolver::builtin(
+            resolv,
+            hosts,
+            settings.cache,
+            concurrency,
+        ))
+    }
+
+    /// The built-in resolver with these settings.
+    pub fn builtin(resolv: ResolvConf, hosts: Hosts, cache: bool, concurrency: usize) -> Self {
+        let servers = resolv
+            .nameservers
+            .iter()
+            .map(|addr| {
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                for c in &mut ns.connections {
+                    c.port = addr.port();
+                }
+                ns
+            })
+            .collect();
+        let search = resolv
+            .search
+            .iter()
+            .filter_map(|d| Name::from_ascii(d).ok())
+            .collect();
+        let config = ResolverConfig::from_parts(None, search, servers);
+        let mut opts = ResolverOpts::default();
+        opts.ndots = resolv.ndots;
+        opts.timeout = resolv.timeout;
+        opts.attempts = resolv.attempts;
+        opts.server_ordering_strategy = if resolv.rotate {
+            ServerOrderingStrategy::RoundRobin
+        } else {
+            ServerOrderingStrategy::UserProvidedOrder
+        };
+        // One query at a time per name, to one server after another, as glibc does.
+        opts.num_concurrent_reqs = 1;
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+        opts.cache_size = if cache { 32_768 } else { 0 };
+        let mut stub = Stub {
+            config,
+            opts,
+            shared: None,
+        };
+        if cache {
+            stub.shared = stub.build().ok();
+        }
+        Resolver {
+            stub: Some(stub),
+            resolv_conf: Some(resolv),
+            hosts,
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        if self.stub.is_some() {
+            Backend::Builtin
+        } else {
+            Backend::System
+        }
+    }
+
+    /// A one-line description for the start-up log and `--config.check`.
+    pub fn describe(&self) -> String {
+        match &self.resolv_conf {
+            None => format!(
+                "system resolver, {} lookups at once",
+                self.slots.available_permits()
+            ),
+            Some(c) => format!(
+                "builtin resolver: servers {}, search [{}], ndots {}, timeout {}s, attempts {}{}, \
+                 {} hosts entries, {} lookups at once, cache {}",
+                c.nameservers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                c.search.join(" "),
+                c.ndots,
+                c.timeout.as_secs(),
+                c.attempts,
+                if c.rotate { ", rotate" } else { "" },
+                self.hosts.len(),
+                self.slots.available_permits(),
+                if self.stub.as_ref().is_some_and(|s| s.shared.is_some()) {
+                    "on"
+                } else {
+                    "off"
+                }
+            ),
+        }
+    }
+
+    /// A resolver for one round: each `(name, ip_protocol)` looked up once.
+    pub fn round(self: &Arc<Self>) -> RoundResolver {
+        RoundResolver {
+            resolver: self.clone(),
+            stub: OnceLock::new(),
+            cells: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Stub {
+    /// A hickory resolver with these settings.
+    fn build(&self) -> Result<hickory_resolver::TokioResolver, NetError> {
+        hickory_resolver::Resolver::builder_with_config(
+            self.config.clone(),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(self.opts.clone())
+        .build()
+    }
+}
+
+/// One shared lookup of a round.
+type Cell = Arc<OnceCell<Answer>>;
+
+/// Resolves for one round: the first probe of a `(name, ip_protocol)` looks it up, the others
+/// wait for that answer.
+#[derive(Debug)]
+pub struct RoundResolver {
+    /// The long-lived resolver.
+    resolver: Arc<Resolver>,
+    /// The hickory resolver of this round, built at the first name (a round of IP literals
+    /// needs none); `Err` holds why it could not be built.
+    stub: OnceLock<Result<hickory_resolver::TokioResolver, String>>,
+    /// One cell per name and family.
+    cells: Mutex<HashMap<(String, IpProtocol), Cell>>,
+}
+
+/// Keep the allowed families and interleave them, starting with the resolver's first choice
+/// (RFC 8305 §4).
+pub fn order(addrs: &[IpAddr], proto: IpProtocol) -> Vec<IpAddr> {
+    let allowed = |a: &&IpAddr| match proto {
+        IpProtocol::Auto => true,
+        IpProtocol::Ip4 => a.is_ipv4(),
+        IpProtocol::Ip6 => a.is_ipv6(),
+    };
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs.iter().filter(allowed) {
+        if !out.contains(a) {
+            out.push(*a);
+        }
+    }
+    let Some(first) = out.first().copied() else {
+        return out;
+    };
+    let (mut same, mut other): (Vec<_>, Vec<_>) = out
+        .into_iter()
+        .partition(|a| a.is_ipv4() == first.is_ipv4());
+    same.reverse();
+    other.reverse();
+    let mut interleaved = Vec::with_capacity(same.len() + other.len());
+    while !same.is_empty() || !other.is_empty() {
+        interleaved.extend(same.pop());
+        interleaved.extend(other.pop());
+    }
+    interleaved
+}
+
+/// The record types a family asks for.
+fn family_name(proto: IpProtocol) -> &'static str {
+    match proto {
+        IpProtocol::Auto => "A or AAAA",
+        IpProtocol::Ip4 => "A",
+        IpProtocol::Ip6 => "AAAA",
+    }
+}
+
+/// Addresses from a fixed list (hosts file, RFC 6761), filtered and ordered.
+fn fixed(name: &str, addrs: &[IpAddr], proto: IpProtocol) -> Answer {
+    let ordered = order(addrs, proto);
+    Answer {
+        result: if ordered.is_empty() {
+            Err(DnsFailure::NoAddress {
+                name: name.to_owned(),
+                family: family_name(proto),
+            })
+        } else {
+            Ok(ordered.into())
+        },
+        took: Duration::ZERO,
+    }
+}
+
+/// A response code as DNS tools print it (`SERVFAIL`, `REFUSED`).
+fn code_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("{other:?}").to_ascii_uppercase(),
+    }
+}
+
+/// A hickory error as a [`DnsFailure`].
+fn classify(name: &str, rtype: RecordType, e: &NetError) -> DnsFailure {
+    let name = name.to_owned();
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(nr)) => match nr.response_code {
+            ResponseCode::NXDomain => DnsFailure::NxDomain(name),
+            ResponseCode::NoError => DnsFailure::NoAddress {
+                name,
+                family: if rtype == RecordType::A { "A" } else { "AAAA" },
+            },
+            code => DnsFailure::ServerFailure {
+                name,
+                code: code_name(code),
+            },
+        },
+        NetError::Dns(DnsError::ResponseCode(code)) => DnsFailure::ServerFailure {
+            name,
+            code: code_name(*code),
+        },
+        NetError::Timeout => DnsFailure::NoAnswer(name),
+        other => DnsFailure::Other {
+            name,
+            message: other.to_string(),
+        },
+    }
+}
+
+impl RoundResolver {
+    /// The addresses to try for `host`, filtered by `proto` and ordered for Happy Eyeballs,
+    /// with the lookup's own time.
+    pub async fn resolve(&self, host: &Host, proto: IpProtocol) -> Answer {
+        let name = match host {
+            Host::Ip(ip) => return fixed(&host.to_string(), &[*ip], proto),
+            Host::Name(name) => name,
+        };
+        let cell = {
+            // A poisoned lock only means another probe panicked mid-insert; the map itself is
+            // still consistent.
+            let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+            cells.entry((name.clone(), proto)).or_default().clone()
+        };
+        cell.get_or_init(|| self.lookup(name, proto)).await.clone()
+    }
+
+    /// Look `name` up, once for the round.
+    async fn lookup(&self, name: &str, proto: IpProtocol) -> Answer {
+        let bare = name.strip_suffix('.').unwrap_or(name);
+        if let Some(addrs) = self.resolver.hosts.get(bare) {
+            return fixed(name, addrs, proto);
+        }
+        // RFC 6761 §6.3 and §6.4: answered without asking anyone.
+        if bare == "localhost" || bare.ends_with(".localhost") {
+            return fixed(
+                name,
+                &[
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ],
+                proto,
+            );
+        }
+        if bare == "invalid" || bare.ends_with(".invalid") {
+            return Answer {
+                result: Err(DnsFailure::NxDomain(name.to_owned())),
+                took: Duration::ZERO,
+            };
+        }
+        // The semaphore is never closed, so acquire cannot fail.
+        let Ok(permit) = self.resolver.slots.clone().acquire_owned().await else {
+            return Answer {
+                result: Err(DnsFailure::Other {
+                    name: name.to_owned(),
+                    message: "resolver shut down".into(),
+                }),
+                took: Duration::ZERO,
+            };
+        };
+        match &self.resolver.stub {
+            // The permit goes with the thread: a hung getaddrinfo keeps its slot until it returns.
+            None => system_lookup(name, proto, permit).await,
+            Some(stub) => {
+                let client = self.stub.get_or_init(|| match &stub.shared {
+                    Some(shared) => Ok(shared.clone()),
+                    None => stub.build().map_err(|e| e.to_string()),
+                });
+                let start = Instant::now();
+                let result = match client {
+                    Ok(client) => stub_lookup(client, name, proto).await,
+                    Err(e) => Err(DnsFailure::Other {
+                        name: name.to_owned(),
+                        message: format!("cannot set up the resolver: {e}"),
+                    }),
+                };
+                drop(permit);
+                Answer {
+                    result,
+                    took: start.elapsed(),
+                }
+            }
+        }
+    }
+}
+
+/// Ask the DNS: A, AAAA or both at once.
+async fn stub_lookup(
+    client: &hickory_resolver::TokioResolver,
+    name: &str,
+    proto: IpProtocol,
+) -> Result<Arc<[IpAddr]>, DnsFailure> {
+    let ask = |rtype: RecordType| async move {
+        let lookup = client
+            .lookup(name, rtype)
+            .await
+            .map_err(|e| classify(name, rtype, &e))?;
+        let addrs: Vec<IpAddr> = lookup
+            .answers()
+            .iter()
+            .filter(|r| r.record_type() == rtype)
+            .filter_map(|r| r.data.ip_addr())
+            .collect();
+        if addrs.is_empty() {
+            return Err(DnsFailure::NoAddress {
+                name: name.to_owned(),
+                family: if rtype == RecordType::A { "A" } else { "AAAA" },
+            });
+        }
+        Ok(addrs)
+    };
+    let addrs = match proto {
+        IpProtocol::Ip4 => ask(RecordType::A).await?,
+        IpProtocol::Ip6 => ask(RecordType::AAAA).await?,
+        IpProtocol::Auto => match tokio::join!(ask(RecordType::AAAA), ask(RecordType::A)) {
+            (Ok(mut v6), Ok(v4)) => {
+                v6.extend(v4);
+                v6
+            }
+            (Ok(one), Err(_)) | (Err(_), Ok(one)) => one,
+            (Err(a), Err(b)) => {
+                return Err(match (a, b) {
+                    (DnsFailure::NoAddress { name, .. }, DnsFailure::NoAddress { .. }) => {
+                        DnsFailure::NoAddress {
+                            name,
+                            family: "A or AAAA",
+                        }
+                    }
+                    (a, b) if b.rank() < a.rank() => b,
+                    (a, _) => a,
+                });
+            }
+        },
+    };
+    Ok(order(&addrs, proto).into())
+}
+
+/// getaddrinfo on a blocking thread; the time counts from the moment the thread runs it.
+async fn system_lookup(
+    name: &str,
+    proto: IpProtocol,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Answer {
+    let owned = name.to_owned();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let start = Instant::now();
+        let r = std::net::ToSocketAddrs::to_socket_addrs(&(owned.as_str(), 0))
+            .map(|it| it.map(|sa| sa.ip()).collect::<Vec<_>>());
+        (r, start.elapsed())
+    })
+    .await;
+    let (found, took) = match joined {
+        Ok(v) => v,
+        Err(e) => {
+            return Answer {
+                result: Err(DnsFailure::Other {
+                    name: name.to_owned(),
+                    message: format!("lookup thread failed: {e}"),
+                }),
+                took: Duration::ZERO,
+            };
+        }
+    };
+    let result = match found {
+        Ok(addrs) => {
+            let ordered = order(&addrs, proto);
+            if ordered.is_empty() {
+                Err(DnsFailure::NoAddress {
+                    name: name.to_owned(),
+                    family: family_name(proto),
+                })
+            } else {
+                Ok(ordered.into())
+            }
+        }
+        Err(e) => Err(DnsFailure::Other {
+            name: name.to_owned(),
+            message: system_error(&e),
+        }),
+    };
+    Answer { result, took }
+}
+
+/// getaddrinfo's message without the "failed to lookup address information: " prefix that std
+/// puts before it.
+fn system_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn families_are_interleaved_and_filtered() {
+        let all = ips(&["::1", "fe80::1", "127.0.0.1", "10.0.0.1"]);
+        assert_eq!(
+            order(&all, IpProtocol::Auto),
+            ips(&["::1", "127.0.0.1", "fe80::1", "10.0.0.1"])
+        );
+        assert_eq!(
+            order(&all, IpProtocol::Ip4),
+            ips(&["127.0.0.1", "10.0.0.1"])
+        );
+        assert_eq!(order(&all, IpProtocol::Ip6), ips(&["::1", "fe80::1"]));
+        let v4first = ips(&["127.0.0.1", "::1", "::1"]);
+        assert_eq!(
+            order(&v4first, IpProtocol::Auto),
+            ips(&["127.0.0.1", "::1"])
+        );
+        assert!(order(&ips(&["127.0.0.1"]), IpProtocol::Ip6).is_empty());
+    }
+
+    fn hosts_only() -> Arc<Resolver> {
+        let hosts = conf::parse_hosts("10.9.9.9 Box.Example\n::2 v6only.example\n");
+        // A server nobody listens on: any query would fail, so answers below come from the
+        // hosts file, RFC 6761 or the literal itself.
+        let resolv = ResolvConf {
+            nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+            ..ResolvConf::default()
+        };
+        Arc::new(Resolver::builtin(resolv, hosts, false, 4))
+    }
+
+    #[tokio::test]
+    async fn literals_hosts_and_special_names_need_no_query() {
+        let r = hosts_only().round();
+        let a = r
+            .resolve(&Host::Ip("127.0.0.1".parse().unwrap()), IpProtocol::Auto)
+            .await;
+        assert_eq!(&*a.result.unwrap(), ips(&["127.0.0.1"]));
+        let a = r
+            .resolve(&Host::Ip("127.0.0.1".parse().unwrap()), IpProtocol::Ip6)
+            .await;
+        assert!(matches!(
+            a.result,
+            Err(DnsFailure::NoAddress { family: "AAAA", .. })
+        ));
+        let a = r
+            .resolve(&Host::Name("box.example".into()), IpProtocol::Auto)
+            .await;
+        assert_eq!(&*a.result.unwrap(), ips(&["10.9.9.9"]));
+        let a = r
+            .resolve(&Host::Name("v6only.example".into()), IpProtocol::Ip4)
+            .await;
+        assert_eq!(
+            a.result.unwrap_err().to_string(),
+            "v6only.example: no A record"
+        );
+        let a = r
+            .resolve(&Host::Name("localhost".into()), IpProtocol::Auto)
+            .await;
+        assert_eq!(&*a.result.unwrap(), ips(&["::1", "127.0.0.1"]));
+        let a = r
+            .resolve(&Host::Name("web.localhost".into()), IpProtocol::Ip4)
+            .await;
+        assert_eq!(&*a.result.unwrap(), ips(&["127.0.0.1"]));
+        let a = r
+            .resolve(&Host::Name("nothing.invalid".into()), IpProtocol::Auto)
+            .await;
+        assert_eq!(
+            a.result.unwrap_err(),
+            DnsFailure::NxDomain("nothing.invalid".into())
+        );
+        assert_eq!(a.took, Duration::ZERO);
+    }
+
+    #[test]
+    fn default_concurrency_leaves_room_for_probes() {
+        assert_eq!(default_concurrency(1024), 192);
+        assert_eq!(default_concurrency(1 << 20), MAX_DEFAULT_CONCURRENCY);
+        assert_eq!(default_concurrency(10), 1);
+    }
+}
