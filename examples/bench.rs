@@ -6,6 +6,13 @@
 //! Run it with `bash examples/bench.sh` (installs nginx and wrk when missing, builds, runs).
 //! Like the tests, it is tooling: any failure to set up stops it with a message.
 //!
+//! `--names` adds the scenario real target files are: the same 10,000 targets named by 10,000
+//! distinct host names, served by a DNS server (ours, `tests/common/dns.rs`) that answers every
+//! query after 20 ms, through the built-in resolver and, when the benchmark runs as root with
+//! `unshare`, through getaddrinfo (`--dns.resolver=system`, in a mount namespace whose
+//! /etc/resolv.conf names that server on 127.53.0.1:53), beside the IP-literal round of the
+//! same targets in the same run.
+//!
 //! 100,000 targets would run out of ephemeral ports towards one address (every probe leaves a
 //! TIME_WAIT socket on our side), so large scenarios spread their targets over several
 //! loopback addresses (127.0.0.1 to 127.0.0.16) served by the same nginx.
@@ -16,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[allow(dead_code, clippy::all)]
+#[path = "../tests/common/dns.rs"]
+mod dns;
 
 /// Loopback addresses nginx listens on.
 const ADDRESSES: u8 = 16;
@@ -118,12 +129,22 @@ struct Exporter {
     addr: SocketAddr,
 }
 
-/// Start the exporter on a targets file.
-fn start_exporter(config: &Path) -> Exporter {
-    let mut child = Command::new(exporter_bin())
+/// Start the exporter on a targets file, with extra flags, under `wrapper` (a command that ends
+/// by running its last arguments) if given.
+fn start_exporter(config: &Path, extra: &[String], wrapper: &[String]) -> Exporter {
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exporter_bin());
+            c
+        }
+        None => Command::new(exporter_bin()),
+    };
+    let mut child = command
         .arg("--config.file")
         .arg(config)
         .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "info"])
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -199,16 +220,52 @@ struct Row {
     rss: f64,
     /// Successful probes in the last round.
     ok: usize,
+    /// Median and 99th percentile of the resolve phase over the last round, seconds.
+    resolve: (f64, f64),
+}
+
+/// A percentile of samples (0.5 the median).
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+/// Every target's resolve phase in a scrape.
+fn resolve_times(body: &str) -> Vec<f64> {
+    body.lines()
+        .filter(|l| {
+            l.starts_with("probe_http_duration_seconds{") && l.contains("phase=\"resolve\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
 }
 
 /// Run `rounds` scrapes of a targets file and collect the figures.
 fn scenario(dir: &Path, name: &str, yaml: &str, targets: usize, rounds: usize) -> Row {
-    let path = dir.join(format!("{}.yaml", name.replace([' ', ','], "_")));
+    scenario_with(dir, name, yaml, targets, rounds, &[], &[])
+}
+
+/// [`scenario`] with extra exporter flags and a wrapper command.
+fn scenario_with(
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    targets: usize,
+    rounds: usize,
+    extra: &[String],
+    wrapper: &[String],
+) -> Row {
+    let path = dir.join(format!("{}.yaml", name.replace([' ', ',', '/', '='], "_")));
     std::fs::write(&path, yaml).expect("write targets");
-    let e = start_exporter(&path);
+    let e = start_exporter(&path, extra, wrapper);
     let mut round_times = Vec::new();
     let mut scrape_times = Vec::new();
     let mut ok = 0;
+    let mut resolve = Vec::new();
     for _ in 0..rounds {
         let (wall, body) = scrape(e.addr);
         round_times.push(value(&body, "http_status_exporter_round_duration_seconds"));
@@ -217,6 +274,7 @@ fn scenario(dir: &Path, name: &str, yaml: &str, targets: usize, rounds: usize) -
             .lines()
             .filter(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
             .count();
+        resolve = resolve_times(&body);
         // Let TIME_WAIT sockets of the previous round age a little between rounds.
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -228,7 +286,94 @@ fn scenario(dir: &Path, name: &str, yaml: &str, targets: usize, rounds: usize) -
         scrape: median(scrape_times),
         rss,
         ok,
+        resolve: (percentile(resolve.clone(), 0.5), percentile(resolve, 0.99)),
     }
+}
+
+/// Targets file of `n` plain URLs on `host(i)`.
+fn targets_on(port: u16, n: usize, host: impl Fn(usize) -> String) -> String {
+    let mut y = String::with_capacity(n * 48);
+    y.push_str("targets:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - http://{}:{port}/p{i}\n", host(i)));
+    }
+    y
+}
+
+/// The names scenarios: the same targets as IP literals, as names through the built-in
+/// resolver, and as names through getaddrinfo when this process may make a mount namespace.
+fn names_scenarios(dir: &Path, port: u16, n: usize, rounds: usize) -> Vec<Row> {
+    let zone = || dns::Zone {
+        wildcard: Some((
+            ".bench.test".to_owned(),
+            vec![dns::Rec::A([127, 0, 0, 1].into())],
+        )),
+        delay: Duration::from_millis(20),
+        ..dns::Zone::default()
+    };
+    let server = dns::DnsServer::start(zone());
+    let resolv = server.resolv_conf(dir, "");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").expect("write hosts");
+    let named = targets_on(port, n, |i| format!("t{i}.bench.test"));
+    let mut rows = vec![scenario(
+        dir,
+        &format!("{n} http, IP literals"),
+        &targets_on(port, n, |_| "127.0.0.1".to_owned()),
+        n,
+        rounds,
+    )];
+    let mut flags = vec![
+        "--dns.resolv-conf".to_owned(),
+        resolv.display().to_string(),
+        "--dns.hosts-file".to_owned(),
+        hosts.display().to_string(),
+    ];
+    // More resolver flags to compare, such as `BENCH_DNS_FLAGS="--dns.concurrency 1024"`.
+    let more = std::env::var("BENCH_DNS_FLAGS").unwrap_or_default();
+    flags.extend(more.split_whitespace().map(str::to_owned));
+    rows.push(scenario_with(
+        dir,
+        &format!("{n} http, names, DNS at 20 ms"),
+        &named,
+        n,
+        rounds,
+        &flags,
+        &[],
+    ));
+    // getaddrinfo reads /etc/resolv.conf, which names no port: serve the zone on port 53 of a
+    // loopback address of its own and show it to the exporter through a mount namespace.
+    let system = std::net::UdpSocket::bind("127.53.0.1:53").is_ok()
+        && Command::new("unshare").arg("--help").output().is_ok();
+    if system {
+        let on53 = dns::DnsServer::start_on("127.53.0.1:53", zone());
+        let conf = dir.join("resolv-53.conf");
+        std::fs::write(&conf, format!("nameserver {}\n", on53.addr.ip())).expect("write");
+        let script = format!(
+            "mount --bind {} /etc/resolv.conf && mount --bind {} /etc/hosts && exec \"$@\"",
+            conf.display(),
+            hosts.display()
+        );
+        rows.push(scenario_with(
+            dir,
+            &format!("{n} http, names, DNS at 20 ms, --dns.resolver=system"),
+            &named,
+            n,
+            rounds,
+            &["--dns.resolver=system".to_owned()],
+            &[
+                "unshare".to_owned(),
+                "-m".to_owned(),
+                "sh".to_owned(),
+                "-c".to_owned(),
+                script,
+                "sh".to_owned(),
+            ],
+        ));
+    } else {
+        eprintln!("skipping --dns.resolver=system: needs root, unshare and 127.53.0.1:53 free");
+    }
+    rows
 }
 
 /// Targets file of `n` plain URLs spread over the loopback addresses.
@@ -291,11 +436,37 @@ fn render_time() -> f64 {
     median(samples)
 }
 
+/// The names table: round time against the IP-literal round, and the resolve phase.
+fn print_names(rows: &[Row]) {
+    println!(
+        "\n| same {} targets | round (median) | vs literals | resolve median | resolve p99 | peak RSS | ok |",
+        rows[0].targets
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.3} s | {:.2}x | {:.1} ms | {:.1} ms | {:.1} MiB | {} |",
+            r.name,
+            r.round,
+            r.round / rows[0].round,
+            r.resolve.0 * 1000.0,
+            r.resolve.1 * 1000.0,
+            r.rss,
+            r.ok
+        );
+    }
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_nginx, port, tls_port) = start_nginx(dir.path());
     let quick = std::env::args().any(|a| a == "--quick");
     let mut rows = Vec::new();
+    if std::env::args().any(|a| a == "--names") {
+        let rows = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
+        print_names(&rows);
+        return;
+    }
     let sizes: &[(usize, usize)] = if quick {
         &[(1_000, 3), (10_000, 3)]
     } else {

@@ -1,4 +1,4 @@
-//! Name resolution: an asynchronous stub resolver (hickory) that reads `resolv.conf` and the
+//! Name resolution: an asynchronous stub resolver of our own that reads `resolv.conf` and the
 //! hosts file, or the system's getaddrinfo for sites that need NSS modules.
 //!
 //! - A [`Resolver`] lives as long as its config (it is read again on reload). A round takes a
@@ -13,21 +13,16 @@
 //! - Every failure is the probe reason `dns`; the [`DnsFailure`] detail tells NXDOMAIN, no
 //!   address of the family, a server failure and no answer apart.
 
+pub mod client;
 pub mod conf;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_resolver::config::{
-    NameServerConfig, ResolverConfig, ResolverOpts, ServerOrderingStrategy,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RecordType};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
@@ -166,24 +161,26 @@ pub struct Answer {
     pub took: Duration,
 }
 
-/// The built-in resolver's settings, read from the files.
-#[derive(Debug, Clone)]
+/// The built-in resolver: what `resolv.conf` said, the client asking its servers, and the
+/// answers kept across rounds when `--dns.cache` is on.
+#[derive(Debug)]
 struct Stub {
     /// Name servers, search list and options.
-    config: ResolverConfig,
-    /// Options from `resolv.conf`.
-    opts: ResolverOpts,
-    /// One resolver for every round when answers are cached across rounds.
-    shared: Option<hickory_resolver::TokioResolver>,
+    conf: ResolvConf,
+    /// Sends the queries; its sockets live as long as the resolver.
+    client: client::Client,
+    /// `(name, type)` → addresses and when they expire; `None` when caching is off.
+    cache: Option<Mutex<CacheMap>>,
 }
+
+/// Answers kept across rounds: `(name, type)` → (expiry, addresses).
+type CacheMap = HashMap<(String, u16), (Instant, Arc<[IpAddr]>)>;
 
 /// Resolves host names for probes; built from [`Settings`] and the files they name.
 #[derive(Debug)]
 pub struct Resolver {
-    /// Which backend, with its state.
+    /// The built-in resolver; `None` for getaddrinfo.
     stub: Option<Stub>,
-    /// What `resolv.conf` said (for the built-in resolver), for logs and `/config`.
-    resolv_conf: Option<ResolvConf>,
     /// Hosts-file entries (built-in resolver only: getaddrinfo reads the file itself).
     hosts: Hosts,
     /// Bounds lookups in flight.
@@ -214,7 +211,6 @@ impl Resolver {
     pub fn system(threads: usize) -> Self {
         Resolver {
             stub: None,
-            resolv_conf: None,
             hosts: Hosts::default(),
             slots: Arc::new(Semaphore::new(threads.max(1))),
         }
@@ -249,47 +245,12 @@ impl Resolver {
 
     /// The built-in resolver with these settings.
     pub fn builtin(resolv: ResolvConf, hosts: Hosts, cache: bool, concurrency: usize) -> Self {
-        let servers = resolv
-            .nameservers
-            .iter()
-            .map(|addr| {
-                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                for c in &mut ns.connections {
-                    c.port = addr.port();
-                }
-                ns
-            })
-            .collect();
-        let search = resolv
-            .search
-            .iter()
-            .filter_map(|d| Name::from_ascii(d).ok())
-            .collect();
-        let config = ResolverConfig::from_parts(None, search, servers);
-        let mut opts = ResolverOpts::default();
-        opts.ndots = resolv.ndots;
-        opts.timeout = resolv.timeout;
-        opts.attempts = resolv.attempts;
-        opts.server_ordering_strategy = if resolv.rotate {
-            ServerOrderingStrategy::RoundRobin
-        } else {
-            ServerOrderingStrategy::UserProvidedOrder
-        };
-        // One query at a time per name, to one server after another, as glibc does.
-        opts.num_concurrent_reqs = 1;
-        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-        opts.cache_size = if cache { 32_768 } else { 0 };
-        let mut stub = Stub {
-            config,
-            opts,
-            shared: None,
-        };
-        if cache {
-            stub.shared = stub.build().ok();
-        }
         Resolver {
-            stub: Some(stub),
-            resolv_conf: Some(resolv),
+            stub: Some(Stub {
+                client: client::Client::new(&resolv),
+                conf: resolv,
+                cache: cache.then(Mutex::default),
+            }),
             hosts,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
         }
@@ -306,12 +267,12 @@ impl Resolver {
 
     /// A one-line description for the start-up log and `--config.check`.
     pub fn describe(&self) -> String {
-        match &self.resolv_conf {
+        match &self.stub {
             None => format!(
                 "system resolver, {} lookups at once",
                 self.slots.available_permits()
             ),
-            Some(c) => format!(
+            Some(Stub { conf: c, cache, .. }) => format!(
                 "builtin resolver: servers {}, search [{}], ndots {}, timeout {}s, attempts {}{}, \
                  {} hosts entries, {} lookups at once, cache {}",
                 c.nameservers
@@ -326,11 +287,7 @@ impl Resolver {
                 if c.rotate { ", rotate" } else { "" },
                 self.hosts.len(),
                 self.slots.available_permits(),
-                if self.stub.as_ref().is_some_and(|s| s.shared.is_some()) {
-                    "on"
-                } else {
-                    "off"
-                }
+                if cache.is_some() { "on" } else { "off" }
             ),
         }
     }
@@ -339,21 +296,8 @@ impl Resolver {
     pub fn round(self: &Arc<Self>) -> RoundResolver {
         RoundResolver {
             resolver: self.clone(),
-            stub: OnceLock::new(),
             cells: Mutex::new(HashMap::new()),
         }
-    }
-}
-
-impl Stub {
-    /// A hickory resolver with these settings.
-    fn build(&self) -> Result<hickory_resolver::TokioResolver, NetError> {
-        hickory_resolver::Resolver::builder_with_config(
-            self.config.clone(),
-            TokioRuntimeProvider::default(),
-        )
-        .with_options(self.opts.clone())
-        .build()
     }
 }
 
@@ -366,9 +310,6 @@ type Cell = Arc<OnceCell<Answer>>;
 pub struct RoundResolver {
     /// The long-lived resolver.
     resolver: Arc<Resolver>,
-    /// The hickory resolver of this round, built at the first name (a round of IP literals
-    /// needs none); `Err` holds why it could not be built.
-    stub: OnceLock<Result<hickory_resolver::TokioResolver, String>>,
     /// One cell per name and family.
     cells: Mutex<HashMap<(String, IpProtocol), Cell>>,
 }
@@ -428,45 +369,6 @@ fn fixed(name: &str, addrs: &[IpAddr], proto: IpProtocol) -> Answer {
     }
 }
 
-/// A response code as DNS tools print it (`SERVFAIL`, `REFUSED`).
-fn code_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        other => format!("{other:?}").to_ascii_uppercase(),
-    }
-}
-
-/// A hickory error as a [`DnsFailure`].
-fn classify(name: &str, rtype: RecordType, e: &NetError) -> DnsFailure {
-    let name = name.to_owned();
-    match e {
-        NetError::Dns(DnsError::NoRecordsFound(nr)) => match nr.response_code {
-            ResponseCode::NXDomain => DnsFailure::NxDomain(name),
-            ResponseCode::NoError => DnsFailure::NoAddress {
-                name,
-                family: if rtype == RecordType::A { "A" } else { "AAAA" },
-            },
-            code => DnsFailure::ServerFailure {
-                name,
-                code: code_name(code),
-            },
-        },
-        NetError::Dns(DnsError::ResponseCode(code)) => DnsFailure::ServerFailure {
-            name,
-            code: code_name(*code),
-        },
-        NetError::Timeout => DnsFailure::NoAnswer(name),
-        other => DnsFailure::Other {
-            name,
-            message: other.to_string(),
-        },
-    }
-}
-
 impl RoundResolver {
     /// The addresses to try for `host`, filtered by `proto` and ordered for Happy Eyeballs,
     /// with the lookup's own time.
@@ -521,77 +423,136 @@ impl RoundResolver {
             // The permit goes with the thread: a hung getaddrinfo keeps its slot until it returns.
             None => system_lookup(name, proto, permit).await,
             Some(stub) => {
-                let client = self.stub.get_or_init(|| match &stub.shared {
-                    Some(shared) => Ok(shared.clone()),
-                    None => stub.build().map_err(|e| e.to_string()),
-                });
-                let start = Instant::now();
-                let result = match client {
-                    Ok(client) => stub_lookup(client, name, proto).await,
-                    Err(e) => Err(DnsFailure::Other {
-                        name: name.to_owned(),
-                        message: format!("cannot set up the resolver: {e}"),
-                    }),
-                };
+                let answer = stub.lookup(name, proto).await;
                 drop(permit);
-                Answer {
-                    result,
-                    took: start.elapsed(),
-                }
+                answer
             }
         }
     }
 }
 
-/// Ask the DNS: A, AAAA or both at once.
-async fn stub_lookup(
-    client: &hickory_resolver::TokioResolver,
-    name: &str,
-    proto: IpProtocol,
-) -> Result<Arc<[IpAddr]>, DnsFailure> {
-    let ask = |rtype: RecordType| async move {
-        let lookup = client
-            .lookup(name, rtype)
-            .await
-            .map_err(|e| classify(name, rtype, &e))?;
-        let addrs: Vec<IpAddr> = lookup
-            .answers()
-            .iter()
-            .filter(|r| r.record_type() == rtype)
-            .filter_map(|r| r.data.ip_addr())
-            .collect();
-        if addrs.is_empty() {
-            return Err(DnsFailure::NoAddress {
-                name: name.to_owned(),
-                family: if rtype == RecordType::A { "A" } else { "AAAA" },
-            });
-        }
-        Ok(addrs)
-    };
-    let addrs = match proto {
-        IpProtocol::Ip4 => ask(RecordType::A).await?,
-        IpProtocol::Ip6 => ask(RecordType::AAAA).await?,
-        IpProtocol::Auto => match tokio::join!(ask(RecordType::AAAA), ask(RecordType::A)) {
-            (Ok(mut v6), Ok(v4)) => {
-                v6.extend(v4);
-                v6
-            }
-            (Ok(one), Err(_)) | (Err(_), Ok(one)) => one,
-            (Err(a), Err(b)) => {
-                return Err(match (a, b) {
-                    (DnsFailure::NoAddress { name, .. }, DnsFailure::NoAddress { .. }) => {
-                        DnsFailure::NoAddress {
-                            name,
-                            family: "A or AAAA",
-                        }
-                    }
-                    (a, b) if b.rank() < a.rank() => b,
-                    (a, _) => a,
-                });
-            }
+/// The names to ask for, in order (glibc's rules): a name with a final dot as it is; one with
+/// at least `ndots` dots as written first, then with each search domain; one with fewer, with
+/// each search domain first and as written last.
+pub fn candidates(name: &str, search: &[String], ndots: usize) -> Vec<String> {
+    if let Some(absolute) = name.strip_suffix('.') {
+        return vec![absolute.to_owned()];
+    }
+    let searched = search.iter().map(|d| format!("{name}.{d}"));
+    if name.matches('.').count() >= ndots {
+        std::iter::once(name.to_owned()).chain(searched).collect()
+    } else {
+        searched.chain(std::iter::once(name.to_owned())).collect()
+    }
+}
+
+/// The failure of one record type's lookup, named for `name`.
+fn failure(name: &str, e: client::QueryError) -> DnsFailure {
+    match e {
+        client::QueryError::Code(code) => DnsFailure::ServerFailure {
+            name: name.to_owned(),
+            code: wire::rcode::name(code),
         },
-    };
-    Ok(order(&addrs, proto).into())
+        client::QueryError::NoAnswer => DnsFailure::NoAnswer(name.to_owned()),
+        client::QueryError::Unreachable(message) => DnsFailure::Other {
+            name: name.to_owned(),
+            message,
+        },
+    }
+}
+
+/// The record type's name.
+fn type_name(qtype: u16) -> &'static str {
+    if qtype == wire::TYPE_A { "A" } else { "AAAA" }
+}
+
+/// The lookup of one record type: addresses or why none, and when the deciding answer arrived.
+type Records = (Result<Arc<[IpAddr]>, DnsFailure>, Instant);
+
+impl Stub {
+    /// Look `name` up: A, AAAA or both at once. The time runs from the first query sent to
+    /// the arrival of the last answer used.
+    async fn lookup(&self, name: &str, proto: IpProtocol) -> Answer {
+        let start = Instant::now();
+        let ask = |qtype: u16| self.records(name, qtype, start);
+        let (result, end) = match proto {
+            IpProtocol::Ip4 => ask(wire::TYPE_A).await,
+            IpProtocol::Ip6 => ask(wire::TYPE_AAAA).await,
+            IpProtocol::Auto => match tokio::join!(ask(wire::TYPE_AAAA), ask(wire::TYPE_A)) {
+                ((Ok(v6), e6), (Ok(v4), e4)) => {
+                    let mut all = v6.to_vec();
+                    all.extend_from_slice(&v4);
+                    (Ok(all.into()), e6.max(e4))
+                }
+                ((Ok(one), e6), (Err(_), e4)) | ((Err(_), e6), (Ok(one), e4)) => {
+                    (Ok(one), e6.max(e4))
+                }
+                ((Err(a), e6), (Err(b), e4)) => {
+                    let worst = match (a, b) {
+                        (DnsFailure::NoAddress { name, .. }, DnsFailure::NoAddress { .. }) => {
+                            DnsFailure::NoAddress {
+                                name,
+                                family: "A or AAAA",
+                            }
+                        }
+                        (a, b) if b.rank() < a.rank() => b,
+                        (a, _) => a,
+                    };
+                    (Err(worst), e6.max(e4))
+                }
+            },
+        };
+        Answer {
+            result: result.map(|addrs| order(&addrs, proto).into()),
+            took: end.saturating_duration_since(start),
+        }
+    }
+
+    /// The addresses of one record type, through the search list.
+    async fn records(&self, name: &str, qtype: u16, start: Instant) -> Records {
+        let key = (name.to_owned(), qtype);
+        if let Some(cache) = &self.cache {
+            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((until, addrs)) = cache.get(&key)
+                && *until > Instant::now()
+            {
+                return (Ok(addrs.clone()), start);
+            }
+        }
+        let mut end = start;
+        let mut nodata = false;
+        for candidate in candidates(name, &self.conf.search, self.conf.ndots) {
+            match self.client.query(&candidate, qtype).await {
+                Ok((answer, at)) => {
+                    end = at;
+                    if !answer.addrs.is_empty() {
+                        let addrs: Arc<[IpAddr]> = answer.addrs.into();
+                        if let Some(cache) = &self.cache {
+                            let until = at + Duration::from_secs(u64::from(answer.ttl));
+                            cache
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key, (until, addrs.clone()));
+                        }
+                        return (Ok(addrs), end);
+                    }
+                    // NXDOMAIN or no record of the type: the next candidate may have it.
+                    nodata |= answer.rcode == wire::rcode::NOERROR;
+                }
+                // A server failure or silence ends the search: a broken zone shows as such.
+                Err(e) => return (Err(failure(name, e)), Instant::now()),
+            }
+        }
+        let e = if nodata {
+            DnsFailure::NoAddress {
+                name: name.to_owned(),
+                family: type_name(qtype),
+            }
+        } else {
+            DnsFailure::NxDomain(name.to_owned())
+        };
+        (Err(e), end)
+    }
 }
 
 /// getaddrinfo on a blocking thread; the time counts from the moment the thread runs it.
@@ -730,6 +691,25 @@ mod tests {
             DnsFailure::NxDomain("nothing.invalid".into())
         );
         assert_eq!(a.took, Duration::ZERO);
+    }
+
+    #[test]
+    fn search_candidates_follow_ndots() {
+        let search = ["corp.test".to_owned(), "lab.test".to_owned()];
+        assert_eq!(
+            candidates("svc", &search, 1),
+            ["svc.corp.test", "svc.lab.test", "svc"]
+        );
+        assert_eq!(
+            candidates("a.b", &search, 1),
+            ["a.b", "a.b.corp.test", "a.b.lab.test"]
+        );
+        assert_eq!(
+            candidates("a.b", &search, 2),
+            ["a.b.corp.test", "a.b.lab.test", "a.b"]
+        );
+        assert_eq!(candidates("abs.", &search, 5), ["abs"]);
+        assert_eq!(candidates("x", &[], 1), ["x"]);
     }
 
     #[test]

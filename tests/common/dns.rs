@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One record of the zone.
@@ -124,6 +124,11 @@ pub struct DnsServer {
 impl DnsServer {
     /// Start serving `zone` on a free port of 127.0.0.1.
     pub fn start(zone: Zone) -> DnsServer {
+        DnsServer::start_on("127.0.0.1:0", zone)
+    }
+
+    /// Start serving `zone` on `addr` (port 0: a free port, the same for UDP and TCP).
+    pub fn start_on(addr: &'static str, zone: Zone) -> DnsServer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (tx, rx) = std::sync::mpsc::channel();
         let s = seen.clone();
@@ -133,7 +138,7 @@ impl DnsServer {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(Arc::new(zone), s, tx));
+            rt.block_on(serve(addr, Arc::new(zone), s, tx));
         });
         let addr = rx.recv().expect("DNS server started");
         DnsServer { addr, seen }
@@ -160,19 +165,36 @@ impl DnsServer {
     }
 }
 
-/// Bind UDP and TCP on the same free port, then answer until the process ends.
+/// Bind UDP and TCP on `at` (the same free port for both when its port is 0), then answer
+/// until the process ends.
 async fn serve(
+    at: &str,
     zone: Arc<Zone>,
     seen: Arc<Mutex<Seen>>,
     ready: std::sync::mpsc::Sender<SocketAddr>,
 ) {
     let (udp, tcp) = loop {
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let udp = tokio::net::UdpSocket::bind(at).await.unwrap();
         let addr = udp.local_addr().unwrap();
         if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
             break (Arc::new(udp), tcp);
         }
     };
+    // A burst of thousands of queries must not overflow the default receive buffer.
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: a valid pointer to a c_int of the size given, on our own descriptor.
+        unsafe {
+            libc::setsockopt(
+                udp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     ready.send(udp.local_addr().unwrap()).unwrap();
     let (z, s) = (zone.clone(), seen.clone());
     tokio::spawn(async move {
