@@ -530,6 +530,28 @@ fn build(
             }
         }
         let labels = entry.labels.clone().unwrap_or_default().0;
+        let ip_protocol = entry
+            .ip_protocol
+            .or(defaults.ip_protocol)
+            .unwrap_or_default();
+        if let target::Host::Ip(ip) = &url.host {
+            let forbidden = match ip_protocol {
+                IpProtocol::Auto => false,
+                IpProtocol::Ip4 => ip.is_ipv6(),
+                IpProtocol::Ip6 => ip.is_ipv4(),
+            };
+            if forbidden {
+                let (line, column) = at.map_or((1, 1), |i| line_col(text, i));
+                return Err(err_at(
+                    line,
+                    column,
+                    format!(
+                        "targets: {raw:?}: ip_protocol {} forbids the address {ip}",
+                        ip_protocol.as_str()
+                    ),
+                ));
+            }
+        }
         let valid_codes = match &entry.valid_status_codes {
             Some(c) => Arc::new(c.clone()),
             None => default_codes.clone(),
@@ -546,10 +568,7 @@ fn build(
                 .map_or(DEFAULT_TIMEOUT, |d| d.0),
             valid_codes,
             tls,
-            ip_protocol: entry
-                .ip_protocol
-                .or(defaults.ip_protocol)
-                .unwrap_or_default(),
+            ip_protocol,
             source_ip: entry.source_ip.or(defaults.source_ip),
         });
     }
@@ -631,6 +650,21 @@ fn quoted(message: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ip_literal_of_a_forbidden_family_is_a_load_error() {
+        let text = "defaults: {ip_protocol: ip4}\ntargets:\n  - http://127.0.0.1/\n  - http://[::1]:8080/\n";
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 5), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "t.yml:4:5: targets: \"http://[::1]:8080/\": ip_protocol ip4 forbids the address ::1"
+        );
+        let text = "targets:\n  - url: http://10.0.0.1/\n    ip_protocol: ip6\n";
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(parse(Path::new("t.yml"), "targets:\n  - http://[::1]/\n").is_ok());
+    }
 
     #[test]
     fn durations() {
