@@ -12,6 +12,7 @@ use http_status_exporter::server::{self, App};
 use http_status_exporter::{check, dns, logging, sys, web};
 
 fn main() -> ExitCode {
+    sys::ignore_sighup();
     let command = match cli::parse(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(e) => {
@@ -89,6 +90,9 @@ async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
 /// Run the exporter until SIGTERM or SIGINT.
 async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(&args.logging);
+    // Taken before the config loads, so that a SIGHUP during a long load is a reload once the
+    // exporter runs, not lost and not fatal.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let path = args.config_file.clone();
     let shard = args.shard;
     let load = move |p: &std::path::Path| {
@@ -155,7 +159,7 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    spawn_reload_on_sighup(app.clone());
+    spawn_reload_on_sighup(app.clone(), hangups);
     if let Some(every) = args.auto_reload_interval {
         spawn_auto_reload(app.clone(), path.clone(), every, initial_content);
     }
@@ -165,10 +169,9 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Reload the config on every SIGHUP.
-fn spawn_reload_on_sighup(app: Arc<App>) {
+fn spawn_reload_on_sighup(app: Arc<App>, hangups: std::io::Result<tokio::signal::unix::Signal>) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Ok(mut hup) = hangups else {
             tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
             return;
         };

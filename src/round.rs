@@ -37,6 +37,9 @@ pub struct Round {
     pub not_started: usize,
 }
 
+/// How long after the scrape's deadline results still waiting in the channel are taken.
+const COLLECT_GRACE: Duration = Duration::from_millis(5);
+
 /// Limits of a round.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -107,6 +110,9 @@ pub async fn run_round(
 
     // Probe tasks say which host they freed, so that targets deferred for that host can go.
     let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<usize>();
+    // Probes still running, so that the scrape's deadline can end them.
+    let running: Mutex<HashMap<usize, tokio::task::AbortHandle>> = Mutex::new(HashMap::new());
+    let running_ref = &running;
     let launch_config = config.clone();
     let launch = move |i: usize,
                        h: usize,
@@ -118,9 +124,17 @@ pub async fn run_round(
             tx.clone(),
             freed_tx.clone(),
         );
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             // Every target is queued when the round starts.
             let waited = start.elapsed();
+            // A busy runtime may start the task after the scrape's deadline: it opens nothing.
+            if round_deadline.is_some_and(|d| Instant::now() >= d) {
+                drop(host_permit);
+                drop(permit);
+                let _ = freed_tx.send(h);
+                let _ = tx.send((i, ProbeResult::not_started(), waited));
+                return;
+            }
             let t = &config.targets[i];
             let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
             let deadline = round_deadline.map_or(own, |r| r.min(own));
@@ -144,6 +158,10 @@ pub async fn run_round(
             let _ = freed_tx.send(h);
             let _ = tx.send((i, result, waited));
         });
+        running_ref
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(i, task.abort_handle());
     };
 
     // Hands out slots: a target goes when both a global slot and a slot of its host are free.
@@ -206,14 +224,29 @@ pub async fn run_round(
 
     let mut results: Vec<Option<ProbeResult>> = vec![None; n];
     let mut max_queue_wait = Duration::ZERO;
+    // Results are taken until the scrape's deadline (and a little for the last ones in the
+    // channel), however busy the runtime is: the answer never waits for a late probe.
+    let collect_until = round_deadline.map(|d| d + COLLECT_GRACE);
     let collector = async {
-        while let Some((i, r, waited)) = rx.recv().await {
+        loop {
+            let next = match collect_until {
+                Some(d) => timeout_at(d, rx.recv()).await.ok().flatten(),
+                None => rx.recv().await,
+            };
+            let Some((i, r, waited)) = next else { break };
+            running.lock().unwrap_or_else(|p| p.into_inner()).remove(&i);
             max_queue_wait = max_queue_wait.max(waited);
             on_result(i, &r);
             results[i] = Some(r);
         }
     };
     tokio::join!(spawner, collector);
+    // Probes still running past the deadline are ended; their results say so.
+    let cut: HashMap<usize, tokio::task::AbortHandle> =
+        std::mem::take(&mut *running.lock().unwrap_or_else(|p| p.into_inner()));
+    for task in cut.values() {
+        task.abort();
+    }
 
     let mut not_started = 0;
     let results: Vec<ProbeResult> = results
@@ -221,7 +254,11 @@ pub async fn run_round(
         .enumerate()
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
-                let r = ProbeResult::not_started();
+                let r = if cut.contains_key(&i) {
+                    ProbeResult::cut_by_deadline()
+                } else {
+                    ProbeResult::not_started()
+                };
                 on_result(i, &r);
                 r
             })
@@ -246,6 +283,41 @@ pub enum RoundError {
     Lost,
 }
 
+/// A round in flight, and what a scrape needs to know to join it.
+#[derive(Debug)]
+struct InFlight {
+    /// Which round.
+    id: u64,
+    /// The config it probes: a scrape after a reload never joins a round of the old one.
+    config: Arc<Config>,
+    /// Its budget; `None` gives each probe its full timeout.
+    budget: Option<Duration>,
+    /// When its budget ends.
+    deadline: Option<Instant>,
+    /// Where its result appears.
+    rx: watch::Receiver<Option<Arc<Round>>>,
+}
+
+impl InFlight {
+    /// Whether a scrape with `budget`, arriving now, gets what it would get from a round of its
+    /// own: the same config, a budget at least as long (so no result is cut shorter), and an
+    /// end by the scrape's own deadline.
+    fn joinable(&self, config: &Arc<Config>, budget: Option<Duration>, now: Instant) -> bool {
+        let same_config = Arc::ptr_eq(&self.config, config);
+        let long_enough = match (self.budget, budget) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(theirs), Some(mine)) => theirs >= mine,
+        };
+        let ends_in_time = match (self.deadline, budget) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(end), Some(mine)) => end <= now + mine,
+        };
+        same_config && long_enough && ends_in_time && self.rx.has_changed().is_ok()
+    }
+}
+
 /// Owns the current config and runs rounds; scrapes that arrive while a round is in flight
 /// wait for that round instead of starting another.
 #[derive(Debug)]
@@ -254,8 +326,10 @@ pub struct Prober {
     config: RwLock<Arc<Config>>,
     /// Resolves host names; replaced whole on reload (its files are read again).
     resolver: RwLock<Arc<Resolver>>,
-    /// The round in flight, if any: its result appears in the channel.
-    in_flight: Mutex<Option<watch::Receiver<Option<Arc<Round>>>>>,
+    /// Rounds in flight: their results appear in the channels.
+    in_flight: Mutex<Vec<InFlight>>,
+    /// Numbers rounds, so that a finished round removes its own entry.
+    next_round: std::sync::atomic::AtomicU64,
     /// The last completed round, for the status page.
     last: RwLock<Option<Arc<Round>>>,
     /// Limits of every round.
@@ -281,7 +355,8 @@ impl Prober {
         Prober {
             config: RwLock::new(Arc::new(config)),
             resolver: RwLock::new(Arc::new(resolver)),
-            in_flight: Mutex::new(None),
+            in_flight: Mutex::new(Vec::new()),
+            next_round: std::sync::atomic::AtomicU64::new(0),
             last: RwLock::new(None),
             limits,
             metrics,
@@ -327,25 +402,37 @@ impl Prober {
         &self.metrics
     }
 
-    /// Join the round in flight, or start one with `budget`.
+    /// Join a round in flight that gives this scrape what its own round would (see
+    /// [`InFlight::joinable`]), or start one with `budget`.
     pub async fn scrape(
         self: &Arc<Self>,
         budget: Option<Duration>,
     ) -> Result<Arc<Round>, RoundError> {
         self.metrics.scrapes.inc();
+        let config = self.config();
         let mut rx = {
-            // A poisoned lock only means a scrape panicked while holding it; the Option inside
+            // A poisoned lock only means a scrape panicked while holding it; the list inside
             // is always valid.
-            let mut slot = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            match &*slot {
-                // A round whose task died (its sender is gone) is not joined: start anew.
-                Some(rx) if rx.has_changed().is_ok() => rx.clone(),
-                _ => {
+            let mut rounds = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            // A round whose task died (its sender is gone) is never joined.
+            rounds.retain(|r| r.rx.has_changed().is_ok());
+            match rounds.iter().find(|r| r.joinable(&config, budget, now)) {
+                Some(r) => r.rx.clone(),
+                None => {
                     let (tx, rx) = watch::channel(None);
-                    *slot = Some(rx.clone());
+                    let id = self
+                        .next_round
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    rounds.push(InFlight {
+                        id,
+                        config: config.clone(),
+                        budget,
+                        deadline: budget.map(|b| now + b),
+                        rx: rx.clone(),
+                    });
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let config = me.config();
                         let log_config = config.clone();
                         let resolver = me.resolver();
                         let round = Arc::new(
@@ -371,7 +458,10 @@ impl Prober {
                             .round_not_started
                             .set(i64::try_from(round.not_started).unwrap_or(i64::MAX));
                         *me.last.write().unwrap_or_else(|p| p.into_inner()) = Some(round.clone());
-                        *me.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        me.in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .retain(|r| r.id != id);
                         let _ = tx.send(Some(round));
                     });
                     rx

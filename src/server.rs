@@ -172,12 +172,13 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The budget for a scrape announcing `timeout` seconds: `timeout - offset`, or the whole
-/// timeout when the offset would eat it; `None` (each probe's own timeout) without a header.
+/// The budget for a scrape announcing `timeout` seconds: `timeout - offset`, but never less
+/// than half the timeout, so that a short scrape timeout still leaves time to answer and the
+/// budget grows with the timeout; `None` (each probe's own timeout) without a header.
 pub fn scrape_budget(timeout: Option<f64>, offset: Duration) -> Option<Duration> {
     let t = timeout.filter(|t| t.is_finite() && *t > 0.0)?;
     let t = Duration::try_from_secs_f64(t.min(86_400.0)).ok()?;
-    Some(if t > offset { t - offset } else { t })
+    Some(t.saturating_sub(offset).max(t / 2))
 }
 
 /// Serve on `listener` until `shutdown` completes, then let in-flight requests finish for up
@@ -417,6 +418,8 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
         return Ok(r);
     }
     Ok(match path {
+        // HEAD learns the headers without costing a round.
+        "/metrics" if method == Method::HEAD => reply(StatusCode::OK, METRICS_CONTENT_TYPE, ""),
         "/metrics" => {
             let budget = app.budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
             match app.prober.scrape(budget).await {
@@ -489,8 +492,10 @@ mod tests {
         let cases = [
             (None, None),
             (Some(10.0), Some(Duration::from_millis(9500))),
-            (Some(0.5), Some(half)),
-            (Some(0.2), Some(Duration::from_millis(200))),
+            (Some(0.5), Some(Duration::from_millis(250))),
+            (Some(0.51), Some(Duration::from_millis(255))),
+            (Some(0.2), Some(Duration::from_millis(100))),
+            (Some(1.2), Some(Duration::from_millis(700))),
             (Some(0.0), None),
             (Some(-3.0), None),
             (Some(f64::NAN), None),
@@ -499,6 +504,20 @@ mod tests {
         ];
         for (header, want) in cases {
             assert_eq!(scrape_budget(header, half), want, "{header:?}");
+        }
+        // Always inside the scrape timeout, and never shorter for a longer timeout.
+        for offset in [Duration::ZERO, half, Duration::from_secs(2)] {
+            let mut previous = Duration::ZERO;
+            for ms in (10..5000).step_by(10) {
+                let t = f64::from(ms) / 1000.0;
+                let b = scrape_budget(Some(t), offset).unwrap();
+                assert!(
+                    b.as_secs_f64() < t || (offset.is_zero() && b.as_secs_f64() <= t),
+                    "{t} {offset:?}"
+                );
+                assert!(b >= previous, "{t} {offset:?}: {b:?} < {previous:?}");
+                previous = b;
+            }
         }
     }
 }

@@ -32,6 +32,16 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// Ignore SIGHUP until the reload handler takes it over: the default action ends the process,
+/// and a SIGHUP can arrive while a large targets file is still loading.
+pub fn ignore_sighup() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory effects; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
 /// The probe concurrency for a soft descriptor limit: the requested one, or
 /// [`MAX_DEFAULT_CONCURRENCY`], never more than one probe per descriptor outside a reserve of
 /// [`FD_RESERVE`], and at least 1.

@@ -160,30 +160,26 @@ async fn address_families_and_source_address() {
     let v4 = start_server("127.0.0.1:0").await;
     let v6 = start_server("[::1]:0").await;
     let yaml = format!(
-        "targets:\n  - http://127.0.0.1:{}/\n  - http://[::1]:{}/\n  - url: http://[::1]:{}/v4-only\n    ip_protocol: ip4\n  - url: http://127.0.0.1:{}/v6-only\n    ip_protocol: ip6\n",
+        "targets:\n  - http://127.0.0.1:{}/\n  - http://[::1]:{}/\n  - url: http://localhost:{}/v4-only\n    ip_protocol: ip4\n  - url: http://localhost:{}/v6-only\n    ip_protocol: ip6\n",
         v4.port(),
         v6.port(),
-        v6.port(),
-        v4.port()
+        v4.port(),
+        v6.port()
     );
     let (_, results) = probe_all(&yaml).await;
     assert_eq!(results[0].ip_protocol, Some(4));
     assert!(results[0].success());
     assert_eq!(results[1].ip_protocol, Some(6));
     assert!(results[1].success());
-    // An address of a family the target does not allow is no address at all.
-    assert_eq!(
-        results[2].failure,
-        Some(FailureReason::Dns),
-        "{:?}",
-        results[2]
-    );
-    assert_eq!(
-        results[3].failure,
-        Some(FailureReason::Dns),
-        "{:?}",
-        results[3]
-    );
+    // A name is narrowed to the family the target allows.
+    assert_eq!(results[2].ip_protocol, Some(4), "{:?}", results[2]);
+    assert_eq!(results[3].ip_protocol, Some(6), "{:?}", results[3]);
+    // An address of a family the target does not allow is refused at load.
+    for (url, proto) in [("http://[::1]:1/", "ip4"), ("http://127.0.0.1:1/", "ip6")] {
+        let text = format!("targets:\n  - url: {url}\n    ip_protocol: {proto}\n");
+        let e = config::parse(Path::new("peers.yml"), &text).unwrap_err();
+        assert!(e.to_string().contains("forbids the address"), "{e}");
+    }
 }
 
 #[tokio::test]

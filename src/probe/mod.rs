@@ -181,6 +181,15 @@ impl ProbeResult {
         }
     }
 
+    /// A result for a probe that the scrape's deadline ended before it finished.
+    pub fn cut_by_deadline() -> Self {
+        ProbeResult {
+            failure: Some(FailureReason::ScrapeDeadline),
+            detail: Some("the scrape deadline ended the probe before its own timeout".into()),
+            ..Default::default()
+        }
+    }
+
     /// Record a failure.
     fn fail(&mut self, reason: FailureReason, detail: impl Into<String>) {
         self.failure = Some(reason);
@@ -227,6 +236,13 @@ async fn run(
         }
     };
 
+    // A deadline already past opens no socket (a timeout polls its future once first).
+    if Instant::now() >= deadline {
+        return result.fail(
+            FailureReason::ConnectTimeout,
+            "deadline passed before connecting",
+        );
+    }
     let t = Instant::now();
     let tcp = match timeout_at(
         deadline,
