@@ -30,6 +30,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// few enough that a file with thousands of paths on one web server does not flood it.
 pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: usize = 32;
 
+/// Largest `max_connections_per_host`: more than any host could want, and within what a
+/// semaphore holds.
+pub const MAX_CONNECTIONS_PER_HOST: usize = 65_536;
+
 /// Label names the exporter sets itself.
 const RESERVED_LABELS: &[&str] = &[
     "target", "name", "phase", "reason", "version", "job", "instance",
@@ -328,13 +332,39 @@ struct SdGroup {
 
 /// Load and validate a targets file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read_bounded(path, "targets file")?;
+    parse(path, &text)
+}
+
+/// Largest config file read: far beyond any real targets file, well below what would hurt.
+pub const MAX_FILE_SIZE: u64 = 64 << 20;
+
+/// Read a config file as text: a regular file (not a FIFO or `/dev/zero`) of at most
+/// [`MAX_FILE_SIZE`] bytes, checked before and while reading.
+pub fn read_bounded(path: &Path, what: &str) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let fail = |message: String| ConfigError {
         file: path.to_owned(),
         line: 1,
         column: 1,
-        message: format!("cannot read the targets file: {e}"),
-    })?;
-    parse(path, &text)
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read the {what}: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail(format!("the {what} is not a regular file")));
+    }
+    let too_large = || fail(format!("the {what} is larger than {MAX_FILE_SIZE} bytes"));
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read the {what}: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| fail(format!("the {what} is not UTF-8 text")))
 }
 
 /// Validate a targets file's text; `path` names it in errors and anchors relative TLS paths.
@@ -397,12 +427,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let entries = file.targets.into_iter().map(|t| t.0).collect();
         (file.defaults, entries, file.max_connections_per_host)
     };
-    if per_host == Some(0) {
+    if per_host.is_some_and(|n| !(1..=MAX_CONNECTIONS_PER_HOST).contains(&n)) {
         let ((l, c), _) = locate(text, "max_connections_per_host", 0);
         return Err(err_at(
             l,
             c,
-            "max_connections_per_host must be at least 1".into(),
+            format!("max_connections_per_host must be 1 to {MAX_CONNECTIONS_PER_HOST}"),
         ));
     }
     build(path, text, &defaults, &entries, per_host)
@@ -664,6 +694,30 @@ mod tests {
         let e = parse(Path::new("t.yml"), text).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(parse(Path::new("t.yml"), "targets:\n  - http://[::1]/\n").is_ok());
+    }
+
+    #[test]
+    fn max_connections_per_host_is_checked_against_its_range() {
+        for bad in ["0", "65537", "18446744073709551615"] {
+            let text = format!("max_connections_per_host: {bad}\ntargets: ['http://a/']\n");
+            let e = parse(Path::new("t.yml"), &text).unwrap_err();
+            assert_eq!((e.line, e.column), (1, 1), "{e}");
+            assert!(e.message.contains("1 to 65536"), "{e}");
+        }
+        let ok = parse(
+            Path::new("t.yml"),
+            "max_connections_per_host: 65536\ntargets: ['http://a/']\n",
+        );
+        assert_eq!(ok.unwrap().max_connections_per_host, 65_536);
+    }
+
+    #[test]
+    fn files_that_are_not_regular_are_refused_before_reading() {
+        let e = load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(dir.path()).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
     }
 
     #[test]

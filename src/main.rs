@@ -13,7 +13,23 @@ use http_status_exporter::{check, dns, logging, sys, web};
 
 fn main() -> ExitCode {
     sys::ignore_sighup();
-    let command = match cli::parse(std::env::args().skip(1)) {
+    // Arguments that are not UTF-8 are usage errors, not a panic.
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string().map_err(|bad| {
+                format!("argument {bad:?} is not UTF-8 text\nRun with --help for usage.")
+            })
+        })
+        .collect();
+    let args = match args {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = match cli::parse(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -103,7 +119,7 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, config::ConfigError>(c)
     };
     // Read before loading: a change between the two is seen as a change by auto-reload.
-    let initial_content = std::fs::read(&path).ok();
+    let initial_content = config::read_bounded(&path, "targets file");
     let config = load(&path)?;
     let web = args.web_config_file.as_deref().map(web::load).transpose()?;
     let fd_limit = sys::raise_fd_limit();
@@ -186,16 +202,34 @@ fn spawn_auto_reload(
     app: Arc<App>,
     path: std::path::PathBuf,
     every: std::time::Duration,
-    mut last: Option<Vec<u8>>,
+    initial: Result<String, config::ConfigError>,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
+        let mut last = initial;
         loop {
             tick.tick().await;
-            let now = tokio::fs::read(&path).await.ok();
-            if now.is_some() && now != last {
-                tracing::info!(config = %path.display(), "targets file changed");
+            let read_path = path.clone();
+            let now = tokio::task::spawn_blocking(move || {
+                config::read_bounded(&read_path, "targets file")
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(config::ConfigError {
+                    file: path.clone(),
+                    line: 1,
+                    column: 1,
+                    message: format!("cannot read the targets file: {e}"),
+                })
+            });
+            // A changed file reloads; so does a file that vanished or became unreadable, so
+            // that the failure is logged and counted as SIGHUP would (once, not every poll).
+            if now != last {
+                match &now {
+                    Ok(_) => tracing::info!(config = %path.display(), "targets file changed"),
+                    Err(e) => tracing::warn!(error = %e, "targets file cannot be read"),
+                }
                 let _ = app.reload().await;
                 last = now;
             }

@@ -77,6 +77,9 @@ pub struct WebConfig {
     users: BTreeMap<String, String>,
     /// `Authorization` header values that passed.
     verified: Mutex<HashSet<String>>,
+    /// A hash of the users' highest cost, checked for unknown users so that they take as long
+    /// as a wrong password and user names cannot be told apart by timing.
+    dummy: Option<String>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -95,6 +98,7 @@ impl WebConfig {
             tls: None,
             users: BTreeMap::new(),
             verified: Mutex::new(HashSet::new()),
+            dummy: None,
         }
     }
 
@@ -115,9 +119,13 @@ impl WebConfig {
         if cache().contains(value) {
             return true;
         }
-        let Some(encoded) = value.strip_prefix("Basic ") else {
+        // The scheme is case-insensitive (RFC 7617 §2).
+        let Some((scheme, encoded)) = value.split_once(' ') else {
             return false;
         };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return false;
+        }
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
             return false;
         };
@@ -127,10 +135,14 @@ impl WebConfig {
         let Some((user, password)) = text.split_once(':') else {
             return false;
         };
-        let ok = self
-            .users
-            .get(user)
-            .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false));
+        let ok = match (self.users.get(user), &self.dummy) {
+            (Some(hash), _) => bcrypt::verify(password, hash).unwrap_or(false),
+            (None, Some(dummy)) => {
+                let _ = bcrypt::verify(password, dummy);
+                false
+            }
+            (None, None) => false,
+        };
         if ok {
             let mut c = cache();
             if c.len() >= AUTH_CACHE {
@@ -150,8 +162,7 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
         column,
         message,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(1, 1, format!("cannot read the web config file: {e}")))?;
+    let text = crate::config::read_bounded(path, "web config file")?;
     let raw: RawWeb = if text.trim().is_empty() {
         RawWeb::default()
     } else {
@@ -183,9 +194,19 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
     };
     Ok(WebConfig {
         tls,
+        dummy: dummy_hash(&raw.basic_auth_users),
         users: raw.basic_auth_users,
         verified: Mutex::new(HashSet::new()),
     })
+}
+
+/// A bcrypt hash at the highest cost among `users` (`$2y$10$...`), or `None` without users.
+fn dummy_hash(users: &BTreeMap<String, String>) -> Option<String> {
+    let cost = users
+        .values()
+        .filter_map(|h| h.split('$').nth(2)?.parse::<u32>().ok())
+        .max()?;
+    bcrypt::hash("not a password of anyone", cost.clamp(4, 31)).ok()
 }
 
 /// Build the TLS acceptor of `tls_server_config`.
@@ -240,6 +261,7 @@ mod tests {
         users.insert("prom".to_owned(), hash);
         let w = WebConfig {
             tls: None,
+            dummy: dummy_hash(&users),
             users,
             verified: Mutex::new(HashSet::new()),
         };
@@ -257,5 +279,41 @@ mod tests {
         assert!(!w.authorized(Some("Basic !!!")));
         assert!(!w.authorized(None));
         assert!(WebConfig::open().authorized(None));
+        // The scheme is case-insensitive.
+        let lower = b64("prom:secret").replacen("Basic", "basic", 1);
+        assert!(w.authorized(Some(&lower)));
+        assert!(w.authorized(Some(&lower.replacen("basic", "BASIC", 1))));
+    }
+
+    #[test]
+    fn unknown_users_take_as_long_as_wrong_passwords() {
+        let mut users = BTreeMap::new();
+        users.insert("prom".to_owned(), bcrypt::hash("secret", 8).unwrap());
+        let w = WebConfig {
+            tls: None,
+            dummy: dummy_hash(&users),
+            users,
+            verified: Mutex::new(HashSet::new()),
+        };
+        let b64 = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        let time = |header: &str| {
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                assert!(!w.authorized(Some(header)));
+            }
+            t.elapsed().as_secs_f64()
+        };
+        let wrong_password = time(&b64("prom:nope"));
+        let unknown_user = time(&b64("nobody:nope"));
+        let ratio = unknown_user / wrong_password;
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "unknown {unknown_user}s vs wrong {wrong_password}s"
+        );
     }
 }

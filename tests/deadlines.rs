@@ -225,3 +225,36 @@ fn head_metrics_runs_no_round() {
     let after = sample(&e.scrape(None), "http_status_exporter_rounds_total", &[]).unwrap();
     assert_eq!(after - before, 1.0, "HEAD ran a round");
 }
+
+#[test]
+fn arguments_that_are_not_utf8_are_usage_errors() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"http://x/\xff");
+    for args in [
+        vec![std::ffi::OsStr::new("check"), bad],
+        vec![std::ffi::OsStr::new("--config.file"), bad],
+    ] {
+        let out = Command::new(common::exporter_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not UTF-8"), "{err}");
+    }
+}
+
+#[test]
+fn config_files_that_are_not_regular_fail_the_check_at_once() {
+    let t = Instant::now();
+    let out = Command::new(common::exporter_bin())
+        .args(["--config.check", "--config.file", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/dev/zero:1:1: the targets file is not a regular file")
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+}

@@ -273,8 +273,25 @@ pub fn parse_status_line(line: &[u8]) -> Result<StatusLine, ParseError> {
     Ok(StatusLine {
         version,
         code,
-        reason: String::from_utf8_lossy(reason).into_owned(),
+        reason: printable(&String::from_utf8_lossy(reason)),
     })
+}
+
+/// A reason phrase made safe to print on a terminal, a page or in JSON: C1 controls (which
+/// terminals obey, `\u{9b}` is CSI) and bidirectional overrides (which reorder what is shown)
+/// become U+FFFD.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{80}'..='\u{9f}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{061c}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => char::REPLACEMENT_CHARACTER,
+            c => c,
+        })
+        .collect()
 }
 
 /// Check an interim response's header line: a token, a colon, then no control characters.
@@ -301,6 +318,17 @@ pub fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_phrases_are_made_safe_to_print() {
+        let mut p = HeadParser::new();
+        let line = "HTTP/1.1 200 O\u{9b}2J\u{202e}K\u{2066}!\r\n".as_bytes();
+        let Step::Done(s) = p.advance(line).unwrap() else {
+            panic!("not done")
+        };
+        assert_eq!(s.reason, "O\u{fffd}2J\u{fffd}K\u{fffd}!");
+        assert_eq!(printable("Ünïcode OK"), "Ünïcode OK");
+    }
 
     fn status(code: u16, reason: &str, version: HttpVersion) -> StatusLine {
         StatusLine {
