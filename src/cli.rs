@@ -46,6 +46,8 @@ pub struct ServeArgs {
     pub auto_reload_interval: Option<Duration>,
     /// TLS and basic authentication for our endpoints.
     pub web_config_file: Option<PathBuf>,
+    /// Serve `POST /-/reload`.
+    pub enable_lifecycle: bool,
     /// `(count, index)`: probe only this shard's targets.
     pub shard: Option<crate::config::Shard>,
     /// Name resolution.
@@ -115,6 +117,7 @@ Flags:
   --config.auto-reload-interval D   poll the targets file and reload when it changed (e.g. 30s)
   --web.listen-address A            address to listen on (default {DEFAULT_LISTEN})
   --web.config.file F               TLS and basic auth for our endpoints (exporter-toolkit format)
+  --web.enable-lifecycle            serve POST /-/reload (off: reload with SIGHUP)
   --shard.count N                   split the targets over N replicas (default 1)
   --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
   --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
@@ -158,6 +161,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut timeout = crate::config::DEFAULT_TIMEOUT;
     let mut urls = Vec::new();
     let mut web_config_file = None;
+    let mut enable_lifecycle = false;
     let mut shard_count: Option<u64> = None;
     let mut shard_index: Option<u64> = None;
     let mut dns = crate::dns::Settings::default();
@@ -230,17 +234,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             }
             ("dns.resolv-conf", _) => dns.resolv_conf = Some(PathBuf::from(value()?)),
             ("dns.hosts-file", _) => dns.hosts_file = Some(PathBuf::from(value()?)),
-            ("dns.cache", _) => {
-                dns.cache = match inline.as_deref() {
-                    None | Some("true") => true,
-                    Some("false") => false,
-                    Some(other) => {
-                        return Err(UsageError(format!(
-                            "--dns.cache: {other:?} is neither true nor false"
-                        )));
-                    }
-                }
-            }
+            ("dns.cache", _) => dns.cache = boolean(flag, &inline)?,
             ("dns.concurrency", _) => {
                 let v = value()?;
                 let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -257,8 +251,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                     dur(v)?
                 };
             }
-            ("config.check", false) => config_check = true,
+            ("config.check", false) => config_check = boolean(flag, &inline)?,
             ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
+            ("web.enable-lifecycle", false) => enable_lifecycle = boolean(flag, &inline)?,
             ("shard.count", false) => {
                 let v = value()?;
                 shard_count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -314,6 +309,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     };
     Ok(Command::Serve(ServeArgs {
         web_config_file,
+        enable_lifecycle,
         shard,
         config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         listen_address,
@@ -324,6 +320,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         dns,
         logging,
     }))
+}
+
+/// A boolean flag's value: `--flag` or `--flag=true` is true, `--flag=false` false.
+fn boolean(flag: &str, inline: &Option<String>) -> Result<bool, UsageError> {
+    match inline.as_deref() {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(UsageError(format!(
+            "--{flag}: {other:?} is neither true nor false"
+        ))),
+    }
 }
 
 /// Turn `:port` into `0.0.0.0:port`; anything else is used as is.
@@ -358,7 +365,23 @@ mod tests {
         assert_eq!(a.concurrency, Some(7));
         assert_eq!(a.auto_reload_interval, Some(Duration::from_secs(30)));
         assert!(!a.config_check);
+        assert!(!a.enable_lifecycle);
         assert_eq!(a.shard, None);
+        for (flags, check, lifecycle) in [
+            ("--config.check", true, false),
+            ("--config.check=false", false, false),
+            ("--config.check=true --web.enable-lifecycle", true, true),
+            ("--web.enable-lifecycle=false", false, false),
+        ] {
+            let Command::Serve(a) = parse(args(flags)).unwrap() else {
+                panic!("not serve")
+            };
+            assert_eq!(
+                (a.config_check, a.enable_lifecycle),
+                (check, lifecycle),
+                "{flags}"
+            );
+        }
         let Command::Serve(a) = parse(args("--shard.count=3 --shard.index exporter-2")).unwrap()
         else {
             panic!("not serve")

@@ -153,8 +153,10 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         dns::Resolver::load(&dns_settings, fd_limit)
     }));
     if let (Some(web), Some(file)) = (web, args.web_config_file.clone()) {
-        app = app.with_web(web, Box::new(move || web::load(&file)));
+        let reread = file.clone();
+        app = app.with_web(web, file, Box::new(move || web::load(&reread)));
     }
+    app = app.with_lifecycle(args.enable_lifecycle);
     let app = Arc::new(app);
     let address = cli::listen_address(&args.listen_address);
     let listener = tokio::net::TcpListener::bind(&address)

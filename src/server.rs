@@ -39,6 +39,21 @@ const MAX_CONNECTIONS: usize = 512;
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a write may make no progress (a client that does not read) before the connection
+/// is closed.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests served on one connection; the last answer says `Connection: close`. Bounds what a
+/// client that pipelines requests and never reads can make us hold.
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+
+/// After this age a connection is told `Connection: close` on its next answer, and it is
+/// closed outright [`CONNECTION_GRACE`] later.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+
+/// How long past [`MAX_CONNECTION_AGE`] a connection may last.
+const CONNECTION_GRACE: Duration = Duration::from_secs(60);
+
 /// Largest request head accepted.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
@@ -67,12 +82,16 @@ pub struct App {
     pub loader: Loader,
     /// Reads the web config again, if there is one.
     pub web_loader: Option<WebLoader>,
+    /// The web config file, for errors.
+    web_file: Option<std::path::PathBuf>,
     /// Reads the resolver's files again, if they are to be reloaded.
     pub dns_loader: Option<DnsLoader>,
     /// TLS and authentication of our endpoints; replaced whole on reload.
     web: std::sync::RwLock<Arc<WebConfig>>,
     /// Serialises reloads.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`).
+    lifecycle: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -94,15 +113,25 @@ impl App {
             timeout_offset,
             loader,
             web_loader: None,
+            web_file: None,
             dns_loader: None,
             web: std::sync::RwLock::new(Arc::new(WebConfig::open())),
             reload_lock: tokio::sync::Mutex::new(()),
+            lifecycle: false,
         }
     }
 
+    /// Serve `POST /-/reload` (`--web.enable-lifecycle`); without it the endpoint answers 403,
+    /// as Prometheus's does.
+    pub fn with_lifecycle(mut self, on: bool) -> Self {
+        self.lifecycle = on;
+        self
+    }
+
     /// Serve with TLS and authentication from a web config file, reloaded with the targets.
-    pub fn with_web(mut self, web: WebConfig, loader: WebLoader) -> Self {
+    pub fn with_web(mut self, web: WebConfig, file: std::path::PathBuf, loader: WebLoader) -> Self {
         self.web = std::sync::RwLock::new(Arc::new(web));
+        self.web_file = Some(file);
         self.web_loader = Some(loader);
         self
     }
@@ -128,6 +157,19 @@ impl App {
             (self.loader)().and_then(|config| {
                 let web = self.web_loader.as_ref().map(|load| load()).transpose()?;
                 let dns = self.dns_loader.as_ref().map(|load| load()).transpose()?;
+                if let Some(next) = &web
+                    && let Some(lost) = self.web().weakened_by(next)
+                {
+                    return Err(ConfigError {
+                        file: self.web_file.clone().unwrap_or_default(),
+                        line: 1,
+                        column: 1,
+                        message: format!(
+                            "the new web config turns {lost} off; a reload never weakens the \
+                             endpoint's protection, restart the exporter to do that"
+                        ),
+                    });
+                }
                 Ok((config, web, dns))
             })
         });
@@ -238,21 +280,135 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
 }
 
-/// Serve HTTP/1.1 on one connection, plain or TLS, until it ends or shutdown drains it.
+/// Serve HTTP/1.1 on one connection, plain or TLS, until it ends or shutdown drains it. A
+/// client that stops reading is cut off after [`WRITE_STALL_TIMEOUT`], one that keeps going
+/// after [`MAX_REQUESTS_PER_CONNECTION`] requests or [`MAX_CONNECTION_AGE`].
 async fn serve_connection<S>(io: S, app: Arc<App>, watcher: hyper_util::server::graceful::Watcher)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let opened = tokio::time::Instant::now();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_REQUEST_HEAD)
         .serve_connection(
-            TokioIo::new(io),
-            service_fn(move |req| handle(app.clone(), req)),
+            TokioIo::new(StallGuard::new(io, WRITE_STALL_TIMEOUT)),
+            service_fn(move |req| {
+                let (app, served) = (app.clone(), served.clone());
+                async move {
+                    let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let mut r = handle(app, req).await?;
+                    if n >= MAX_REQUESTS_PER_CONNECTION || opened.elapsed() >= MAX_CONNECTION_AGE {
+                        r.headers_mut()
+                            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(r)
+                }
+            }),
         );
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    match tokio::time::timeout(MAX_CONNECTION_AGE + CONNECTION_GRACE, watcher.watch(conn)).await {
+        Ok(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        Ok(Ok(())) => {}
+        Err(_) => tracing::debug!("connection closed at its maximum age"),
+    }
+}
+
+/// Fails a connection whose writes make no progress for `limit`: hyper has no write timeout,
+/// and a client that never reads would otherwise hold its connection slot and the response it
+/// pins forever.
+struct StallGuard<S> {
+    /// The connection.
+    inner: S,
+    /// How long a write may stay pending.
+    limit: Duration,
+    /// Running while a write is pending; cleared by progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallGuard<S> {
+    /// Guard `inner`.
+    fn new(inner: S, limit: Duration) -> Self {
+        StallGuard {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write step: progress clears the clock, `Pending` starts it or checks it.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        step: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if step.is_ready() {
+            self.stalled = None;
+            return step;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallGuard<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallGuard<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let step = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, step)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let step = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, step)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let step = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, step)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let step = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, step)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -402,7 +558,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
     let method = req.method().clone();
     let allowed: &[Method] = match path {
         "/metrics" | "/" | "/config" | "/-/healthy" | "/-/ready" => &[Method::GET, Method::HEAD],
-        "/-/reload" => &[Method::POST, Method::PUT],
+        "/-/reload" => &[Method::POST],
         _ => return Ok(reply(StatusCode::NOT_FOUND, text, "not found\n")),
     };
     if !allowed.contains(&method) {
@@ -456,13 +612,24 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
             "text/plain; charset=utf-8",
             crate::status_page::render_config(&app.prober.config()),
         ),
+        "/-/reload" if !app.lifecycle => reply(
+            StatusCode::FORBIDDEN,
+            text,
+            "the lifecycle endpoints are off; start the exporter with --web.enable-lifecycle \
+             or reload with SIGHUP\n",
+        ),
+        // The error (which may quote a header value from the file) goes to the log only.
         "/-/reload" => match app.reload().await {
             Ok(n) => reply(
                 StatusCode::OK,
                 text,
                 format!("config reloaded: {n} targets\n"),
             ),
-            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
+            Err(_) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                text,
+                "config reload failed; the previous config stays in use (see the exporter's log)\n",
+            ),
         },
         _ => reply(
             StatusCode::OK,

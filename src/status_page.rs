@@ -87,6 +87,8 @@ pub fn render(config: &Config, round: Option<&Round>) -> String {
     ));
     let mut order: Vec<usize> = (0..round.results.len()).collect();
     order.sort_by_key(|&i| (rank(&round.results[i], now), i));
+    let hidden = order.len().saturating_sub(MAX_ROWS);
+    order.truncate(MAX_ROWS);
     for i in order {
         let (t, r) = (&round.config.targets[i], &round.results[i]);
         let (class, state) = match rank(r, now) {
@@ -119,9 +121,21 @@ pub fn render(config: &Config, round: Option<&Round>) -> String {
             lat = r.duration.as_secs_f64() * 1000.0,
         );
     }
-    out.push_str("</tbody></table>\n</body></html>\n");
+    out.push_str("</tbody></table>\n");
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "<p>{hidden} more targets, all listed after the ones above by state, are not shown: \
+             the page shows the first {MAX_ROWS}. <a href=\"/metrics\">/metrics</a> has them all.</p>"
+        );
+    }
+    out.push_str("</body></html>\n");
     out
 }
+
+/// Rows the page shows at most, worst first: a page per request of 10,000 rows (about 3 MB)
+/// would let a few clients that never read hold gigabytes.
+pub const MAX_ROWS: usize = 1000;
 
 /// The config in effect as YAML, for `/config`: every target with its settings after defaults
 /// were applied. Header values are left out: they may carry credentials.

@@ -29,8 +29,8 @@ use crate::tls::{MinVersion, provider, read_certs};
 /// Successful `Authorization` headers remembered, so bcrypt runs once per credential.
 const AUTH_CACHE: usize = 64;
 
-/// How client certificates are asked for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// How client certificates are asked for, weakest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub enum ClientAuth {
     /// No client certificate is asked for.
     #[default]
@@ -73,6 +73,8 @@ struct RawWeb {
 pub struct WebConfig {
     /// TLS acceptor, when TLS is on.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How client certificates are checked (`NoClientCert` without TLS).
+    pub client_auth: ClientAuth,
     /// User name to bcrypt hash; empty means no authentication.
     users: BTreeMap<String, String>,
     /// `Authorization` header values that passed.
@@ -96,9 +98,25 @@ impl WebConfig {
     pub fn open() -> Self {
         WebConfig {
             tls: None,
+            client_auth: ClientAuth::NoClientCert,
             users: BTreeMap::new(),
             verified: Mutex::new(HashSet::new()),
             dummy: None,
+        }
+    }
+
+    /// What `next` would turn off that this config has: TLS, basic authentication, or the
+    /// checking of client certificates. A reload must never weaken the endpoint's protection
+    /// (an emptied or truncated file would otherwise open it silently).
+    pub fn weakened_by(&self, next: &WebConfig) -> Option<&'static str> {
+        if self.tls.is_some() && next.tls.is_none() {
+            Some("TLS")
+        } else if self.requires_auth() && !next.requires_auth() {
+            Some("basic authentication")
+        } else if next.client_auth < self.client_auth {
+            Some("part of the client certificate checks")
+        } else {
+            None
         }
     }
 
@@ -194,6 +212,10 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
     };
     Ok(WebConfig {
         tls,
+        client_auth: raw
+            .tls_server_config
+            .as_ref()
+            .map_or(ClientAuth::NoClientCert, |t| t.client_auth_type),
         dummy: dummy_hash(&raw.basic_auth_users),
         users: raw.basic_auth_users,
         verified: Mutex::new(HashSet::new()),
@@ -261,6 +283,7 @@ mod tests {
         users.insert("prom".to_owned(), hash);
         let w = WebConfig {
             tls: None,
+            client_auth: ClientAuth::NoClientCert,
             dummy: dummy_hash(&users),
             users,
             verified: Mutex::new(HashSet::new()),
@@ -291,6 +314,7 @@ mod tests {
         users.insert("prom".to_owned(), bcrypt::hash("secret", 8).unwrap());
         let w = WebConfig {
             tls: None,
+            client_auth: ClientAuth::NoClientCert,
             dummy: dummy_hash(&users),
             users,
             verified: Mutex::new(HashSet::new()),

@@ -48,7 +48,7 @@ fn a_scrape_reports_every_target_of_a_real_nginx() {
     ));
     let path = dir.path().join("targets.yaml");
     std::fs::write(&path, &yaml).unwrap();
-    let exporter = Exporter::start_file(&path, &[]);
+    let exporter = Exporter::start_file(&path, &["--web.enable-lifecycle"]);
 
     let text = exporter.scrape(Some(10.0));
     for (url, code, ok) in expectations(port, tls_port) {

@@ -55,7 +55,7 @@ fn two_urls_one_listed(
 fn reload_keeps_the_working_config_when_the_new_one_is_bad() {
     let nginx = Nginx::start(&[]);
     let (_dir, path, a, b) = two_urls_one_listed(&nginx, "/nocontent");
-    let exporter = Exporter::start_file(&path, &[]);
+    let exporter = Exporter::start_file(&path, &["--web.enable-lifecycle"]);
     let text = exporter.scrape(None);
     assert_eq!(targets_of(&text), BTreeSet::from([a.clone()]));
     let good_time = sample(
@@ -77,16 +77,26 @@ fn reload_keeps_the_working_config_when_the_new_one_is_bad() {
 
     // Only POST reloads.
     assert_eq!(http(exporter.addr, "GET", "/-/reload", &[]).status, 405);
+    assert_eq!(http(exporter.addr, "PUT", "/-/reload", &[]).status, 405);
 
-    // A bad file: 500 with the error, old targets still probed, the metric says so.
+    // A bad file: a generic 500 (the file's values stay out of the answer), the error in the
+    // log, old targets still probed, the metric says so.
     std::fs::write(&path, "targets:\n  - ftp://nope/\n").unwrap();
     let r = http(exporter.addr, "POST", "/-/reload", &[]);
     assert_eq!(r.status, 500);
     assert!(
-        r.body.contains("targets.yaml:2:5:") && r.body.contains("ftp://nope/"),
+        r.body.contains("config reload failed") && !r.body.contains("ftp://nope/"),
         "{}",
         r.body
     );
+    assert!(eventually(Duration::from_secs(2), || exporter
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(
+            |l| l.contains("targets.yaml:2:5:") && l.contains("ftp://nope/")
+        )));
     let text = exporter.scrape(None);
     assert_eq!(targets_of(&text), BTreeSet::from([a.clone(), b.clone()]));
     assert_eq!(
