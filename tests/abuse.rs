@@ -152,7 +152,7 @@ fn a_reload_never_weakens_the_web_config() {
             401,
             "{weaker:?}"
         );
-        let r = http(e.addr, "GET", "/metrics", &[creds.clone()]);
+        let r = http(e.addr, "GET", "/metrics", std::slice::from_ref(&creds));
         assert_eq!(r.status, 200);
         assert_eq!(
             sample(
