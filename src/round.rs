@@ -402,8 +402,9 @@ impl Prober {
         &self.metrics
     }
 
-    /// Join a round in flight that gives this scrape what its own round would (see
-    /// [`InFlight::joinable`]), or start one with `budget`.
+    /// Join a round in flight that gives this scrape what its own round would (the same
+    /// config, a budget at least as long, an end by this scrape's deadline), or start one with
+    /// `budget`.
     pub async fn scrape(
         self: &Arc<Self>,
         budget: Option<Duration>,
