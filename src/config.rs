@@ -30,6 +30,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// few enough that a file with thousands of paths on one web server does not flood it.
 pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: usize = 32;
 
+/// Longest name, label or header (name and value together): a value every series repeats
+/// must stay small.
+pub const MAX_TEXT: usize = 4096;
+
+/// Most labels, and most headers, of a target.
+pub const MAX_PAIRS: usize = 64;
+
+/// How far past the previous target's URL the next one is looked for when an error must be
+/// placed: far enough for a target with a long block of settings.
+const SEARCH_WINDOW: usize = 16 * 1024;
+
 /// Largest `max_connections_per_host`: more than any host could want, and within what a
 /// semaphore holds.
 pub const MAX_CONNECTIONS_PER_HOST: usize = 65_536;
@@ -388,6 +399,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         };
         err_at(line, column, message)
     };
+    refuse_aliases(path, text)?;
     let is_sd = text
         .lines()
         .map(str::trim_start)
@@ -438,6 +450,60 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     build(path, text, &defaults, &entries, per_host)
 }
 
+/// Most YAML events a file may hold: a million targets with settings fit well within it.
+pub const MAX_YAML_EVENTS: usize = 20_000_000;
+
+/// Refuse YAML anchors and aliases, naming where they stand: an alias is expanded in full at
+/// every use, so a small file could decode into gigabytes. A targets file does not need them
+/// (`defaults` shares settings). Also bounds the number of YAML nodes. Syntax errors are left
+/// to the decoder, which reports them in its own words.
+fn refuse_aliases(path: &Path, text: &str) -> Result<(), ConfigError> {
+    use yaml_rust2::parser::{Event, Parser};
+    // Only a file that mentions `&` or `*` can hold an anchor or alias: most never pay for
+    // the second pass.
+    if !text.contains(['&', '*']) && text.len() < 64 << 10 {
+        return Ok(());
+    }
+    let mut parser = Parser::new_from_str(text);
+    let at = |mark: yaml_rust2::scanner::Marker, message: &str| ConfigError {
+        file: path.to_owned(),
+        line: mark.line(),
+        column: mark.col() + 1,
+        message: message.to_owned(),
+    };
+    for _ in 0..MAX_YAML_EVENTS {
+        let Ok((event, mark)) = parser.next_token() else {
+            return Ok(());
+        };
+        match event {
+            Event::StreamEnd => return Ok(()),
+            Event::Alias(_) => {
+                return Err(at(
+                    mark,
+                    "YAML aliases (*name) are not accepted: write the value out, or use defaults",
+                ));
+            }
+            Event::Scalar(_, _, anchor, _)
+            | Event::SequenceStart(anchor, _)
+            | Event::MappingStart(anchor, _)
+                if anchor != 0 =>
+            {
+                return Err(at(
+                    mark,
+                    "YAML anchors (&name) are not accepted: write the value out, or use defaults",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Err(ConfigError {
+        file: path.to_owned(),
+        line: 1,
+        column: 1,
+        message: format!("more than {MAX_YAML_EVENTS} YAML nodes"),
+    })
+}
+
 /// A config of bare URLs (as given to `check` on the command line), each with `timeout`.
 pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigError> {
     let origin = Path::new("<command line>");
@@ -479,15 +545,28 @@ fn build(
     let mut seen: HashSet<&str> = HashSet::new();
     let default_codes = Arc::new(defaults.valid_status_codes.clone().unwrap_or_default());
     let mut targets = Vec::with_capacity(entries.len());
-    // Where the previous target was found in the text: the next one is searched after it.
-    let mut cursor = 0;
+    // Where target `k`'s URL stands in the text, worked out only when an error needs it, so
+    // that loading stays linear: URLs are searched in file order, each after the previous one
+    // and within a window, since one written with escapes is not in the text as decoded.
+    let position_of = |k: usize| -> (Option<usize>, usize) {
+        let mut cursor = 0;
+        let mut at = None;
+        for e in &entries[..=k] {
+            let raw = e.url.0.raw.as_str();
+            let end = (cursor + raw.len() + SEARCH_WINDOW).min(text.len());
+            at = text
+                .get(cursor..end)
+                .and_then(|w| w.find(raw))
+                .map(|i| i + cursor);
+            cursor = at.map_or(cursor, |i| i + raw.len());
+        }
+        (at, cursor)
+    };
 
-    for entry in entries {
+    for (k, entry) in entries.iter().enumerate() {
         let raw = entry.url.0.raw.as_str();
-        let at = find_from(text, raw, cursor);
-        cursor = at.map_or(cursor, |i| i + raw.len());
         if !seen.insert(raw) {
-            let (line, column) = at.map_or((1, 1), |i| line_col(text, i));
+            let (line, column) = position_of(k).0.map_or((1, 1), |i| line_col(text, i));
             return Err(err_at(
                 line,
                 column,
@@ -495,7 +574,7 @@ fn build(
             ));
         }
         let field_err = |field: &str, message: String| {
-            let ((l, c), _) = locate(text, field, cursor);
+            let ((l, c), _) = locate(text, field, position_of(k).1);
             err_at(l, c, message)
         };
         let mut headers = defaults.headers.clone().unwrap_or_default().0;
@@ -560,6 +639,33 @@ fn build(
             }
         }
         let labels = entry.labels.clone().unwrap_or_default().0;
+        if name.as_ref().is_some_and(|n| n.len() > MAX_TEXT) {
+            return Err(field_err(
+                "name",
+                format!("name is longer than {MAX_TEXT} bytes"),
+            ));
+        }
+        if labels.len() > MAX_PAIRS {
+            return Err(field_err("labels", format!("more than {MAX_PAIRS} labels")));
+        }
+        if let Some((k, _)) = labels.iter().find(|(k, v)| k.len() + v.len() > MAX_TEXT) {
+            return Err(field_err(
+                k,
+                format!("labels: {k} is longer than {MAX_TEXT} bytes"),
+            ));
+        }
+        if headers.len() > MAX_PAIRS {
+            return Err(field_err(
+                "headers",
+                format!("more than {MAX_PAIRS} headers"),
+            ));
+        }
+        if let Some((k, _)) = headers.iter().find(|(k, v)| k.len() + v.len() > MAX_TEXT) {
+            return Err(field_err(
+                k,
+                format!("headers: {k} is longer than {MAX_TEXT} bytes"),
+            ));
+        }
         let ip_protocol = entry
             .ip_protocol
             .or(defaults.ip_protocol)
@@ -571,7 +677,7 @@ fn build(
                 IpProtocol::Ip6 => ip.is_ipv4(),
             };
             if forbidden {
-                let (line, column) = at.map_or((1, 1), |i| line_col(text, i));
+                let (line, column) = position_of(k).0.map_or((1, 1), |i| line_col(text, i));
                 return Err(err_at(
                     line,
                     column,
@@ -718,6 +824,75 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = load(dir.path()).unwrap_err();
         assert!(e.message.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn yaml_anchors_and_aliases_are_refused_with_their_place() {
+        let text = "defaults: {timeout: 2s}\ntargets:\n  - url: http://a/\n    labels: &l {team: x}\n  - url: http://b/\n    labels: *l\n";
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("anchors"), "{e}");
+        let text = "targets:\n  - url: http://a/\n    name: *nothing\n";
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("anchor"), "{e}");
+        // `&` and `*` inside values are no anchors.
+        let ok = parse(
+            Path::new("t.yml"),
+            "targets:\n  - 'http://a/?x=1&y=*'\n  - http://b/?q=a&b\n",
+        );
+        assert_eq!(ok.unwrap().targets.len(), 2);
+    }
+
+    #[test]
+    fn loading_is_linear_whatever_the_spelling() {
+        // URLs written with escapes are not in the text as decoded.
+        let mut text = String::from("targets:\n");
+        for i in 0..40_000 {
+            text.push_str(&format!("  - \"http://\\x61.test/{i}\"\n"));
+        }
+        let t = std::time::Instant::now();
+        let c = parse(Path::new("t.yml"), &text).unwrap();
+        assert_eq!(c.targets.len(), 40_000);
+        assert_eq!(c.targets[1].url.raw, "http://a.test/1");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn texts_and_pairs_are_capped() {
+        let long = "x".repeat(MAX_TEXT + 1);
+        let e = parse(
+            Path::new("t.yml"),
+            &format!("targets:\n  - url: http://a/\n    name: {long}\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("longer than 4096"), "{e}");
+        let e = parse(
+            Path::new("t.yml"),
+            &format!("targets:\n  - url: http://a/\n    labels: {{team: {long}}}\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("labels: team"), "{e}");
+        let many: Vec<String> = (0..65).map(|i| format!("l{i}: v")).collect();
+        let e = parse(
+            Path::new("t.yml"),
+            &format!(
+                "targets:\n  - url: http://a/\n    labels: {{{}}}\n",
+                many.join(", ")
+            ),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("more than 64 labels"), "{e}");
+        let e = parse(
+            Path::new("t.yml"),
+            &format!("defaults: {{headers: {{X-Big: {long}}}}}\ntargets: ['http://a/']\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("headers: X-Big"), "{e}");
     }
 
     #[test]

@@ -258,3 +258,51 @@ fn config_files_that_are_not_regular_fail_the_check_at_once() {
     );
     assert!(t.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn a_reload_of_an_alias_bomb_keeps_the_exporter_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, "targets: ['http://127.0.0.1:9/']\n").unwrap();
+    let e = Exporter::start_file(&path, &[]);
+    // One 1 MiB name aliased a thousand times: gigabytes if it were expanded.
+    let mut bomb = format!(
+        "defaults: {{}}\nx: &big \"{}\"\ntargets:\n",
+        "a".repeat(1 << 20)
+    );
+    for i in 0..1000 {
+        bomb.push_str(&format!(
+            "  - url: http://127.0.0.1:9/{i}\n    name: *big\n"
+        ));
+    }
+    std::fs::write(&path, bomb).unwrap();
+    e.proc.signal("HUP");
+    std::thread::sleep(Duration::from_millis(1500));
+    let body = e.scrape(None);
+    assert_eq!(
+        sample(&body, "http_status_exporter_targets", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "http_status_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0)
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e.proc.pid())).unwrap();
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kib < 200.0 * 1024.0, "peak {peak_kib} KiB");
+    assert!(
+        e.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("anchors (&name) are not accepted"))
+    );
+}
