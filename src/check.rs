@@ -15,14 +15,15 @@ use crate::target::Target;
 const MAX_URL_WIDTH: usize = 60;
 
 /// Probe `config`'s targets once, writing a line per result to `out` as results arrive.
-/// Returns how many targets failed.
+/// Returns how many targets failed, or the error that stopped the output (a closed pipe):
+/// results nobody can read are no success.
 pub async fn run(
     config: Config,
     resolver: &Arc<Resolver>,
     limits: Limits,
     output: Output,
     out: &mut impl Write,
-) -> usize {
+) -> std::io::Result<usize> {
     let width = config
         .targets
         .iter()
@@ -30,9 +31,13 @@ pub async fn run(
         .max()
         .unwrap_or(3)
         .clamp(3, MAX_URL_WIDTH);
+    let mut broken: Option<std::io::Error> = None;
     if output == Output::Table {
-        let _ = writeln!(out, "{:<width$}  {:<40}  {:>10}", "URL", "RESULT", "TIME");
-        let _ = out.flush();
+        if let Err(e) = writeln!(out, "{:<width$}  {:<40}  {:>10}", "URL", "RESULT", "TIME")
+            .and_then(|()| out.flush())
+        {
+            broken = Some(e);
+        }
     }
     let config = Arc::new(config);
     let targets = config.clone();
@@ -43,11 +48,17 @@ pub async fn run(
             Output::Table => table_row(&targets.targets[i], r, width),
             Output::Json => json_line(&targets.targets[i], r),
         };
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        if broken.is_none()
+            && let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+        {
+            broken = Some(e);
+        }
     })
     .await;
-    failed
+    match broken {
+        Some(e) => Err(e),
+        None => Ok(failed),
+    }
 }
 
 /// `URL  200 OK  12.3ms` or `URL  connect_refused: Connection refused  0.2ms`.

@@ -245,11 +245,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             ("web.listen-address", false) => listen_address = value()?,
             ("timeout-offset", false) => {
                 let v = value()?;
-                timeout_offset = if v.trim() == "0" {
-                    Duration::ZERO
-                } else {
-                    dur(v)?
-                };
+                // Zero is a valid offset however it is written (`0`, `0s`, `0ms`).
+                let zero = v
+                    .trim()
+                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .parse::<f64>()
+                    .is_ok_and(|n| n == 0.0);
+                timeout_offset = if zero { Duration::ZERO } else { dur(v)? };
             }
             ("config.check", false) => config_check = boolean(flag, &inline)?,
             ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
@@ -333,11 +335,13 @@ fn boolean(flag: &str, inline: &Option<String>) -> Result<bool, UsageError> {
     }
 }
 
-/// Turn `:port` into `0.0.0.0:port`; anything else is used as is.
-pub fn listen_address(a: &str) -> String {
+/// The addresses to try for a listen address, in order: `:port` is every address, IPv6 and
+/// IPv4 (`[::]:port`, dual-stack on Linux), then `0.0.0.0:port` where IPv6 is off; anything
+/// else is used as is.
+pub fn listen_addresses(a: &str) -> Vec<String> {
     match a.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => a.to_owned(),
+        Some(port) => vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")],
+        None => vec![a.to_owned()],
     }
 }
 
@@ -448,8 +452,26 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses() {
-        assert_eq!(listen_address(":9723"), "0.0.0.0:9723");
-        assert_eq!(listen_address("[::1]:1"), "[::1]:1");
+    fn listen_addresses_are_dual_stack() {
+        assert_eq!(listen_addresses(":9723"), ["[::]:9723", "0.0.0.0:9723"]);
+        assert_eq!(listen_addresses("[::1]:1"), ["[::1]:1"]);
+    }
+
+    #[test]
+    fn small_flag_cases() {
+        for zero in ["0", "0s", "0ms", "0.0s"] {
+            let Command::Serve(a) = parse(args(&format!("--timeout-offset {zero}"))).unwrap()
+            else {
+                panic!("not serve")
+            };
+            assert_eq!(a.timeout_offset, Duration::ZERO, "{zero}");
+        }
+        for bad in [
+            "--shard.count 3 --shard.index -1",
+            "--shard.count 3 --shard.index pod-",
+            "--shard.count 3 --shard.index pod-x",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?} accepted");
+        }
     }
 }

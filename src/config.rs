@@ -162,7 +162,7 @@ impl<'de> Deserialize<'de> for Headers {
 }
 
 /// Extra labels, checked against the Prometheus label name syntax and our own labels.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 struct Labels(Vec<(String, String)>);
 
 impl<'de> Deserialize<'de> for Labels {
@@ -542,7 +542,17 @@ fn build(
     let base = path.parent().unwrap_or(Path::new("."));
     let provider = tls::provider();
     let mut tls_cache: HashMap<TlsSettings, Arc<rustls::ClientConfig>> = HashMap::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    // The same probe twice, however its URL is spelled (`HTTP://`, `:80`, an empty path), with
+    // the same name and labels, would make the same series twice.
+    type Probe<'a> = (
+        target::Scheme,
+        &'a target::Host,
+        u16,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a Labels>,
+    );
+    let mut seen: HashSet<Probe<'_>> = HashSet::new();
     let default_codes = Arc::new(defaults.valid_status_codes.clone().unwrap_or_default());
     let mut targets = Vec::with_capacity(entries.len());
     // Where target `k`'s URL stands in the text, worked out only when an error needs it, so
@@ -565,7 +575,15 @@ fn build(
 
     for (k, entry) in entries.iter().enumerate() {
         let raw = entry.url.0.raw.as_str();
-        if !seen.insert(raw) {
+        let u = &entry.url.0;
+        if !seen.insert((
+            u.scheme,
+            &u.host,
+            u.port,
+            u.path_and_query.as_str(),
+            entry.name.as_deref(),
+            entry.labels.as_ref(),
+        )) {
             let (line, column) = position_of(k).0.map_or((1, 1), |i| line_col(text, i));
             return Err(err_at(
                 line,
@@ -587,6 +605,12 @@ fn build(
         let method = entry.method.or(defaults.method).unwrap_or(Method::Get);
         let url = entry.url.0.clone();
         let tls = match url.scheme {
+            target::Scheme::Http if entry.tls_config.is_some() => {
+                return Err(field_err(
+                    "tls_config",
+                    format!("tls_config: {raw:?} is not an https target"),
+                ));
+            }
             target::Scheme::Http => None,
             target::Scheme::Https => {
                 let raw_tls = defaults
@@ -738,10 +762,17 @@ impl Shard {
     /// Parse `--shard.index`: a number, or a name ending in `-N` like a StatefulSet pod's
     /// `exporter-2`.
     pub fn parse_index(s: &str) -> Result<u64, String> {
-        let digits = s.rsplit('-').next().unwrap_or(s);
-        digits
-            .parse()
-            .map_err(|_| format!("{s:?} is neither a number nor a name ending in -N"))
+        let bad = || format!("{s:?} is neither a number nor a name ending in -N");
+        let digits = match s.rsplit_once('-') {
+            // `-1` is a negative number, not a pod name.
+            Some(("", _)) => return Err(bad()),
+            Some((_, digits)) => digits,
+            None => s,
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        digits.parse().map_err(|_| bad())
     }
 }
 
@@ -893,6 +924,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("headers: X-Big"), "{e}");
+    }
+
+    #[test]
+    fn urls_hosts_ports_duplicates_and_tls_on_http() {
+        let bad = |text: &str, want: &str| {
+            let e = parse(Path::new("t.yml"), text).unwrap_err();
+            assert!(e.to_string().contains(want), "{text:?}: {e}");
+        };
+        bad("targets: ['http:///ok']\n", "no host");
+        bad("targets: ['http://a:0/']\n", "port 0");
+        // The same probe however it is spelled.
+        for (a, b) in [
+            ("http://a/", "HTTP://a/"),
+            ("http://a/", "http://a:80/"),
+            ("http://a", "http://a/"),
+            ("http://LOCALHOST/", "http://localhost/"),
+        ] {
+            bad(&format!("targets: ['{a}', '{b}']\n"), "is listed twice");
+        }
+        // The same URL with another name or labels is another series.
+        let ok =
+            "targets:\n  - http://a/\n  - {url: 'http://a/', name: other, headers: {Host: b}}\n";
+        assert_eq!(parse(Path::new("t.yml"), ok).unwrap().targets.len(), 2);
+        bad(
+            "targets:\n  - url: http://a/\n    tls_config: {insecure_skip_verify: true}\n",
+            "tls_config: \"http://a/\" is not an https target",
+        );
     }
 
     #[test]

@@ -73,22 +73,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// Probe once and print; exit 1 if any target failed.
+/// Probe once and print; exit 0 when every target succeeded, 1 when one failed, 2 when the
+/// targets could not be read or the results could not be written.
 async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
     logging::init(&args.logging);
+    let usage_failure = |e: &dyn std::fmt::Display| {
+        eprintln!("{e}");
+        Ok(ExitCode::from(2))
+    };
     let mut config = match &args.config_file {
-        Some(f) => config::load(f)?,
-        None => config::from_urls(&[], args.timeout)?,
+        Some(f) => match config::load(f) {
+            Ok(c) => c,
+            Err(e) => return usage_failure(&e),
+        },
+        None => match config::from_urls(&[], args.timeout) {
+            Ok(c) => c,
+            Err(e) => return usage_failure(&e),
+        },
     };
     if !args.urls.is_empty() {
-        let extra = config::from_urls(&args.urls, args.timeout)?;
-        config.targets.extend(extra.targets);
+        match config::from_urls(&args.urls, args.timeout) {
+            Ok(extra) => config.targets.extend(extra.targets),
+            Err(e) => return usage_failure(&e),
+        }
     }
     let fd_limit = sys::raise_fd_limit();
     let concurrency = sys::concurrency(args.concurrency, fd_limit);
-    let resolver = std::sync::Arc::new(dns::Resolver::load(&args.dns, fd_limit)?);
+    let resolver = match dns::Resolver::load(&args.dns, fd_limit) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => return usage_failure(&e),
+    };
     let mut stdout = std::io::stdout().lock();
-    let failed = check::run(
+    let outcome = check::run(
         config,
         &resolver,
         Limits { concurrency },
@@ -96,10 +112,13 @@ async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
         &mut stdout,
     )
     .await;
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match outcome {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("http_status_exporter: cannot write the results: {e}");
+            ExitCode::from(2)
+        }
     })
 }
 
@@ -158,10 +177,18 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     }
     app = app.with_lifecycle(args.enable_lifecycle);
     let app = Arc::new(app);
-    let address = cli::listen_address(&args.listen_address);
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
+    let mut listener = None;
+    let mut failures = Vec::new();
+    for address in cli::listen_addresses(&args.listen_address) {
+        match tokio::net::TcpListener::bind(&address).await {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            Err(e) => failures.push(format!("{address}: {e}")),
+        }
+    }
+    let listener = listener.with_context(|| format!("cannot listen on {}", failures.join(", ")))?;
     let local = listener
         .local_addr()
         .context("reading the listen address")?;

@@ -488,17 +488,31 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-/// Whether an `Accept-Encoding` header accepts gzip (and does not refuse it with `q=0`).
+/// Whether an `Accept-Encoding` header accepts gzip: `gzip` (or `*` when gzip is not named)
+/// with a quality above zero (RFC 9110 §12.5.3: `q=0`, `q=0.0`, `q=0.000` refuse it).
 fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
     let Some(value) = header.and_then(|h| h.to_str().ok()) else {
         return false;
     };
-    value.split(',').any(|part| {
+    let mut gzip = None;
+    let mut star = None;
+    for part in value.split(',') {
         let mut fields = part.split(';').map(str::trim);
         let coding = fields.next().unwrap_or_default();
-        let refused = fields.any(|f| f.replace(' ', "") == "q=0" || f.replace(' ', "") == "q=0.0");
-        coding.eq_ignore_ascii_case("gzip") && !refused
-    })
+        let quality = fields
+            .filter_map(|f| {
+                let (k, v) = f.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+            })
+            .next_back()
+            .map_or(1.0, |v| v.parse::<f64>().unwrap_or(0.0));
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(quality > 0.0);
+        } else if coding == "*" {
+            star = Some(quality > 0.0);
+        }
+    }
+    gzip.or(star).unwrap_or(false)
 }
 
 /// A response with a body and content type.
@@ -601,6 +615,11 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
                             HeaderValue::from_static("gzip"),
                         );
                     }
+                    // Caches must key the answer by what the client accepts.
+                    r.headers_mut().insert(
+                        hyper::header::VARY,
+                        HeaderValue::from_static("Accept-Encoding"),
+                    );
                     r
                 }
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, text, format!("{e}\n")),
@@ -649,6 +668,12 @@ mod tests {
         assert!(accepts_gzip(Some(&h("gzip"))));
         assert!(accepts_gzip(Some(&h("br, GZIP;q=0.5, deflate"))));
         assert!(!accepts_gzip(Some(&h("gzip;q=0"))));
+        assert!(!accepts_gzip(Some(&h("gzip; q=0.000"))));
+        assert!(!accepts_gzip(Some(&h("gzip;Q=0.0, identity"))));
+        assert!(accepts_gzip(Some(&h("gzip;q=0.001"))));
+        assert!(accepts_gzip(Some(&h("*"))));
+        assert!(!accepts_gzip(Some(&h("*, gzip;q=0"))));
+        assert!(!accepts_gzip(Some(&h("*;q=0"))));
         assert!(!accepts_gzip(Some(&h("identity"))));
         assert!(!accepts_gzip(None));
     }

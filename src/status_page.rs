@@ -170,8 +170,9 @@ pub fn render_config(config: &Config) -> String {
             .and_then(|l| l.split(' ').next())
             .unwrap_or("GET");
         let _ = writeln!(out, "    method: {method}");
-        let headers: Vec<&str> = lines
-            .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        // Quoted: a header name may start with a character YAML reads as syntax (`!`, `*`, `|`).
+        let headers: Vec<String> = lines
+            .filter_map(|l| l.split_once(':').map(|(k, _)| q(k)))
             .collect();
         let _ = writeln!(
             out,

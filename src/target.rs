@@ -103,6 +103,13 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
     } else {
         return Err(UrlError::Scheme(raw.to_owned()));
     };
+    // `http:///ok` would be read as host `ok`: a host must follow the `//`.
+    if raw[lower.find("//").map_or(0, |i| i + 2)..].starts_with('/') {
+        return Err(UrlError::Parse {
+            url: raw.to_owned(),
+            reason: "no host".into(),
+        });
+    }
     let url = url::Url::parse(raw).map_err(|e| UrlError::Parse {
         url: raw.to_owned(),
         reason: e.to_string(),
@@ -122,6 +129,12 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
         }
     };
     let port = url.port().unwrap_or(scheme.default_port());
+    if port == 0 {
+        return Err(UrlError::Parse {
+            url: raw.to_owned(),
+            reason: "port 0 cannot be connected to".into(),
+        });
+    }
     let authority = if port == scheme.default_port() {
         host.to_string()
     } else {

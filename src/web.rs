@@ -195,7 +195,8 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
         })?
     };
     for (user, hash) in &raw.basic_auth_users {
-        if !hash.starts_with("$2") {
+        // Parsed now, so that --config.check finds a malformed hash, not the first login.
+        if !hash.starts_with("$2") || hash.parse::<bcrypt::HashParts>().is_err() {
             return Err(err(
                 1,
                 1,
