@@ -77,6 +77,29 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Largest PEM file read: a long chain or CA bundle is a few hundred KiB.
+pub const MAX_PEM_SIZE: u64 = 4 << 20;
+
+/// Read a PEM file: a regular file (not a FIFO or `/dev/zero`) of at most [`MAX_PEM_SIZE`].
+pub fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_PEM_SIZE {
+        return Err(format!("larger than {MAX_PEM_SIZE} bytes"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PEM_SIZE {
+        return Err(format!("larger than {MAX_PEM_SIZE} bytes"));
+    }
+    Ok(bytes)
+}
+
 /// Read every certificate of a PEM file.
 pub fn read_certs(
     what: &'static str,
@@ -87,8 +110,9 @@ pub fn read_certs(
         path: path.to_owned(),
         reason,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(e.to_string()))?
+    let pem = read_pem(path).map_err(file_err)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(CertificateDer::into_owned))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_err(e.to_string()))?;
     if certs.is_empty() {
@@ -139,11 +163,13 @@ pub fn build_client_config(
     let mut config = match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => {
             let chain = read_certs("certificate file", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
-                what: "key file",
-                path: key.clone(),
-                reason: e.to_string(),
-            })?;
+            let key = read_pem(key)
+                .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
+                .map_err(|e| TlsError::File {
+                    what: "key file",
+                    path: key.clone(),
+                    reason: e.to_string(),
+                })?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(rustls_err)?

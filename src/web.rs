@@ -237,7 +237,8 @@ fn tls_acceptor(t: &RawTls, base: &Path) -> Result<tokio_rustls::TlsAcceptor, St
     let provider = provider();
     let chain = read_certs("cert_file", &base.join(&t.cert_file)).map_err(|e| e.to_string())?;
     let key_path = base.join(&t.key_file);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let key = crate::tls::read_pem(&key_path)
+        .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
         .map_err(|e| format!("key_file {key_path:?}: {e}"))?;
     let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
         Some(MinVersion::Tls13) => &[&rustls::version::TLS13],

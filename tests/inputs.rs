@@ -104,3 +104,50 @@ fn metrics_vary_by_encoding_and_config_stays_yaml() {
         "{config}"
     );
 }
+
+#[test]
+fn auto_reload_reports_a_vanished_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, "targets: []\n").unwrap();
+    let e = Exporter::start_file(&path, &["--config.auto-reload-interval", "100ms"]);
+    std::fs::remove_file(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let body = e.scrape(None);
+    assert_eq!(
+        common::sample(
+            &body,
+            "http_status_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0)
+    );
+    let warned = e
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("targets file cannot be read"))
+        .count();
+    assert_eq!(warned, 1, "{:?}", e.log.lock().unwrap());
+}
+
+#[test]
+fn pem_files_that_are_not_regular_fail_the_check_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        "targets:\n  - url: https://127.0.0.1:1/\n    tls_config: {ca_file: /dev/zero}\n",
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let out = Command::new(exporter_bin())
+        .args(["--config.check", "--config.file"])
+        .arg(&targets)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    assert!(t.elapsed() < Duration::from_secs(2));
+}

@@ -497,7 +497,7 @@ http {{
         exporter_port = free_port()
         exporter_addr = f"127.0.0.1:{exporter_port}"
         exp_proc, exp_log = start("exporter", [str(exporter), "--config.file", str(targets),
-                                               "--web.listen-address", exporter_addr])
+                                               "--web.listen-address", exporter_addr, "--web.enable-lifecycle"])
         wait_http(f"http://{exporter_addr}/-/healthy", "exporter", exp_proc, exp_log)
         status, metrics = http(f"http://{exporter_addr}/metrics",
                                headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"})
