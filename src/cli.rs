@@ -40,6 +40,8 @@ pub struct ServeArgs {
     pub timeout_offset: Duration,
     /// Most probes at once; derived from the file-descriptor limit when not given.
     pub concurrency: Option<usize>,
+    /// A scrape less than this after the last round of its selection gets that round.
+    pub min_interval: Duration,
     /// Only validate the config and exit.
     pub config_check: bool,
     /// Poll the targets file and reload when its content changes.
@@ -122,6 +124,8 @@ Flags:
   --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
   --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
   --probe.concurrency N             most probes at once (default: from the open-file limit)
+  --probe.min-interval D            a scrape less than D after the last round of the same
+                                    targets gets that round's results (HA pairs; default 0: off)
   --dns.resolver R                  builtin (asynchronous, reads the two files below) or system
                                     (getaddrinfo, for NSS modules) (default builtin)
   --dns.resolv-conf F               name servers, search list and options (default /etc/resolv.conf)
@@ -162,6 +166,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut urls = Vec::new();
     let mut web_config_file = None;
     let mut enable_lifecycle = false;
+    let mut min_interval = Duration::ZERO;
     let mut shard_count: Option<u64> = None;
     let mut shard_index: Option<u64> = None;
     let mut dns = crate::dns::Settings::default();
@@ -255,6 +260,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             }
             ("config.check", false) => config_check = boolean(flag, &inline)?,
             ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
+            ("probe.min-interval", false) => {
+                let v = value()?;
+                min_interval = if v.trim() == "0" {
+                    Duration::ZERO
+                } else {
+                    dur(v)?
+                };
+            }
             ("web.enable-lifecycle", false) => enable_lifecycle = boolean(flag, &inline)?,
             ("shard.count", false) => {
                 let v = value()?;
@@ -312,6 +325,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     Ok(Command::Serve(ServeArgs {
         web_config_file,
         enable_lifecycle,
+        min_interval,
         shard,
         config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         listen_address,

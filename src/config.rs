@@ -73,6 +73,24 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// Cap on concurrent probes per host.
     pub max_connections_per_host: usize,
+    /// Whether the file defines or names groups: only then do series carry a `group` label.
+    pub uses_groups: bool,
+    /// The groups of the targets, sorted.
+    pub groups: Vec<String>,
+}
+
+impl Config {
+    /// The targets `keep` selects, as a config of their own (for a round of a group or a
+    /// single target); everything else is the same.
+    pub fn subset(&self, mut keep: impl FnMut(&Target) -> bool) -> Config {
+        Config {
+            file: self.file.clone(),
+            targets: self.targets.iter().filter(|t| keep(t)).cloned().collect(),
+            max_connections_per_host: self.max_connections_per_host,
+            uses_groups: self.uses_groups,
+            groups: self.groups.clone(),
+        }
+    }
 }
 
 /// A human duration: `250ms`, `5s`, `1m`, `1m30s`, `1.5s`.
@@ -244,6 +262,68 @@ struct Settings {
     ip_protocol: Option<IpProtocol>,
     /// Local address to probe from.
     source_ip: Option<IpAddr>,
+    /// The group of the targets (in `defaults` only; a `groups` block is a group already).
+    group: Option<GroupName>,
+}
+
+impl Settings {
+    /// These settings with `over`'s on top: fields replace, headers merge by name, TLS
+    /// settings merge field by field.
+    fn under(&self, over: &Settings) -> Settings {
+        let headers = match (&self.headers, &over.headers) {
+            (Some(base), Some(top)) => {
+                let mut merged = base.0.clone();
+                for (k, v) in &top.0 {
+                    merged.retain(|(bk, _)| !bk.eq_ignore_ascii_case(k));
+                    merged.push((k.clone(), v.clone()));
+                }
+                Some(Headers(merged))
+            }
+            (base, top) => top.clone().or_else(|| base.clone()),
+        };
+        let tls_config = match (&self.tls_config, &over.tls_config) {
+            (Some(base), Some(top)) => Some(base.merged(top)),
+            (base, top) => top.clone().or_else(|| base.clone()),
+        };
+        Settings {
+            timeout: over.timeout.or(self.timeout),
+            valid_status_codes: over
+                .valid_status_codes
+                .clone()
+                .or_else(|| self.valid_status_codes.clone()),
+            method: over.method.or(self.method),
+            headers,
+            tls_config,
+            ip_protocol: over.ip_protocol.or(self.ip_protocol),
+            source_ip: over.source_ip.or(self.source_ip),
+            group: over.group.clone().or_else(|| self.group.clone()),
+        }
+    }
+}
+
+/// The group every target without one belongs to.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// A group name: letters, digits, `_`, `-` and `.`, so that it reads the same in a query
+/// string (`/metrics?group=critical`), a label and a Prometheus job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct GroupName(String);
+
+impl<'de> Deserialize<'de> for GroupName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let valid = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if valid {
+            Ok(GroupName(s))
+        } else {
+            Err(de::Error::custom(format!(
+                "invalid group name {s:?}: use 1 to 64 letters, digits, `_`, `-` or `.`"
+            )))
+        }
+    }
 }
 
 /// One entry of `targets` in its long form.
@@ -270,6 +350,8 @@ struct LongTarget {
     ip_protocol: Option<IpProtocol>,
     /// See [`Settings`].
     source_ip: Option<IpAddr>,
+    /// The group, whose settings in `groups` apply over `defaults`.
+    group: Option<GroupName>,
 }
 
 impl LongTarget {
@@ -286,6 +368,7 @@ impl LongTarget {
             tls_config: None,
             ip_protocol: None,
             source_ip: None,
+            group: None,
         }
     }
 }
@@ -323,6 +406,9 @@ struct NativeFile {
     /// Settings for every target.
     #[serde(default)]
     defaults: Settings,
+    /// Settings per group, over `defaults`.
+    #[serde(default)]
+    groups: BTreeMap<GroupName, Settings>,
     /// The targets.
     targets: Vec<RawTarget>,
     /// Per-host cap on concurrent probes.
@@ -405,11 +491,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         .map(str::trim_start)
         .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---")
         .is_some_and(|l| l.starts_with('-') || l.starts_with('['));
-    let (defaults, entries, per_host) = if is_sd {
+    let (defaults, groups, entries, per_host) = if is_sd {
         let groups: Vec<SdGroup> = serde_yaml::from_str(text).map_err(yaml_err)?;
         let mut entries = Vec::new();
         for g in groups {
             let mut name = None;
+            let mut group = None;
             let mut labels = Vec::new();
             for (k, v) in g.labels {
                 if k.starts_with("__") {
@@ -417,6 +504,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
                 if k == "name" {
                     name = Some(v);
+                    continue;
+                }
+                if k == "group" {
+                    group = Some(
+                        GroupName::deserialize(
+                            de::value::StrDeserializer::<de::value::Error>::new(&v),
+                        )
+                        .map_err(|e| {
+                            let ((l, c), _) = locate(text, &v, 0);
+                            err_at(l, c, format!("labels: group: {e}"))
+                        })?,
+                    );
                     continue;
                 }
                 check_label_name(&k).map_err(|m| {
@@ -429,15 +528,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 entries.push(LongTarget {
                     name: name.clone(),
                     labels: Some(Labels(labels.clone())),
+                    group: group.clone(),
                     ..LongTarget::bare(url)
                 });
             }
         }
-        (Settings::default(), entries, None)
+        (Settings::default(), BTreeMap::new(), entries, None)
     } else {
         let file: NativeFile = serde_yaml::from_str(text).map_err(yaml_err)?;
         let entries = file.targets.into_iter().map(|t| t.0).collect();
-        (file.defaults, entries, file.max_connections_per_host)
+        (
+            file.defaults,
+            file.groups,
+            entries,
+            file.max_connections_per_host,
+        )
     };
     if per_host.is_some_and(|n| !(1..=MAX_CONNECTIONS_PER_HOST).contains(&n)) {
         let ((l, c), _) = locate(text, "max_connections_per_host", 0);
@@ -447,7 +552,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             format!("max_connections_per_host must be 1 to {MAX_CONNECTIONS_PER_HOST}"),
         ));
     }
-    build(path, text, &defaults, &entries, per_host)
+    if let Some(name) = groups.iter().find_map(|(n, g)| g.group.as_ref().map(|_| n)) {
+        let ((l, c), _) = locate(text, &name.0, 0);
+        return Err(err_at(
+            l,
+            c,
+            format!("groups: {}: a group block names no group", name.0),
+        ));
+    }
+    build(path, text, &defaults, &groups, &entries, per_host)
 }
 
 /// Most YAML events a file may hold: a million targets with settings fit well within it.
@@ -461,7 +574,7 @@ fn refuse_aliases(path: &Path, text: &str) -> Result<(), ConfigError> {
     use yaml_rust2::parser::{Event, Parser};
     // Only a file that mentions `&` or `*` can hold an anchor or alias: most never pay for
     // the second pass.
-    if !text.contains(['&', '*']) && text.len() < 64 << 10 {
+    if !text.contains(['&', '*']) {
         return Ok(());
     }
     let mut parser = Parser::new_from_str(text);
@@ -521,14 +634,15 @@ pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigErr
         timeout: Some(HumanDuration(timeout)),
         ..Settings::default()
     };
-    build(origin, "", &defaults, &entries, None)
+    build(origin, "", &defaults, &BTreeMap::new(), &entries, None)
 }
 
 /// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
 fn build(
     path: &Path,
     text: &str,
-    defaults: &Settings,
+    base_defaults: &Settings,
+    groups: &BTreeMap<GroupName, Settings>,
     entries: &[LongTarget],
     per_host: Option<usize>,
 ) -> Result<Config, ConfigError> {
@@ -553,7 +667,13 @@ fn build(
         Option<&'a Labels>,
     );
     let mut seen: HashSet<Probe<'_>> = HashSet::new();
-    let default_codes = Arc::new(defaults.valid_status_codes.clone().unwrap_or_default());
+    // The file uses groups when it defines or names one: only then do series carry `group`.
+    let uses_groups = !groups.is_empty()
+        || base_defaults.group.is_some()
+        || entries.iter().any(|e| e.group.is_some());
+    // Per group: `defaults` with the group's block over it, and its default codes.
+    let mut layered: HashMap<String, (Arc<Settings>, Arc<StatusCodes>)> = HashMap::new();
+    let mut group_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut targets = Vec::with_capacity(entries.len());
     // Where target `k`'s URL stands in the text, worked out only when an error needs it, so
     // that loading stays linear: URLs are searched in file order, each after the previous one
@@ -575,6 +695,25 @@ fn build(
 
     for (k, entry) in entries.iter().enumerate() {
         let raw = entry.url.0.raw.as_str();
+        let group = entry
+            .group
+            .as_ref()
+            .or(base_defaults.group.as_ref())
+            .map_or(DEFAULT_GROUP, |g| g.0.as_str());
+        if !group_names.contains(group) {
+            group_names.insert(group.to_owned());
+        }
+        let (defaults, default_codes) = layered
+            .entry(group.to_owned())
+            .or_insert_with(|| {
+                let s = match groups.get(&GroupName(group.to_owned())) {
+                    Some(own) => base_defaults.under(own),
+                    None => base_defaults.clone(),
+                };
+                let codes = Arc::new(s.valid_status_codes.clone().unwrap_or_default());
+                (Arc::new(s), codes)
+            })
+            .clone();
         let u = &entry.url.0;
         if !seen.insert((
             u.scheme,
@@ -663,6 +802,12 @@ fn build(
             }
         }
         let labels = entry.labels.clone().unwrap_or_default().0;
+        if uses_groups && labels.iter().any(|(k, _)| k == "group") {
+            return Err(field_err(
+                "group",
+                "labels: group is the target's group in a file that uses groups".into(),
+            ));
+        }
         if name.as_ref().is_some_and(|n| n.len() > MAX_TEXT) {
             return Err(field_err(
                 "name",
@@ -718,7 +863,13 @@ fn build(
         };
         targets.push(Target {
             request: target::build_request(&url, method, &headers),
-            label_block: Target::render_labels(raw, name.as_deref(), &labels),
+            label_block: Target::render_labels(
+                raw,
+                name.as_deref(),
+                uses_groups.then_some(group),
+                &labels,
+            ),
+            group: Arc::from(group),
             url,
             name,
             labels,
@@ -736,6 +887,8 @@ fn build(
         file: path.to_owned(),
         targets,
         max_connections_per_host: per_host.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_HOST),
+        uses_groups,
+        groups: group_names.into_iter().collect(),
     })
 }
 
@@ -951,6 +1104,60 @@ mod tests {
             "targets:\n  - url: http://a/\n    tls_config: {insecure_skip_verify: true}\n",
             "tls_config: \"http://a/\" is not an https target",
         );
+    }
+
+    #[test]
+    fn groups_layer_their_settings_between_defaults_and_targets() {
+        let text = "defaults: {timeout: 5s, headers: {X-A: '1', X-B: '1'}, group: pages}\n\
+                    groups:\n  critical: {timeout: 2s, headers: {X-B: '2'}}\n\
+                    targets:\n  - {url: 'http://a/', group: critical}\n  \
+                    - {url: 'http://b/', group: critical, timeout: 1s}\n  - http://c/\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let t: Vec<_> = c
+            .targets
+            .iter()
+            .map(|t| (&*t.group, t.timeout.as_millis()))
+            .collect();
+        assert_eq!(t, [("critical", 2000), ("critical", 1000), ("pages", 5000)]);
+        let req = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        assert!(
+            req.contains("X-A: 1\r\n") && req.contains("X-B: 2\r\n"),
+            "{req}"
+        );
+        assert!(c.uses_groups);
+        assert_eq!(c.groups, ["critical", "pages"]);
+        assert!(c.targets[0].label_block.contains(",group=\"critical\""));
+        // Without groups nothing changes.
+        let plain = parse(Path::new("t.yml"), "targets: ['http://a/']\n").unwrap();
+        assert!(!plain.uses_groups);
+        assert_eq!(plain.groups, ["default"]);
+        assert!(!plain.targets[0].label_block.contains("group"));
+        // Mistakes.
+        for (bad, want) in [
+            (
+                "groups:\n  a: {group: b}\ntargets: ['http://a/']\n",
+                "a group block names no group",
+            ),
+            (
+                "targets:\n  - {url: 'http://a/', group: 'no spaces'}\n",
+                "invalid group name",
+            ),
+            (
+                "targets:\n  - {url: 'http://a/', group: x, labels: {group: y}}\n",
+                "labels: group",
+            ),
+        ] {
+            let e = parse(Path::new("t.yml"), bad).unwrap_err();
+            assert!(e.to_string().contains(want), "{bad:?}: {e}");
+        }
+        // file_sd: a `group` label is the group.
+        let sd = parse(
+            Path::new("t.yml"),
+            "- targets: ['http://a/']\n  labels: {group: critical}\n",
+        )
+        .unwrap();
+        assert_eq!(&*sd.targets[0].group, "critical");
+        assert!(sd.uses_groups);
     }
 
     #[test]

@@ -155,12 +155,10 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let resolver_description = resolver.describe();
     let metrics = ExporterMetrics::new().context("registering metrics")?;
     let targets = config.targets.len();
-    let prober = Arc::new(Prober::new(
-        config,
-        resolver,
-        Limits { concurrency },
-        metrics,
-    ));
+    let prober = Arc::new(
+        Prober::new(config, resolver, Limits { concurrency }, metrics)
+            .with_min_interval(args.min_interval),
+    );
     let loader_path = path.clone();
     let mut app = App::new(
         prober,

@@ -414,6 +414,7 @@ mod tests {
             duration: Duration::ZERO,
             max_queue_wait: Duration::ZERO,
             not_started: 0,
+            finished: tokio::time::Instant::now(),
         });
         let mut r = ChunkedRender::new(round);
         let mut joined = Vec::new();

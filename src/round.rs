@@ -35,6 +35,8 @@ pub struct Round {
     pub max_queue_wait: Duration,
     /// Probes that never started.
     pub not_started: usize,
+    /// When the round ended: the age of its results.
+    pub finished: Instant,
 }
 
 /// How long after the scrape's deadline results still waiting in the channel are taken.
@@ -45,6 +47,41 @@ const COLLECT_GRACE: Duration = Duration::from_millis(5);
 pub struct Limits {
     /// Most probes running at once.
     pub concurrency: usize,
+}
+
+/// Probe slots shared by every round of a prober, so that rounds of different selections
+/// running at once stay under one concurrency bound and one cap per host.
+#[derive(Debug)]
+pub struct Slots {
+    /// The global bound.
+    global: Arc<Semaphore>,
+    /// One semaphore per host and cap (a reload may change the cap).
+    hosts: Mutex<HashMap<(Host, usize), Arc<Semaphore>>>,
+}
+
+impl Slots {
+    /// Slots for `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Slots {
+            global: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The semaphore of `host` with `cap` slots.
+    fn host(&self, host: &Host, cap: usize) -> Arc<Semaphore> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((host.clone(), cap))
+            .or_insert_with(|| Arc::new(Semaphore::new(cap)))
+            .clone()
+    }
+
+    /// Forget the hosts (after a reload): those no round holds are dropped.
+    fn forget_hosts(&self) {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 /// Acquire a permit, giving up at `deadline` if there is one.
@@ -63,12 +100,14 @@ async fn slot(sem: &Arc<Semaphore>, deadline: Option<Instant>) -> Option<OwnedSe
 /// the order they first appear in the file, so that a host with thousands of paths and a
 /// per-host cap does not keep every other host waiting behind it. Each entry is
 /// `(target index, host index)`.
-fn schedule(config: &Config) -> (Vec<(usize, usize)>, Vec<Arc<Semaphore>>) {
+fn schedule(config: &Config, slots: &Slots) -> (Vec<(usize, usize)>, Vec<Arc<Semaphore>>) {
     let mut host_of: HashMap<&Host, usize> = HashMap::new();
     let mut queues: Vec<Vec<usize>> = Vec::new();
+    let mut host_slots = Vec::new();
     for (i, t) in config.targets.iter().enumerate() {
         let h = *host_of.entry(&t.url.host).or_insert_with(|| {
             queues.push(Vec::new());
+            host_slots.push(slots.host(&t.url.host, config.max_connections_per_host));
             queues.len() - 1
         });
         queues[h].push(i);
@@ -83,10 +122,7 @@ fn schedule(config: &Config) -> (Vec<(usize, usize)>, Vec<Arc<Semaphore>>) {
             turns.push_back((h, taken + 1));
         }
     }
-    let slots = (0..queues.len())
-        .map(|_| Arc::new(Semaphore::new(config.max_connections_per_host)))
-        .collect();
-    (order, slots)
+    (order, host_slots)
 }
 
 /// Probe every target of `config` once. `budget` is the scrape's time limit (already reduced
@@ -97,14 +133,25 @@ pub async fn run_round(
     resolver: &Arc<Resolver>,
     budget: Option<Duration>,
     limits: Limits,
+    on_result: impl FnMut(usize, &ProbeResult),
+) -> Round {
+    run_round_on(config, resolver, budget, &Slots::new(limits), on_result).await
+}
+
+/// [`run_round`] on slots shared with other rounds.
+pub async fn run_round_on(
+    config: Arc<Config>,
+    resolver: &Arc<Resolver>,
+    budget: Option<Duration>,
+    slots: &Slots,
     mut on_result: impl FnMut(usize, &ProbeResult),
 ) -> Round {
     let started_at = SystemTime::now();
     let start = Instant::now();
     let round_deadline = budget.map(|b| start + b);
     let n = config.targets.len();
-    let global = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-    let (order, host_slots) = schedule(&config);
+    let global = slots.global.clone();
+    let (order, host_slots) = schedule(&config, slots);
     let resolver = Arc::new(resolver.round());
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, ProbeResult, Duration)>();
 
@@ -272,6 +319,39 @@ pub async fn run_round(
         started_at,
         max_queue_wait,
         not_started,
+        finished: Instant::now(),
+    }
+}
+
+/// Which targets a scrape asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Selection {
+    /// Every target.
+    All,
+    /// The targets of these groups (sorted, without repeats).
+    Groups(Vec<String>),
+    /// The one target with this URL (as written) or name: `/probe`.
+    Target(String),
+}
+
+impl Selection {
+    /// The groups named, sorted and without repeats; none is every target.
+    pub fn groups(mut names: Vec<String>) -> Selection {
+        if names.is_empty() {
+            return Selection::All;
+        }
+        names.sort();
+        names.dedup();
+        Selection::Groups(names)
+    }
+
+    /// Whether `t` is selected.
+    fn keeps(&self, t: &crate::target::Target) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Groups(g) => g.iter().any(|g| **g == *t.group),
+            Selection::Target(key) => t.url.raw == *key || t.name.as_deref() == Some(key),
+        }
     }
 }
 
@@ -332,8 +412,15 @@ pub struct Prober {
     next_round: std::sync::atomic::AtomicU64,
     /// The last completed round, for the status page.
     last: RwLock<Option<Arc<Round>>>,
-    /// Limits of every round.
-    limits: Limits,
+    /// Probe slots shared by every round.
+    slots: Slots,
+    /// The subsets of the config in force that selections asked for, built once per config.
+    subsets: Mutex<HashMap<Selection, Arc<Config>>>,
+    /// The last round of each selection, for `--probe.min-interval`.
+    finished: Mutex<HashMap<Selection, Arc<Round>>>,
+    /// A scrape that comes less than this after the last round of its selection ended gets
+    /// that round (HA Prometheus pairs); zero turns it off.
+    min_interval: Duration,
     /// The exporter's own metrics, updated after each round.
     metrics: ExporterMetrics,
 }
@@ -357,10 +444,47 @@ impl Prober {
             resolver: RwLock::new(Arc::new(resolver)),
             in_flight: Mutex::new(Vec::new()),
             next_round: std::sync::atomic::AtomicU64::new(0),
+            slots: Slots::new(limits),
+            subsets: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashMap::new()),
+            min_interval: Duration::ZERO,
             last: RwLock::new(None),
-            limits,
             metrics,
         }
+    }
+
+    /// Serve a scrape that comes less than `d` after the last round of its selection ended
+    /// with that round's results (zero: every scrape probes).
+    pub fn with_min_interval(mut self, d: Duration) -> Self {
+        self.min_interval = d;
+        self
+    }
+
+    /// The part of the config in force that `selection` asks for, built once per config.
+    fn selected(&self, selection: &Selection) -> Arc<Config> {
+        let full = self.config();
+        if *selection == Selection::All {
+            return full;
+        }
+        let mut subsets = self.subsets.lock().unwrap_or_else(|p| p.into_inner());
+        // A subset of another config (before a reload) is never served.
+        if let Some(c) = subsets.get(selection)
+            && subsets
+                .get(&Selection::All)
+                .is_some_and(|all| Arc::ptr_eq(all, &full))
+        {
+            return c.clone();
+        }
+        if !subsets
+            .get(&Selection::All)
+            .is_some_and(|all| Arc::ptr_eq(all, &full))
+        {
+            subsets.clear();
+            subsets.insert(Selection::All, full.clone());
+        }
+        let subset = Arc::new(full.subset(|t| selection.keeps(t)));
+        subsets.insert(selection.clone(), subset.clone());
+        subset
     }
 
     /// The config in use.
@@ -377,6 +501,7 @@ impl Prober {
             .targets
             .set(i64::try_from(config.targets.len()).unwrap_or(i64::MAX));
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.slots.forget_hosts();
     }
 
     /// The resolver in use.
@@ -409,8 +534,28 @@ impl Prober {
         self: &Arc<Self>,
         budget: Option<Duration>,
     ) -> Result<Arc<Round>, RoundError> {
+        self.scrape_selection(Selection::All, budget).await
+    }
+
+    /// [`Prober::scrape`] for the targets `selection` asks for. Rounds of different
+    /// selections run side by side on the same slots. Under `--probe.min-interval`, a scrape
+    /// soon after the last round of its selection gets that round.
+    pub async fn scrape_selection(
+        self: &Arc<Self>,
+        selection: Selection,
+        budget: Option<Duration>,
+    ) -> Result<Arc<Round>, RoundError> {
         self.metrics.scrapes.inc();
-        let config = self.config();
+        let config = self.selected(&selection);
+        if !self.min_interval.is_zero() {
+            let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = finished.get(&selection)
+                && Arc::ptr_eq(&r.config, &config)
+                && r.finished.elapsed() < self.min_interval
+            {
+                return Ok(r.clone());
+            }
+        }
         let mut rx = {
             // A poisoned lock only means a scrape panicked while holding it; the list inside
             // is always valid.
@@ -437,7 +582,7 @@ impl Prober {
                         let log_config = config.clone();
                         let resolver = me.resolver();
                         let round = Arc::new(
-                            run_round(config, &resolver, budget, me.limits, |i, r| {
+                            run_round_on(config, &resolver, budget, &me.slots, |i, r| {
                                 if let Some(reason) = r.failure {
                                     tracing::debug!(
                                         url = %log_config.targets[i].url.raw,
@@ -458,7 +603,21 @@ impl Prober {
                         me.metrics
                             .round_not_started
                             .set(i64::try_from(round.not_started).unwrap_or(i64::MAX));
-                        *me.last.write().unwrap_or_else(|p| p.into_inner()) = Some(round.clone());
+                        // The status page shows rounds of every target; with no such round
+                        // yet, the latest of any selection.
+                        {
+                            let mut last = me.last.write().unwrap_or_else(|p| p.into_inner());
+                            let full = last.as_ref().is_some_and(|l| {
+                                l.config.targets.len() > round.config.targets.len()
+                            });
+                            if selection == Selection::All || !full {
+                                *last = Some(round.clone());
+                            }
+                        }
+                        me.finished
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(selection, round.clone());
                         me.in_flight
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -485,7 +644,7 @@ mod tests {
     fn hosts_take_turns_in_order_of_first_appearance() {
         let text = "targets:\n  - http://a/1\n  - http://a/2\n  - http://a/3\n  - http://b/1\n  - http://c/1\n  - http://b/2\n";
         let config = crate::config::parse(std::path::Path::new("t.yml"), text).unwrap();
-        let (order, slots) = schedule(&config);
+        let (order, slots) = schedule(&config, &Slots::new(Limits { concurrency: 1 }));
         let urls: Vec<&str> = order
             .iter()
             .map(|&(i, _)| config.targets[i].url.raw.as_str())

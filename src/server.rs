@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::ChunkedRender;
-use crate::round::Prober;
+use crate::round::{Prober, Selection};
 use crate::web::WebConfig;
 
 /// Content type of the text exposition format.
@@ -515,6 +515,67 @@ fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
+/// The groups `/metrics?group=a&group=b` asks for; an unknown group is an error (a typo in a
+/// scrape config must not look like an empty group).
+fn group_selection(config: &Config, query: &[(String, String)]) -> Result<Selection, String> {
+    let mut names = Vec::new();
+    for (k, v) in query {
+        if k != "group" {
+            continue;
+        }
+        if !config.groups.iter().any(|g| g == v) {
+            return Err(format!(
+                "unknown group {v:?}; the groups are: {}\n",
+                config.groups.join(", ")
+            ));
+        }
+        names.push(v.clone());
+    }
+    Ok(Selection::groups(names))
+}
+
+/// The target `/probe?target=URL&module=M` asks for: one that is in the config, by its URL as
+/// written or its name. Nothing else is ever probed (no open proxy). `module`, when it names a
+/// group, must be the target's group; other modules are accepted as blackbox jobs send them.
+fn probe_selection(
+    config: &Config,
+    query: &[(String, String)],
+) -> Result<Selection, (StatusCode, String)> {
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let Some(wanted) = param("target") else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "/probe needs a target parameter: /probe?target=URL\n".into(),
+        ));
+    };
+    let Some(t) = config
+        .targets
+        .iter()
+        .find(|t| t.url.raw == *wanted || t.name.as_deref() == Some(wanted.as_str()))
+    else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "target {wanted:?} is not in the config: /probe probes configured targets only, \
+                 by their URL as written or their name\n"
+            ),
+        ));
+    };
+    if let Some(module) = param("module")
+        && config.groups.iter().any(|g| g == module)
+        && **module != *t.group
+    {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "target {wanted:?} is in group {:?}, not {module:?}\n",
+                &*t.group
+            ),
+        ));
+    }
+    Ok(Selection::Target(wanted.clone()))
+}
+
 /// A response with a body and content type.
 fn reply(
     status: StatusCode,
@@ -571,7 +632,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
     let path = req.uri().path();
     let method = req.method().clone();
     let allowed: &[Method] = match path {
-        "/metrics" | "/" | "/config" | "/-/healthy" | "/-/ready" => &[Method::GET, Method::HEAD],
+        "/metrics" | "/probe" | "/" | "/config" | "/-/healthy" | "/-/ready" => {
+            &[Method::GET, Method::HEAD]
+        }
         "/-/reload" => &[Method::POST],
         _ => return Ok(reply(StatusCode::NOT_FOUND, text, "not found\n")),
     };
@@ -589,14 +652,46 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
     }
     Ok(match path {
         // HEAD learns the headers without costing a round.
-        "/metrics" if method == Method::HEAD => reply(StatusCode::OK, METRICS_CONTENT_TYPE, ""),
-        "/metrics" => {
+        "/metrics" | "/probe" if method == Method::HEAD => {
+            reply(StatusCode::OK, METRICS_CONTENT_TYPE, "")
+        }
+        "/metrics" | "/probe" => {
+            let query: Vec<(String, String)> = req
+                .uri()
+                .query()
+                .map(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .into_owned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let selection = if path == "/probe" {
+                match probe_selection(&app.prober.config(), &query) {
+                    Ok(s) => s,
+                    Err((status, message)) => return Ok(reply(status, text, message)),
+                }
+            } else {
+                match group_selection(&app.prober.config(), &query) {
+                    Ok(s) => s,
+                    Err(message) => return Ok(reply(StatusCode::NOT_FOUND, text, message)),
+                }
+            };
             let budget = app.budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
-            match app.prober.scrape(budget).await {
+            match app.prober.scrape_selection(selection, budget).await {
                 Ok(round) => {
-                    let mut own = Vec::with_capacity(8192);
-                    if let Err(e) = app.prober.metrics().render(&mut own) {
-                        tracing::error!(error = %e, "cannot render exporter metrics");
+                    // `/probe` answers with the target's series only, as blackbox does.
+                    let mut tail = Vec::with_capacity(8192);
+                    if path == "/metrics" {
+                        if let Err(e) = app.prober.metrics().render(&mut tail) {
+                            tracing::error!(error = %e, "cannot render exporter metrics");
+                        }
+                        let _ = write!(
+                            tail,
+                            "# HELP http_status_exporter_round_age_seconds How old the results of this answer are: from the end of their round to now.\n\
+                             # TYPE http_status_exporter_round_age_seconds gauge\n\
+                             http_status_exporter_round_age_seconds {}\n",
+                            round.finished.elapsed().as_secs_f64()
+                        );
                     }
                     let gzip = accepts_gzip(req.headers().get(hyper::header::ACCEPT_ENCODING));
                     let mut r = respond(
@@ -604,7 +699,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
                         METRICS_CONTENT_TYPE,
                         Chunks {
                             probes: Some(ChunkedRender::new(round)),
-                            tail: [Bytes::from(own)].into(),
+                            tail: [Bytes::from(tail)].into(),
                             // The fastest level: a round's text is very repetitive anyway.
                             gzip: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
                         },

@@ -154,6 +154,9 @@ pub fn render_config(config: &Config) -> String {
         if let Some(n) = &t.name {
             let _ = writeln!(out, "    name: {}", q(n));
         }
+        if config.uses_groups {
+            let _ = writeln!(out, "    group: {}", q(&t.group));
+        }
         if !t.labels.is_empty() {
             let labels: Vec<String> = t
                 .labels

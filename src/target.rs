@@ -269,11 +269,19 @@ pub struct Target {
     pub source_ip: Option<IpAddr>,
     /// The label pairs of this target's series, rendered once: `target="…",name="…",…`.
     pub label_block: String,
+    /// The group it belongs to (`default` unless the file says otherwise).
+    pub group: Arc<str>,
 }
 
 impl Target {
-    /// Render the label block of a target: `target` first, then `name`, then extra labels.
-    pub fn render_labels(url: &str, name: Option<&str>, labels: &[(String, String)]) -> String {
+    /// Render the label block of a target: `target` first, then `name`, then `group` (when
+    /// the file uses groups), then extra labels.
+    pub fn render_labels(
+        url: &str,
+        name: Option<&str>,
+        group: Option<&str>,
+        labels: &[(String, String)],
+    ) -> String {
         let mut out = String::with_capacity(url.len() + 32);
         out.push_str("target=\"");
         escape_label_value(&mut out, url);
@@ -281,6 +289,11 @@ impl Target {
         if let Some(n) = name {
             out.push_str(",name=\"");
             escape_label_value(&mut out, n);
+            out.push('"');
+        }
+        if let Some(g) = group {
+            out.push_str(",group=\"");
+            escape_label_value(&mut out, g);
             out.push('"');
         }
         for (k, v) in labels {
@@ -372,12 +385,15 @@ mod tests {
         let block = Target::render_labels(
             "http://x/\"q\"",
             Some("a\\b"),
+            None,
             &[("team".into(), "line\nbreak".into())],
         );
         assert_eq!(
             block,
             r#"target="http://x/\"q\"",name="a\\b",team="line\nbreak""#
         );
+        let block = Target::render_labels("http://x/", None, Some("critical"), &[]);
+        assert_eq!(block, r#"target="http://x/",group="critical""#);
     }
 
     #[test]

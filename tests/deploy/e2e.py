@@ -346,11 +346,17 @@ def check_dashboard_static(dash: dict) -> list[tuple[str, str]]:
     C.check("variable job: label_values(probe_success, job)",
             job.get("type") == "query" and var_query(job) == "label_values(probe_success, job)", str(job))
     target = variables.get("target", {})
-    C.check("variable target: label_values(probe_success{job=~\"$job\"}, target), multi, includeAll",
+    C.check("variable target: label_values(probe_success{job=~\"$job\", group=~\"$group\"}, target), multi, includeAll",
             target.get("type") == "query"
-            and var_query(target) == 'label_values(probe_success{job=~"$job"}, target)'
+            and var_query(target) == 'label_values(probe_success{job=~"$job", group=~"$group"}, target)'
             and target.get("multi") is True and target.get("includeAll") is True, str(target))
-    for name in ("job", "target"):
+    group = variables.get("group", {})
+    C.check("variable group: label_values(probe_success{job=~\"$job\"}, group), multi, All matches no group",
+            group.get("type") == "query"
+            and var_query(group) == 'label_values(probe_success{job=~"$job"}, group)'
+            and group.get("multi") is True and group.get("includeAll") is True
+            and group.get("allValue") == ".*", str(group))
+    for name in ("job", "group", "target"):
         C.check(f"variable {name} uses the datasource variable", variables.get(name, {}).get("datasource") == DATASOURCE)
 
     exprs: list[tuple[str, str]] = []
@@ -376,7 +382,7 @@ def check_dashboard_static(dash: dict) -> list[tuple[str, str]]:
 def substitute(expr: str) -> str:
     """Replace the dashboard's variables by values that select everything."""
     in_matchers = [m.span(1) for m in re.finditer(r'=~\s*"([^"]*)"', expr)]
-    for m in re.finditer(r"\$\{?(target|job)\b", expr):
+    for m in re.finditer(r"\$\{?(target|job|group)\b", expr):
         if not any(a <= m.start() < b for a, b in in_matchers):
             raise ValueError(f"${m.group(1)} outside a =~ matcher")
 
@@ -384,6 +390,9 @@ def substitute(expr: str) -> str:
         name = m.group(1) or m.group(2)
         if name in ("target", "job"):
             return ".+"
+        if name == "group":
+            # All: targets of every group, and those of a file without groups.
+            return ".*"
         if name in ("__rate_interval", "__interval", "__range"):
             return "1m"
         raise ValueError(f"unknown variable ${name}")
