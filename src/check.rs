@@ -11,41 +11,70 @@ use crate::probe::ProbeResult;
 use crate::round::{Limits, run_round};
 use crate::target::Target;
 
-/// Widest URL column before long URLs overflow it.
-const MAX_URL_WIDTH: usize = 60;
+/// How `check` prints a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    /// Colour the code and result (green, red): only on a terminal, never with `NO_COLOR`.
+    pub color: bool,
+}
 
-/// Probe `config`'s targets once, writing a line per result to `out` as results arrive.
-/// Returns how many targets failed, or the error that stopped the output (a closed pipe):
-/// results nobody can read are no success.
+impl Style {
+    /// Colour when `out_is_terminal` and `NO_COLOR` is unset or empty (<https://no-color.org>).
+    pub fn detect(out_is_terminal: bool) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            color: out_is_terminal && !no_color,
+        }
+    }
+}
+
+/// Width of the TIME column: `12345.6ms`.
+const TIME_WIDTH: usize = 9;
+
+/// Width of the CODE column.
+const CODE_WIDTH: usize = 4;
+
+/// Probe `config`'s targets once, writing a line per result to `out` as results arrive, then
+/// a summary line. The fixed-width columns come first and the variable text last, so the table
+/// stays aligned whatever a result says: `TIME  CODE  URL  RESULT`. Returns how many targets
+/// failed, or the error that stopped the output (a closed pipe): results nobody can read are
+/// no success.
 pub async fn run(
     config: Config,
     resolver: &Arc<Resolver>,
     limits: Limits,
     output: Output,
+    style: Style,
     out: &mut impl Write,
 ) -> std::io::Result<usize> {
+    let started = std::time::Instant::now();
     let width = config
         .targets
         .iter()
         .map(|t| t.url.raw.chars().count())
         .max()
         .unwrap_or(3)
-        .clamp(3, MAX_URL_WIDTH);
+        .max(3);
     let mut broken: Option<std::io::Error> = None;
     if output == Output::Table {
-        if let Err(e) = writeln!(out, "{:<width$}  {:<40}  {:>10}", "URL", "RESULT", "TIME")
-            .and_then(|()| out.flush())
+        if let Err(e) = writeln!(
+            out,
+            "{:>TIME_WIDTH$}  {:<CODE_WIDTH$}  {:<width$}  RESULT",
+            "TIME", "CODE", "URL"
+        )
+        .and_then(|()| out.flush())
         {
             broken = Some(e);
         }
     }
     let config = Arc::new(config);
     let targets = config.clone();
+    let total = targets.targets.len();
     let mut failed = 0;
     run_round(config, resolver, None, limits, |i, r| {
         failed += usize::from(!r.success());
         let line = match output {
-            Output::Table => table_row(&targets.targets[i], r, width),
+            Output::Table => table_row(&targets.targets[i], r, width, style),
             Output::Json => json_line(&targets.targets[i], r),
         };
         if broken.is_none()
@@ -55,14 +84,25 @@ pub async fn run(
         }
     })
     .await;
+    if output == Output::Table && broken.is_none() {
+        let summary = format!(
+            "{total} targets: {} up, {failed} down, in {:.2} s",
+            total - failed,
+            started.elapsed().as_secs_f64()
+        );
+        if let Err(e) = writeln!(out, "{summary}").and_then(|()| out.flush()) {
+            broken = Some(e);
+        }
+    }
     match broken {
         Some(e) => Err(e),
         None => Ok(failed),
     }
 }
 
-/// `URL  200 OK  12.3ms` or `URL  connect_refused: Connection refused  0.2ms`.
-pub fn table_row(t: &Target, r: &ProbeResult, width: usize) -> String {
+/// `   12.3ms  200   URL  HTTP/1.1 200 OK` or `    0.2ms  ---   URL  connect_refused: ...`.
+/// The URL column is `width` characters wide: the widest URL of the run.
+pub fn table_row(t: &Target, r: &ProbeResult, width: usize, style: Style) -> String {
     let result = match (&r.status, r.failure) {
         (Some(s), None) => s.to_string(),
         (Some(s), Some(f)) => format!("{s} ({f})"),
@@ -72,11 +112,19 @@ pub fn table_row(t: &Target, r: &ProbeResult, width: usize) -> String {
         },
         (None, None) => String::new(),
     };
+    let code = r
+        .status
+        .as_ref()
+        .map_or_else(|| "---".to_owned(), |s| s.code.to_string());
+    let time = format!("{:.1}ms", r.duration.as_secs_f64() * 1000.0);
+    let (on, off) = match (style.color, r.success()) {
+        (false, _) => ("", ""),
+        (true, true) => ("\x1b[32m", "\x1b[0m"),
+        (true, false) => ("\x1b[31m", "\x1b[0m"),
+    };
     format!(
-        "{:<width$}  {:<40}  {:>8.1}ms",
-        t.url.raw,
-        result,
-        r.duration.as_secs_f64() * 1000.0
+        "{time:>TIME_WIDTH$}  {on}{code:<CODE_WIDTH$}{off}  {url:<width$}  {on}{result}{off}",
+        url = t.url.raw,
     )
 }
 

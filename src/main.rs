@@ -103,12 +103,14 @@ async fn run_check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => std::sync::Arc::new(r),
         Err(e) => return usage_failure(&e),
     };
+    let style = check::Style::detect(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let mut stdout = std::io::stdout().lock();
     let outcome = check::run(
         config,
         &resolver,
         Limits { concurrency },
         args.output,
+        style,
         &mut stdout,
     )
     .await;

@@ -370,3 +370,73 @@ fn the_exporter_reads_the_resolver_files_given_by_flag() {
         "{said}"
     );
 }
+
+#[test]
+fn check_prints_a_table_whose_columns_line_up() {
+    // Ten public-looking names that do not resolve (our DNS server says NXDOMAIN: no query
+    // leaves the machine), a refused port and a healthy target.
+    let names = [
+        "www.youtube.com",
+        "login.microsoftonline.com",
+        "a-very-long-subdomain-name-for-testing.example.org",
+        "x.co",
+        "api.github.com",
+        "cdn.jsdelivr.net",
+        "status.cloud.google.com",
+        "www.wikipedia.org",
+        "registry.npmjs.org",
+        "news.ycombinator.com",
+    ];
+    let dns = DnsServer::start(Zone::new(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dns.resolv_conf(dir.path(), "options attempts:1");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "").unwrap();
+    let peer = common::peer::spawn_thread("127.0.0.1:0");
+    let refused = format!("http://127.0.0.1:{}/", common::closed_port());
+    let mut urls: Vec<String> = names.iter().map(|n| format!("https://{n}/")).collect();
+    urls.push(refused.clone());
+    urls.push(format!("http://{peer}/ok"));
+    let out = std::process::Command::new(common::exporter_bin())
+        .args(["check", "--timeout", "2s", "--dns.resolv-conf"])
+        .arg(&resolv)
+        .arg("--dns.hosts-file")
+        .arg(&hosts)
+        .args(&urls)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + urls.len() + 1, "{text}");
+    assert!(!text.contains('\x1b'), "colour without a terminal: {text}");
+    let header = lines[0];
+    let url_col = header.find("URL").unwrap();
+    let result_col = header.find("RESULT").unwrap();
+    for line in &lines[1..=urls.len()] {
+        let chars: Vec<char> = line.chars().collect();
+        let url_start = chars.iter().position(|c| *c == 'h').unwrap();
+        assert_eq!(url_start, url_col, "URL column moved: {line:?}\n{text}");
+        // The result starts where the header says, after the padded URL column.
+        assert_ne!(chars[result_col], ' ', "{line:?}");
+        assert_eq!(chars[result_col - 1], ' ', "{line:?}");
+        assert_eq!(chars[result_col - 2], ' ', "{line:?}");
+    }
+    for n in names {
+        let line = lines.iter().find(|l| l.contains(n)).unwrap();
+        assert!(line.contains(&format!("dns: {n}: NXDOMAIN")), "{line}");
+        // The name is said once in the detail, not again by a second layer of error text.
+        assert_eq!(line.matches(n).count(), 2, "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&refused) && l.contains("connect_refused"))
+    );
+    let summary = lines.last().unwrap();
+    assert!(
+        summary.starts_with("12 targets: 1 up, 11 down, in "),
+        "{summary}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -195,11 +195,20 @@ fn check_prints_each_result_and_exits_1_on_failure() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with("URL "), "{stdout}");
-    let ok_line = lines.iter().find(|l| l.starts_with(&ok)).unwrap();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].trim_start().starts_with("TIME  CODE  URL "),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("2 targets: 1 up, 1 down, in "),
+        "{stdout}"
+    );
+    let has = |l: &&&str, url: &str| l.contains(&format!("  {url} "));
+    let ok_line = lines.iter().find(|l| has(l, &ok)).unwrap();
     assert!(ok_line.contains("HTTP/1.1 200 OK"), "{ok_line}");
-    let missing_line = lines.iter().find(|l| l.starts_with(&missing)).unwrap();
+    assert!(ok_line.contains("  200   "), "{ok_line}");
+    let missing_line = lines.iter().find(|l| has(l, &missing)).unwrap();
     assert!(
         missing_line.contains("404 Not Found (status_code)"),
         "{missing_line}"
