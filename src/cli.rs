@@ -8,6 +8,9 @@ use crate::config::parse_duration;
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN: &str = ":9723";
 
+/// Largest `--status.history`.
+pub const MAX_HISTORY: usize = 10_000;
+
 /// Default `--config.file`.
 pub const DEFAULT_CONFIG: &str = "targets.yaml";
 
@@ -42,6 +45,8 @@ pub struct ServeArgs {
     pub concurrency: Option<usize>,
     /// A scrape less than this after the last round of its selection gets that round.
     pub min_interval: Duration,
+    /// Results kept per target for the status page.
+    pub history: usize,
     /// Only validate the config and exit.
     pub config_check: bool,
     /// Poll the targets file and reload when its content changes.
@@ -120,6 +125,7 @@ Flags:
   --web.listen-address A            address to listen on (default {DEFAULT_LISTEN})
   --web.config.file F               TLS and basic auth for our endpoints (exporter-toolkit format)
   --web.enable-lifecycle            serve POST /-/reload (off: reload with SIGHUP)
+  --status.history N                results kept per target for the status page (default 60; 0: none)
   --shard.count N                   split the targets over N replicas (default 1)
   --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
   --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
@@ -167,6 +173,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut web_config_file = None;
     let mut enable_lifecycle = false;
     let mut min_interval = Duration::ZERO;
+    let mut history = crate::history::DEFAULT_DEPTH;
     let mut shard_count: Option<u64> = None;
     let mut shard_index: Option<u64> = None;
     let mut dns = crate::dns::Settings::default();
@@ -260,6 +267,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             }
             ("config.check", false) => config_check = boolean(flag, &inline)?,
             ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
+            ("status.history", false) => {
+                let v = value()?;
+                history = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_HISTORY)
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "--status.history: {v:?} is not a number from 0 to {MAX_HISTORY}"
+                        ))
+                    })?;
+            }
             ("probe.min-interval", false) => {
                 let v = value()?;
                 min_interval = if v.trim() == "0" {
@@ -326,6 +345,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         web_config_file,
         enable_lifecycle,
         min_interval,
+        history,
         shard,
         config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         listen_address,

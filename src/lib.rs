@@ -12,6 +12,7 @@
 //! - [`probe`]: one probe: [`probe::connect`] (Happy Eyeballs) and
 //!   [`probe::status`] (the status-line parser).
 //! - [`round`]: one scrape's fan-out, and sharing a round between concurrent scrapes.
+//! - [`history`]: the last results of every target, for the status pages.
 //! - [`metrics`]: metric names and rendering; the exporter's own registry.
 //! - [`server`]: hyper endpoints, reload, graceful shutdown.
 //! - [`status_page`]: the HTML status page.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod dns;
+pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

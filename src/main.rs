@@ -159,7 +159,8 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let targets = config.targets.len();
     let prober = Arc::new(
         Prober::new(config, resolver, Limits { concurrency }, metrics)
-            .with_min_interval(args.min_interval),
+            .with_min_interval(args.min_interval)
+            .with_history(args.history),
     );
     let loader_path = path.clone();
     let mut app = App::new(

@@ -412,6 +412,8 @@ pub struct Prober {
     next_round: std::sync::atomic::AtomicU64,
     /// The last completed round, for the status page.
     last: RwLock<Option<Arc<Round>>>,
+    /// The last results of every target.
+    history: crate::history::History,
     /// Probe slots shared by every round.
     slots: Slots,
     /// The subsets of the config in force that selections asked for, built once per config.
@@ -449,8 +451,20 @@ impl Prober {
             finished: Mutex::new(HashMap::new()),
             min_interval: Duration::ZERO,
             last: RwLock::new(None),
+            history: crate::history::History::new(crate::history::DEFAULT_DEPTH),
             metrics,
         }
+    }
+
+    /// Keep the last `depth` results of every target (`--status.history`; 0: none).
+    pub fn with_history(mut self, depth: usize) -> Self {
+        self.history = crate::history::History::new(depth);
+        self
+    }
+
+    /// The last results of every target.
+    pub fn history(&self) -> &crate::history::History {
+        &self.history
     }
 
     /// Serve a scrape that comes less than `d` after the last round of its selection ended
@@ -500,6 +514,13 @@ impl Prober {
         self.metrics
             .targets
             .set(i64::try_from(config.targets.len()).unwrap_or(i64::MAX));
+        let keep: std::collections::HashSet<&str> = config
+            .targets
+            .iter()
+            .map(|t| t.label_block.as_str())
+            .collect();
+        self.history.retain(&keep);
+        drop(keep);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.slots.forget_hosts();
     }
@@ -614,6 +635,7 @@ impl Prober {
                                 *last = Some(round.clone());
                             }
                         }
+                        me.history.record(&round);
                         me.finished
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

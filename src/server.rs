@@ -515,6 +515,18 @@ fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
+/// A request's query string as decoded pairs.
+fn query_pairs<B>(req: &Request<B>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The groups `/metrics?group=a&group=b` asks for; an unknown group is an error (a typo in a
 /// scrape config must not look like an empty group).
 fn group_selection(config: &Config, query: &[(String, String)]) -> Result<Selection, String> {
@@ -632,7 +644,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
     let path = req.uri().path();
     let method = req.method().clone();
     let allowed: &[Method] = match path {
-        "/metrics" | "/probe" | "/" | "/config" | "/-/healthy" | "/-/ready" => {
+        "/metrics" | "/probe" | "/" | "/target" | "/config" | "/-/healthy" | "/-/ready" => {
             &[Method::GET, Method::HEAD]
         }
         "/-/reload" => &[Method::POST],
@@ -656,15 +668,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
             reply(StatusCode::OK, METRICS_CONTENT_TYPE, "")
         }
         "/metrics" | "/probe" => {
-            let query: Vec<(String, String)> = req
-                .uri()
-                .query()
-                .map(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .into_owned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let query = query_pairs(&req);
             let selection = if path == "/probe" {
                 match probe_selection(&app.prober.config(), &query) {
                     Ok(s) => s,
@@ -745,10 +749,30 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Chunks
                 "config reload failed; the previous config stays in use (see the exporter's log)\n",
             ),
         },
+        "/target" => {
+            let query = query_pairs(&req);
+            match crate::status_page::render_target(
+                &app.prober.config(),
+                app.prober.history(),
+                &query,
+            ) {
+                Some(page) => reply(StatusCode::OK, "text/html; charset=utf-8", page),
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    text,
+                    "no such target: /target?url=URL (and &name=NAME) of a configured target\n",
+                ),
+            }
+        }
         _ => reply(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            crate::status_page::render(&app.prober.config(), app.prober.last_round().as_deref()),
+            crate::status_page::render(
+                &app.prober.config(),
+                app.prober.last_round().as_deref(),
+                app.prober.history(),
+                &crate::status_page::View::from_query(&query_pairs(&req)),
+            ),
         ),
     })
 }

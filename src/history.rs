@@ -1,0 +1,408 @@
+//! The last results of every target, kept in memory for the status page and the per-target
+//! page: a ring of compact entries per target (24 bytes each), with the texts (status line or
+//! failure detail) in a small table of distinct values per target and certificate expiry kept
+//! only when it changes.
+//!
+//! It sits beside the rounds, not inside the page, so that `/`, `/target` and any future API
+//! read the same store. A reload keeps the history of every target that stays (matched by its
+//! URL, name and labels).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::probe::status::HttpVersion;
+use crate::probe::{FailureReason, ProbeResult, TlsVersion};
+use crate::round::Round;
+
+/// Default `--status.history`.
+pub const DEFAULT_DEPTH: usize = 60;
+
+/// Distinct texts kept per target; a further text is shown as "not kept".
+const MAX_TEXTS: usize = 63;
+
+/// The text index that means "none".
+const NO_TEXT: u16 = 63;
+
+/// One result, compact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// When the round started, unix seconds.
+    pub at: u32,
+    /// The probe's duration, microseconds.
+    pub duration_us: u32,
+    /// The resolve phase, microseconds.
+    pub resolve_us: u32,
+    /// The connect phase, microseconds.
+    pub connect_us: u32,
+    /// The TLS phase, microseconds.
+    pub tls_us: u32,
+    /// The status code; 0 when no status line arrived.
+    pub code: u16,
+    /// Bits 0-4 the failure reason (0: success), 5-6 the TLS version, 7 HTTP/1.0, 8-9 the
+    /// address family (1: IPv4, 2: IPv6), 10-15 the text's index.
+    flags: u16,
+}
+
+/// An entry read back, with what the compact form packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Result {
+    /// When the round started.
+    pub at: SystemTime,
+    /// The probe's duration.
+    pub duration: Duration,
+    /// Phases: resolve, connect, TLS, processing.
+    pub phases: [Duration; 4],
+    /// The status code; 0 when no status line arrived.
+    pub code: u16,
+    /// Why it failed; `None` is success.
+    pub failure: Option<FailureReason>,
+    /// The negotiated TLS version.
+    pub tls: Option<TlsVersion>,
+    /// The address family connected with.
+    pub ip_protocol: Option<u8>,
+    /// The status line, or the failure's detail when no status line arrived.
+    pub text: Option<String>,
+    /// Earliest certificate expiry of the chain presented, unix seconds.
+    pub cert_expiry: Option<i64>,
+}
+
+impl Entry {
+    /// Whether the probe succeeded.
+    pub fn success(&self) -> bool {
+        self.flags & 0x1F == 0
+    }
+
+    /// Why it failed.
+    pub fn failure(&self) -> Option<FailureReason> {
+        let i = usize::from(self.flags & 0x1F);
+        i.checked_sub(1)
+            .and_then(|i| FailureReason::ALL.get(i).copied())
+    }
+
+    /// When its round started.
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::from(self.at))
+    }
+
+    /// The probe's duration.
+    pub fn duration(&self) -> Duration {
+        Duration::from_micros(u64::from(self.duration_us))
+    }
+}
+
+/// Microseconds, saturating at `u32::MAX` (71 minutes, beyond any timeout).
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// One target's history.
+#[derive(Debug, Default)]
+struct Track {
+    /// Oldest first.
+    entries: VecDeque<Entry>,
+    /// Distinct texts the entries point at.
+    texts: Vec<Box<str>>,
+    /// `(from, expiry)`: the certificate expiry seen from that time on, oldest first.
+    certs: Vec<(u32, i64)>,
+}
+
+impl Track {
+    /// The index of `text`, added if new and there is room.
+    fn text_index(&mut self, text: Option<String>) -> u16 {
+        let Some(text) = text else { return NO_TEXT };
+        if let Some(i) = self.texts.iter().position(|t| **t == *text) {
+            return i as u16;
+        }
+        if self.texts.len() < MAX_TEXTS {
+            self.texts.push(text.into_boxed_str());
+            return (self.texts.len() - 1) as u16;
+        }
+        NO_TEXT
+    }
+
+    /// Add a result, dropping the oldest beyond `depth`.
+    fn push(&mut self, at: u32, r: &ProbeResult, depth: usize) {
+        let reason = r.failure.map_or(0, |f| {
+            FailureReason::ALL
+                .iter()
+                .position(|x| *x == f)
+                .map_or(0, |i| i as u16 + 1)
+        });
+        let tls = match r.tls_version {
+            None => 0,
+            Some(TlsVersion::Tls12) => 1,
+            Some(TlsVersion::Tls13) => 2,
+        };
+        let http10 = r
+            .status
+            .as_ref()
+            .is_some_and(|s| s.version == HttpVersion::Http10);
+        let family = match r.ip_protocol {
+            Some(4) => 1,
+            Some(6) => 2,
+            _ => 0,
+        };
+        let text = match (&r.status, &r.detail) {
+            (Some(s), _) => Some(s.to_string()),
+            (None, d) => d.clone(),
+        };
+        let index = self.text_index(text);
+        if let Some(c) = r.cert
+            && self.certs.last().is_none_or(|(_, e)| *e != c.earliest)
+        {
+            self.certs.push((at, c.earliest));
+        }
+        // Room is made first, so that the ring never grows past `depth`.
+        while self.entries.len() >= depth {
+            self.entries.pop_front();
+        }
+        if self.entries.capacity() == 0 {
+            self.entries.reserve_exact(depth);
+        }
+        self.entries.push_back(Entry {
+            at,
+            duration_us: micros(r.duration),
+            resolve_us: micros(r.phases.resolve),
+            connect_us: micros(r.phases.connect),
+            tls_us: micros(r.phases.tls),
+            code: r.status.as_ref().map_or(0, |s| s.code),
+            flags: reason | (tls << 5) | (u16::from(http10) << 7) | (family << 8) | (index << 10),
+        });
+        // Certificate changes older than the oldest entry are of no use.
+        let oldest = self.entries.front().map_or(0, |e| e.at);
+        while self.certs.len() > 1 && self.certs[1].0 <= oldest {
+            self.certs.remove(0);
+        }
+    }
+
+    /// An entry in full.
+    fn expand(&self, e: &Entry) -> Result {
+        let total = e.duration();
+        let resolve = Duration::from_micros(u64::from(e.resolve_us));
+        let connect = Duration::from_micros(u64::from(e.connect_us));
+        let tls = Duration::from_micros(u64::from(e.tls_us));
+        let text_index = usize::from(e.flags >> 10);
+        Result {
+            at: e.time(),
+            duration: total,
+            phases: [
+                resolve,
+                connect,
+                tls,
+                total.saturating_sub(resolve + connect + tls),
+            ],
+            code: e.code,
+            failure: e.failure(),
+            tls: match (e.flags >> 5) & 3 {
+                1 => Some(TlsVersion::Tls12),
+                2 => Some(TlsVersion::Tls13),
+                _ => None,
+            },
+            ip_protocol: match (e.flags >> 8) & 3 {
+                1 => Some(4),
+                2 => Some(6),
+                _ => None,
+            },
+            text: self
+                .texts
+                .get(text_index)
+                .map(ToString::to_string)
+                .or_else(|| {
+                    (text_index == usize::from(NO_TEXT) && e.failure().is_some())
+                        .then(|| "(detail not kept)".into())
+                })
+                .filter(|t| !t.is_empty()),
+            cert_expiry: self
+                .certs
+                .iter()
+                .rev()
+                .find(|(from, _)| *from <= e.at)
+                .map(|(_, c)| *c),
+        }
+    }
+}
+
+/// The history of every target.
+#[derive(Debug)]
+pub struct History {
+    /// Results kept per target; 0 keeps none.
+    depth: usize,
+    /// By the target's label block (URL, name, labels).
+    tracks: RwLock<HashMap<String, Track>>,
+}
+
+impl History {
+    /// A history of `depth` results per target.
+    pub fn new(depth: usize) -> Self {
+        History {
+            depth,
+            tracks: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// How many results are kept per target.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Add a round's results.
+    pub fn record(&self, round: &Round) {
+        if self.depth == 0 {
+            return;
+        }
+        let at = round
+            .started_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        let mut tracks = self.tracks.write().unwrap_or_else(|p| p.into_inner());
+        for (t, r) in round.config.targets.iter().zip(&round.results) {
+            let track = match tracks.get_mut(&t.label_block) {
+                Some(track) => track,
+                None => tracks.entry(t.label_block.clone()).or_default(),
+            };
+            track.push(at, r, self.depth);
+        }
+    }
+
+    /// Keep only the targets whose label blocks `keep` holds (after a reload).
+    pub fn retain(&self, keep: &std::collections::HashSet<&str>) {
+        self.tracks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| keep.contains(k.as_str()));
+    }
+
+    /// A target's compact entries, oldest first, and its uptime over them.
+    pub fn strip(&self, label_block: &str) -> (Vec<Entry>, Option<f64>) {
+        let tracks = self.tracks.read().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = tracks.get(label_block) else {
+            return (Vec::new(), None);
+        };
+        let entries: Vec<Entry> = t.entries.iter().copied().collect();
+        let up = entries.iter().filter(|e| e.success()).count();
+        let uptime = (!entries.is_empty()).then(|| up as f64 / entries.len() as f64);
+        (entries, uptime)
+    }
+
+    /// A target's results in full, newest first.
+    pub fn results(&self, label_block: &str) -> Vec<Result> {
+        let tracks = self.tracks.read().unwrap_or_else(|p| p.into_inner());
+        tracks.get(label_block).map_or_else(Vec::new, |t| {
+            t.entries.iter().rev().map(|e| t.expand(e)).collect()
+        })
+    }
+
+    /// Bytes held, roughly: entries, texts and keys.
+    pub fn approximate_bytes(&self) -> usize {
+        let tracks = self.tracks.read().unwrap_or_else(|p| p.into_inner());
+        tracks
+            .iter()
+            .map(|(k, t)| {
+                k.capacity()
+                    + std::mem::size_of::<Track>()
+                    + t.entries.capacity() * std::mem::size_of::<Entry>()
+                    + t.texts.iter().map(|s| s.len() + 16).sum::<usize>()
+                    + t.certs.capacity() * 16
+                    + 32
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::probe::status::StatusLine;
+    use std::sync::Arc;
+
+    fn round(config: &Arc<crate::config::Config>, at: u64, up: impl Fn(usize) -> bool) -> Round {
+        let results = (0..config.targets.len())
+            .map(|i| {
+                let mut r = ProbeResult {
+                    duration: Duration::from_micros(1500 + i as u64),
+                    ..Default::default()
+                };
+                r.phases.connect = Duration::from_micros(500);
+                if up(i) {
+                    r.status = Some(StatusLine {
+                        version: HttpVersion::Http11,
+                        code: 200,
+                        reason: "OK".into(),
+                    });
+                } else {
+                    r.failure = Some(FailureReason::ConnectRefused);
+                    r.detail = Some("Connection refused (os error 111)".into());
+                }
+                r
+            })
+            .collect();
+        Round {
+            config: config.clone(),
+            results,
+            started_at: UNIX_EPOCH + Duration::from_secs(at),
+            duration: Duration::ZERO,
+            max_queue_wait: Duration::ZERO,
+            not_started: 0,
+            finished: tokio::time::Instant::now(),
+        }
+    }
+
+    fn config(n: usize) -> Arc<crate::config::Config> {
+        let mut text = String::from("targets:\n");
+        for i in 0..n {
+            text.push_str(&format!("  - http://host{i}.test/\n"));
+        }
+        Arc::new(crate::config::parse(std::path::Path::new("t.yml"), &text).unwrap())
+    }
+
+    #[test]
+    fn entries_are_small() {
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn a_flapping_target_shows_its_strip_uptime_and_details() {
+        let c = config(2);
+        let h = History::new(10);
+        for k in 0..12u64 {
+            h.record(&round(&c, 1_000 + k, |i| i == 0 || k % 2 == 0));
+        }
+        let (strip, uptime) = h.strip(&c.targets[1].label_block);
+        assert_eq!(strip.len(), 10, "kept to the depth");
+        assert!(strip.windows(2).all(|w| w[0].success() != w[1].success()));
+        assert_eq!(uptime, Some(0.5));
+        assert_eq!(h.strip(&c.targets[0].label_block).1, Some(1.0));
+        let full = h.results(&c.targets[1].label_block);
+        assert_eq!(full[0].at, UNIX_EPOCH + Duration::from_secs(1_011));
+        assert_eq!(full[0].failure, Some(FailureReason::ConnectRefused));
+        assert_eq!(
+            full[0].text.as_deref(),
+            Some("Connection refused (os error 111)")
+        );
+        assert_eq!(full[1].text.as_deref(), Some("HTTP/1.1 200 OK"));
+        assert_eq!(full[1].phases[1], Duration::from_micros(500));
+        assert_eq!(full[1].phases[3], Duration::from_micros(1001));
+        // A reload keeps the targets that stay.
+        let keep: std::collections::HashSet<&str> = [c.targets[0].label_block.as_str()].into();
+        h.retain(&keep);
+        assert!(h.strip(&c.targets[1].label_block).0.is_empty());
+        assert_eq!(h.strip(&c.targets[0].label_block).0.len(), 10);
+    }
+
+    #[test]
+    fn ten_thousand_targets_by_sixty_rounds_fit_in_16_mib() {
+        let c = config(10_000);
+        let h = History::new(60);
+        for k in 0..60u64 {
+            h.record(&round(&c, 1_000 + k, |i| (i + k as usize) % 7 != 0));
+        }
+        let bytes = h.approximate_bytes();
+        assert!(bytes < 16 << 20, "{bytes} bytes");
+        println!(
+            "history of 10,000 targets x 60 rounds: {:.1} MiB",
+            bytes as f64 / (1 << 20) as f64
+        );
+    }
+}
