@@ -174,17 +174,22 @@ impl WebConfig {
 
 /// Load a web config file; relative paths are resolved against its folder.
 pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
+    let text = crate::config::read_bounded(path, "web config file")?;
+    parse(path, &text)
+}
+
+/// Validate a web config's text; `path` names it in errors and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
     let err = |line: usize, column: usize, message: String| ConfigError {
         file: path.to_owned(),
         line,
         column,
         message,
     };
-    let text = crate::config::read_bounded(path, "web config file")?;
     let raw: RawWeb = if text.trim().is_empty() {
         RawWeb::default()
     } else {
-        serde_yaml::from_str(&text).map_err(|e| {
+        serde_yaml::from_str(text).map_err(|e| {
             let (l, c) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
             let msg = e.to_string();
             let msg = msg

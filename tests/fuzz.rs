@@ -92,3 +92,32 @@ proptest! {
         let _ = config::parse(Path::new("fuzz.yml"), &text);
     }
 }
+
+/// Every input a fuzz campaign ever failed on (`fuzz/run.sh`), kept in
+/// `tests/fuzz-regressions/TARGET/`, replayed the way that target's harness reads it.
+#[test]
+fn inputs_that_once_failed_a_fuzz_target_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/status_line");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        // The harness's layout: a count of cuts, the cut points, then the input.
+        let (n, rest) = data.split_first().unwrap();
+        let n = usize::from(n % 8);
+        let cuts: Vec<usize> = rest.iter().take(n).map(|&b| usize::from(b)).collect();
+        let input = &rest[n.min(rest.len())..];
+        assert_eq!(
+            feed(input, &[]),
+            feed(input, &cuts),
+            "{input:?} cut at {cuts:?}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1);
+    // The first one, reduced: garbage from the third byte, in a line longer than MAX_LINE.
+    let mut line = b"HT\xff".to_vec();
+    line.extend(std::iter::repeat_n(b'a', MAX_LINE + 10));
+    line.push(b'\n');
+    assert_eq!(feed(&line, &[]), Err(ParseError::NotHttp));
+    assert_eq!(feed(&line, &[0, 16]), Err(ParseError::NotHttp));
+}

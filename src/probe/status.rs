@@ -140,15 +140,20 @@ impl HeadParser {
         let mut pos = 0;
         loop {
             let rest = &buf[pos..];
+            // A status line that cannot be one is refused for that before its length is
+            // judged, so that the verdict is the same however the bytes were split.
             let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                if rest.len() >= MAX_LINE {
-                    return Err(ParseError::TooLong);
-                }
                 if self.state == State::Status {
                     check_prefix(rest)?;
                 }
+                if rest.len() >= MAX_LINE {
+                    return Err(ParseError::TooLong);
+                }
                 return Ok(Step::NeedMore { consumed: pos });
             };
+            if self.state == State::Status {
+                check_prefix(&rest[..nl])?;
+            }
             if nl + 1 > MAX_LINE {
                 return Err(ParseError::TooLong);
             }

@@ -1,0 +1,28 @@
+//! A URL to request bytes: an accepted URL always makes a well-formed request with no
+//! injected line.
+#![no_main]
+
+use http_status_exporter::target::{Method, build_request, parse_url};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(url) = parse_url(text) else {
+        return;
+    };
+    let request = build_request(&url, Method::Get, &[]);
+    let request = std::str::from_utf8(&request).expect("requests are text");
+    let lines: Vec<&str> = request.split("\r\n").collect();
+    assert!(
+        lines[0].starts_with("GET /") && lines[0].ends_with(" HTTP/1.1"),
+        "{request:?}"
+    );
+    assert!(request.ends_with("\r\n\r\n"));
+    // Request line, Host, User-Agent, Connection, then the blank line that ends the head.
+    assert_eq!(lines.len(), 6, "{request:?}");
+    assert!(
+        !request.contains('\n') || request.matches('\n').count() == request.matches("\r\n").count()
+    );
+});

@@ -1,0 +1,263 @@
+//! Real network faults, made on test hosts of our own: two network namespaces joined by a veth
+//! pair, with addresses from 198.18.0.0/15 (the benchmarking range) that exist only inside
+//! them. The exporter's `check` runs in the client namespace; nothing leaves the machine and
+//! the host's own interfaces and sysctls are untouched.
+//!
+//! Needs root and iproute2 (`ip netns`), as CI has.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Two namespaces and a veth between them, removed when dropped.
+struct Net {
+    /// The exporter's side.
+    client: String,
+    /// The servers' side.
+    server: String,
+    /// The client's address.
+    client_ip: String,
+    /// The server's address.
+    server_ip: String,
+    /// Servers started in the server namespace.
+    servers: Vec<Child>,
+}
+
+/// Run `ip` with these arguments; panic naming the package when it fails.
+fn ip(args: &[&str]) {
+    let ip = common::find_program("ip", "iproute2");
+    let out = Command::new(ip).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {} (these tests need root and the iproute2 package)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Net {
+    fn new() -> Net {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let k = N.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}-{k}", std::process::id());
+        let (client, server) = (format!("hse-c-{id}"), format!("hse-s-{id}"));
+        // One /24 per net of this process, inside 198.18.0.0/15.
+        let subnet = 1 + (std::process::id() as usize * 7 + k) % 250;
+        let (client_ip, server_ip) = (format!("198.18.{subnet}.1"), format!("198.18.{subnet}.2"));
+        let net = Net {
+            client: client.clone(),
+            server: server.clone(),
+            client_ip: client_ip.clone(),
+            server_ip: server_ip.clone(),
+            servers: Vec::new(),
+        };
+        ip(&["netns", "add", &client]);
+        ip(&["netns", "add", &server]);
+        let (c_if, s_if) = (format!("hc{k}"), format!("hs{k}"));
+        ip(&[
+            "-n", &client, "link", "add", &c_if, "type", "veth", "peer", "name", &s_if, "netns",
+            &server,
+        ]);
+        ip(&[
+            "-n",
+            &client,
+            "addr",
+            "add",
+            &format!("{client_ip}/24"),
+            "dev",
+            &c_if,
+        ]);
+        ip(&[
+            "-n",
+            &server,
+            "addr",
+            "add",
+            &format!("{server_ip}/24"),
+            "dev",
+            &s_if,
+        ]);
+        for (ns, dev) in [(&client, &c_if), (&server, &s_if)] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    /// The server side's interface.
+    fn server_if(&self) -> String {
+        let k = self.client.rsplit('-').next().unwrap_or("0");
+        format!("hs{k}")
+    }
+
+    /// Start a Python TCP server in the server namespace on `port`: `mode` says what it does
+    /// with each connection. Returns once it listens.
+    fn serve(&mut self, port: u16, mode: &str) {
+        let script = format!(
+            r#"
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("{ip}", {port})); s.listen(64)
+print("listening", flush=True)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c)
+    if "{mode}" == "partial":
+        c.recv(65536); c.sendall(b"HTTP/1.1 2")
+    elif "{mode}" == "ok":
+        c.recv(65536); c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); c.close()
+    # "deaf": accept and never read
+"#,
+            ip = self.server_ip
+        );
+        let mut child = Command::new(common::find_program("ip", "iproute2"))
+            .args(["netns", "exec", &self.server, "python3", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "listening");
+        self.servers.push(child);
+    }
+
+    /// Run the exporter's `check --output json` in the client namespace on a targets file;
+    /// the JSON lines and the wall time.
+    fn check(&self, yaml: &str) -> (Vec<serde_json::Value>, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("targets.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let t = Instant::now();
+        let out = Command::new(common::find_program("ip", "iproute2"))
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                common::exporter_bin(),
+                "check",
+                "--output",
+                "json",
+                "--config.file",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, took)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        for ns in [&self.client, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The result of `url` among `lines`.
+fn result<'a>(lines: &'a [serde_json::Value], url: &str) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["target"] == url)
+        .unwrap_or_else(|| panic!("no result for {url}: {lines:?}"))
+}
+
+/// Seconds of a result, printed for the README's fault table (`--nocapture`).
+fn secs(v: &serde_json::Value) -> f64 {
+    let s = v["duration_seconds"].as_f64().unwrap();
+    println!("{}: {} after {s:.4} s", v["target"], v["reason"]);
+    s
+}
+
+#[test]
+fn a_route_that_drops_the_handshake_is_a_connect_timeout_at_the_deadline() {
+    let mut net = Net::new();
+    net.serve(8080, "ok");
+    // The server's answers to the client go nowhere: the SYN arrives, no SYN-ACK comes back.
+    ip(&[
+        "-n",
+        &net.server,
+        "route",
+        "add",
+        "blackhole",
+        &format!("{}/32", net.client_ip),
+    ]);
+    let url = format!("http://{}:8080/", net.server_ip);
+    let (lines, _) = net.check(&format!("defaults: {{timeout: 1s}}\ntargets: ['{url}']\n"));
+    let r = result(&lines, &url);
+    assert_eq!(r["reason"], "connect_timeout", "{r}");
+    assert!((1.0..1.05).contains(&secs(r)), "{r}");
+}
+
+#[test]
+fn an_unreachable_route_is_a_connect_error_at_once() {
+    let net = Net::new();
+    ip(&[
+        "-n",
+        &net.client,
+        "route",
+        "add",
+        "unreachable",
+        "198.19.77.0/24",
+    ]);
+    let url = "http://198.19.77.7:8080/";
+    let (lines, _) = net.check(&format!("defaults: {{timeout: 2s}}\ntargets: ['{url}']\n"));
+    let r = result(&lines, url);
+    assert_eq!(r["reason"], "connect_error", "{r}");
+    assert!(secs(r) < 0.05, "{r}");
+}
+
+#[test]
+fn a_link_that_goes_down_mid_status_line_is_a_timeout_at_the_deadline() {
+    let mut net = Net::new();
+    net.serve(8081, "partial");
+    let url = format!("http://{}:8081/", net.server_ip);
+    let yaml = format!("defaults: {{timeout: 1500ms}}\ntargets: ['{url}']\n");
+    let server = net.server.clone();
+    let dev = net.server_if();
+    // The link goes down once the partial status line is on its way.
+    let cut = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        ip(&["-n", &server, "link", "set", &dev, "down"]);
+    });
+    let (lines, _) = net.check(&yaml);
+    cut.join().unwrap();
+    let r = result(&lines, &url);
+    assert_eq!(r["reason"], "timeout", "{r}");
+    assert!((1.5..1.55).contains(&secs(r)), "{r}");
+}
+
+#[test]
+fn a_server_that_never_reads_a_large_request_ends_at_the_deadline() {
+    let mut net = Net::new();
+    net.serve(8082, "deaf");
+    let url = format!("http://{}:8082/", net.server_ip);
+    // 60 headers of 4,000 bytes: 240 KB that the server never reads, so our write blocks.
+    let headers: Vec<String> = (0..60)
+        .map(|i| format!("X-Big-{i}: '{}'", "x".repeat(4000)))
+        .collect();
+    let yaml = format!(
+        "defaults: {{timeout: 1s, headers: {{{}}}}}\ntargets: ['{url}']\n",
+        headers.join(", ")
+    );
+    let (lines, _) = net.check(&yaml);
+    let r = result(&lines, &url);
+    assert_eq!(r["reason"], "timeout", "{r}");
+    assert!((1.0..1.05).contains(&secs(r)), "{r}");
+}
