@@ -261,3 +261,159 @@ fn a_server_that_never_reads_a_large_request_ends_at_the_deadline() {
     assert_eq!(r["reason"], "timeout", "{r}");
     assert!((1.0..1.05).contains(&secs(r)), "{r}");
 }
+
+/// Run `f` on a thread of its own inside network namespace `ns`: its sockets are that
+/// namespace's.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns moves only this thread, into a namespace whose descriptor we hold.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A server in namespace `ns` on `addr` that answers 200 and then leaves the connection open
+/// until the client ends it; counts connections.
+fn keep_open_server(ns: &str, addr: std::net::SocketAddr) -> std::sync::Arc<AtomicUsize> {
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let path = format!("/run/netns/{ns}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: as in `in_netns`.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            socket.bind(addr).unwrap();
+            let listener = socket.listen(4096).unwrap();
+            tx.send(()).unwrap();
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    // Never close first: wait for the client's close or reset.
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    rx.recv().unwrap();
+    count
+}
+
+#[test]
+fn ten_thousand_targets_every_2s_for_60s_never_run_out_of_ports() {
+    let net = Net::new();
+    // Ports are a per-namespace matter: TIME_WAIT sockets may not be reused here.
+    ip(&[
+        "netns",
+        "exec",
+        &net.client,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.tcp_tw_reuse=0",
+    ]);
+    let server: std::net::SocketAddr = format!("{}:8090", net.server_ip).parse().unwrap();
+    let accepted = keep_open_server(&net.server, server);
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml =
+        String::from("defaults: {timeout: 1500ms}\nmax_connections_per_host: 1024\ntargets:\n");
+    for i in 0..10_000 {
+        yaml.push_str(&format!("  - http://{server}/t{i}\n"));
+    }
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    // The exporter in the client namespace, through a wrapper that enters it.
+    let wrapper = dir.path().join("in-client-ns");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} netns exec {} {} \"$@\"\n",
+            common::find_program("ip", "iproute2").display(),
+            net.client,
+            common::exporter_bin()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = common::Exporter::start_with(&wrapper, &path, &[]);
+    let addr = e.addr;
+    let start = Instant::now();
+    let mut rounds = 0;
+    let mut ok = 0;
+    let mut errors = Vec::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        let tick = Instant::now();
+        let body = in_netns(&net.client, move || {
+            common::http(
+                addr,
+                "GET",
+                "/metrics",
+                &["X-Prometheus-Scrape-Timeout-Seconds: 1.9".into()],
+            )
+            .body
+        });
+        rounds += 1;
+        ok += body
+            .lines()
+            .filter(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
+            .count();
+        errors.extend(
+            body.lines()
+                .filter(|l| l.starts_with("probe_failure_reason{"))
+                .take(3)
+                .map(str::to_owned),
+        );
+        std::thread::sleep(Duration::from_secs(2).saturating_sub(tick.elapsed()));
+    }
+    let client = net.client.clone();
+    let time_wait = in_netns(&client, || {
+        let out = Command::new(common::find_program("ss", "iproute2"))
+            .args(["-tan", "state", "time-wait"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .count()
+            .saturating_sub(1)
+    });
+    println!(
+        "{rounds} rounds, {ok} ok, {} failures, {} connections accepted, {time_wait} TIME_WAIT on the exporter's side",
+        errors.len(),
+        accepted.load(Ordering::Relaxed)
+    );
+    assert!(rounds >= 29, "{rounds} rounds");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ok, rounds * 10_000);
+    assert!(time_wait < 100, "{time_wait} TIME_WAIT sockets on our side");
+}
