@@ -275,6 +275,10 @@ async fn run(
         .map(|a| if a.is_ipv4() { 4 } else { 6 });
     // Probes write one small request: do not wait for more to fill a segment.
     let _ = tcp.set_nodelay(true);
+    // A connection we close first ends with a reset, unless the server has closed already
+    // (see `finish`): an active close would leave a TIME_WAIT socket on our side for a
+    // minute, and rounds of thousands of targets on one address would run out of ports.
+    set_linger_zero(&tcp, true);
 
     match (target.url.scheme, &target.tls) {
         // Boxed: the TLS state is large, and plain probes should not carry its size.
@@ -327,7 +331,7 @@ async fn tls_exchange(
 /// Write the request, read the final status line, judge the code.
 async fn exchange<S>(mut stream: S, target: &Target, deadline: Instant, result: &mut ProbeResult)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Conn,
 {
     let t = Instant::now();
     let outcome = timeout_at(deadline, async {
@@ -358,7 +362,52 @@ where
             result.status = Some(status);
         }
     }
+    finish(&mut stream);
     // Dropping the stream closes the connection.
+}
+
+/// A probe's stream: gives access to its TCP socket.
+trait Conn: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &tokio::net::TcpStream;
+}
+
+impl Conn for tokio::net::TcpStream {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self
+    }
+}
+
+impl Conn for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Turn the reset-on-close of a probe's socket on or off.
+// `set_linger` is deprecated in tokio because a linger *time* blocks the closing thread;
+// zero does not block (it resets), and off is the default close.
+#[allow(deprecated)]
+fn set_linger_zero(tcp: &tokio::net::TcpStream, on: bool) {
+    let _ = tcp.set_linger(on.then_some(Duration::ZERO));
+}
+
+/// Before the stream is dropped: when the server has already closed its side (its FIN is
+/// among the bytes already received), close normally, so that TIME_WAIT stays on the server's
+/// side; otherwise the close resets. Reads only what has arrived, at most 64 KiB, never waits.
+fn finish<S: Conn>(stream: &mut S) {
+    use futures_util::FutureExt as _;
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.read(&mut buf).now_or_never() {
+            Some(Ok(0)) => {
+                set_linger_zero(stream.tcp(), false);
+                return;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return,
+        }
+    }
 }
 
 /// Why no status line was read.
