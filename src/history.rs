@@ -157,8 +157,10 @@ impl Track {
         while self.entries.len() >= depth {
             self.entries.pop_front();
         }
-        if self.entries.capacity() == 0 {
-            self.entries.reserve_exact(depth);
+        // Grown by doubling up to exactly `depth`: a young history costs what it holds.
+        if self.entries.len() == self.entries.capacity() {
+            let next = (self.entries.capacity() * 2).clamp(4, depth);
+            self.entries.reserve_exact(next - self.entries.len());
         }
         self.entries.push_back(Entry {
             at,

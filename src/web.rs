@@ -283,24 +283,30 @@ fn tls_acceptor(t: &RawTls, base: &Path) -> Result<tokio_rustls::TlsAcceptor, St
 mod tests {
     use super::*;
 
-    #[test]
-    fn basic_auth() {
-        let hash = bcrypt::hash("secret", 4).unwrap();
+    /// A config with one user, `prom`, whose password `secret` is hashed at `cost`.
+    fn one_user(cost: u32) -> WebConfig {
         let mut users = BTreeMap::new();
-        users.insert("prom".to_owned(), hash);
-        let w = WebConfig {
+        users.insert("prom".to_owned(), bcrypt::hash("secret", cost).unwrap());
+        WebConfig {
             tls: None,
             client_auth: ClientAuth::NoClientCert,
             dummy: dummy_hash(&users),
             users,
             verified: Mutex::new(HashSet::new()),
-        };
-        let b64 = |s: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(s)
-            )
-        };
+        }
+    }
+
+    /// A Basic `Authorization` value.
+    fn b64(s: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+    }
+
+    #[test]
+    fn basic_auth() {
+        let w = one_user(4);
         assert!(w.authorized(Some(&b64("prom:secret"))));
         assert!(w.authorized(Some(&b64("prom:secret"))), "cached");
         assert!(!w.authorized(Some(&b64("prom:wrong"))));
@@ -317,21 +323,7 @@ mod tests {
 
     #[test]
     fn unknown_users_take_as_long_as_wrong_passwords() {
-        let mut users = BTreeMap::new();
-        users.insert("prom".to_owned(), bcrypt::hash("secret", 8).unwrap());
-        let w = WebConfig {
-            tls: None,
-            client_auth: ClientAuth::NoClientCert,
-            dummy: dummy_hash(&users),
-            users,
-            verified: Mutex::new(HashSet::new()),
-        };
-        let b64 = |s: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(s)
-            )
-        };
+        let w = one_user(8);
         let time = |header: &str| {
             let t = std::time::Instant::now();
             for _ in 0..5 {

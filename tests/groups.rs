@@ -150,7 +150,7 @@ fn probe_answers_for_configured_targets_only() {
     let outsider = Counter::start(Duration::ZERO);
     let e = Exporter::start(&grouped(peer.addr), &[]);
     let api = format!("http://{}/api", peer.addr);
-    let q = |t: &str| url_encode(t);
+    let q = common::url_encode;
     // Not configured: 404, and nothing is opened towards it.
     let r = http(
         e.addr,
@@ -189,18 +189,6 @@ fn probe_answers_for_configured_targets_only() {
     );
     assert_eq!(r.status, 404);
     assert_eq!(http(e.addr, "GET", "/probe", &[]).status, 400);
-}
-
-/// Percent-encode a query value.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A GET against Prometheus's HTTP API, as JSON.

@@ -386,7 +386,6 @@ fn tls_mutual_tls_and_basic_auth_on_our_endpoints() {
 
 #[test]
 fn the_status_page_reads_worst_first_in_a_real_browser() {
-    let chromium = find_program("chromium", "chromium");
     let nginx = Nginx::start(&[]);
     let yaml = format!(
         "targets:\n  - url: http://127.0.0.1:{p}/ok\n    name: fine\n  - url: http://127.0.0.1:{p}/broken\n    name: broken\n  - url: http://127.0.0.1:{r}/\n    name: refused\n",
@@ -398,25 +397,9 @@ fn the_status_page_reads_worst_first_in_a_real_browser() {
     let url = format!("http://{}/", exporter.addr);
     let artefacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artefacts).unwrap();
-    let profile = tempfile::tempdir().unwrap();
     let browser = |extra: &[&str]| {
-        Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=1200,500",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .unwrap()
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        common::chromium(&url, (1200, 500), &extra)
     };
     let dom = browser(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);

@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{Exporter, closed_port, find_program, http};
+use common::{Exporter, closed_port, http};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -44,48 +43,20 @@ fn artefacts() -> PathBuf {
 
 /// Headless Chromium on `url`: the DOM after loading, and a screenshot into `shot`.
 fn browse(url: &str, shot: &Path, height: u32) -> String {
-    let chromium = find_program("chromium", "chromium");
-    let profile = tempfile::tempdir().unwrap();
-    let run = |extra: &[String]| {
-        Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
-            .arg(format!("--window-size=1400,{height}"))
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(url)
-            .output()
-            .unwrap()
-    };
-    let dom = String::from_utf8_lossy(&run(&["--dump-dom".into()]).stdout).into_owned();
+    let dom = common::chromium(url, (1400, height), &["--dump-dom".into()]);
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
     let _ = std::fs::remove_file(shot);
-    let out = run(&[format!("--screenshot={}", shot.display())]);
+    let out = common::chromium(
+        url,
+        (1400, height),
+        &[format!("--screenshot={}", shot.display())],
+    );
     assert!(
         shot.metadata().is_ok_and(|m| m.len() > 1000),
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     dom
-}
-
-/// Percent-encode a query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]
@@ -133,7 +104,11 @@ fn a_flapping_target_shows_its_strip_and_uptime_and_its_own_page() {
 
     // Its own page: every result in full.
     let page = browse(
-        &format!("http://{}/target?url={}", e.addr, enc(&flap_url)),
+        &format!(
+            "http://{}/target?url={}",
+            e.addr,
+            common::url_encode(&flap_url)
+        ),
         &artefacts().join("status-target.png"),
         700,
     );

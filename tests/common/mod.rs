@@ -47,6 +47,42 @@ pub fn find_program(name: &str, package: &str) -> PathBuf {
     );
 }
 
+/// Percent-encode a query value.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Headless Chromium on `url` with `extra` flags (`--dump-dom`, `--screenshot=F`), in a
+/// profile of its own, without the background traffic this closed network refuses.
+pub fn chromium(url: &str, window: (u32, u32), extra: &[String]) -> std::process::Output {
+    let chromium = find_program("chromium", "chromium");
+    let profile = tempfile::tempdir().unwrap();
+    Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--window-size={},{}", window.0, window.1))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap()
+}
+
 /// Wait until something accepts connections on `addr`.
 pub fn wait_listening(addr: SocketAddr, within: Duration) {
     let end = Instant::now() + within;
