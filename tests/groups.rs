@@ -47,8 +47,11 @@ impl Counter {
                         *h.lock().unwrap().entry(path.to_owned()).or_default() += 1;
                     }
                     std::thread::sleep(delay);
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    // Out of service before the answer leaves: the client cannot open its next
+                    // connection before it has this answer, so no overlap is counted that the
+                    // client did not cause.
                     now.fetch_sub(1, Ordering::SeqCst);
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
                 });
             }
         });
