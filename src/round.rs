@@ -481,20 +481,17 @@ impl Prober {
             return full;
         }
         let mut subsets = self.subsets.lock().unwrap_or_else(|p| p.into_inner());
-        // A subset of another config (before a reload) is never served.
-        if let Some(c) = subsets.get(selection)
-            && subsets
-                .get(&Selection::All)
-                .is_some_and(|all| Arc::ptr_eq(all, &full))
-        {
-            return c.clone();
-        }
+        // The cache belongs to one config: after a reload it starts again, so that a subset of
+        // the old config is never served.
         if !subsets
             .get(&Selection::All)
             .is_some_and(|all| Arc::ptr_eq(all, &full))
         {
             subsets.clear();
             subsets.insert(Selection::All, full.clone());
+        }
+        if let Some(c) = subsets.get(selection) {
+            return c.clone();
         }
         let subset = Arc::new(full.subset(|t| selection.keeps(t)));
         subsets.insert(selection.clone(), subset.clone());

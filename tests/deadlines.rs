@@ -28,6 +28,18 @@ fn silent_counter() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, count)
 }
 
+/// A scrape announcing a 0.6 s timeout: how long its answer took, and the answer.
+fn short_scrape(addr: SocketAddr) -> (Duration, String) {
+    let t = Instant::now();
+    let r = http(
+        addr,
+        "GET",
+        "/metrics",
+        &["X-Prometheus-Scrape-Timeout-Seconds: 0.6".into()],
+    );
+    (t.elapsed(), r.body)
+}
+
 /// The number of series of `probe_failure_reason` with this reason.
 fn count_reason(body: &str, want: &str) -> usize {
     body.lines()
@@ -74,16 +86,7 @@ fn each_scrape_gets_its_own_deadline_and_never_a_shorter_budget() {
     let yaml = format!("defaults: {{timeout: 2s}}\ntargets:\n  - http://{peer}/late\n");
     let e = Exporter::start(&yaml, &[]);
     let addr = e.addr;
-    let short = std::thread::spawn(move || {
-        let t = Instant::now();
-        let r = http(
-            addr,
-            "GET",
-            "/metrics",
-            &["X-Prometheus-Scrape-Timeout-Seconds: 0.6".into()],
-        );
-        (t.elapsed(), r.body)
-    });
+    let short = std::thread::spawn(move || short_scrape(addr));
     std::thread::sleep(Duration::from_millis(50));
     // A long scrape arriving during the short one's round must not be cut by its budget.
     let long = e.scrape(Some(25.0));
@@ -103,19 +106,9 @@ fn each_scrape_gets_its_own_deadline_and_never_a_shorter_budget() {
     // scrape with a 0.6 s timeout arriving meanwhile is answered by its own deadline.
     let long_round = std::thread::spawn(move || http(addr, "GET", "/metrics", &[]).body);
     std::thread::sleep(Duration::from_millis(50));
-    let t = Instant::now();
-    let r = http(
-        addr,
-        "GET",
-        "/metrics",
-        &["X-Prometheus-Scrape-Timeout-Seconds: 0.6".into()],
-    );
-    assert!(
-        t.elapsed() < Duration::from_millis(600),
-        "{:?}",
-        t.elapsed()
-    );
-    assert_eq!(reason(&r.body, &target).as_deref(), Some("scrape_deadline"));
+    let (took, body) = short_scrape(addr);
+    assert!(took < Duration::from_millis(600), "{took:?}");
+    assert_eq!(reason(&body, &target).as_deref(), Some("scrape_deadline"));
     let unbounded = long_round.join().unwrap();
     assert_eq!(reason(&unbounded, &target), None);
     // Equal budgets still share one round: two scrapes, one probe.

@@ -256,15 +256,6 @@ impl Resolver {
         }
     }
 
-    /// Which backend this is.
-    pub fn backend(&self) -> Backend {
-        if self.stub.is_some() {
-            Backend::Builtin
-        } else {
-            Backend::System
-        }
-    }
-
     /// A one-line description for the start-up log and `--config.check`.
     pub fn describe(&self) -> String {
         match &self.stub {
