@@ -432,6 +432,7 @@ fn render_time() -> f64 {
             phases: Phases {
                 resolve: Duration::from_micros(3),
                 connect: Duration::from_micros(120),
+                proxy: Duration::ZERO,
                 tls: Duration::ZERO,
                 processing: Duration::from_micros(300),
             },

@@ -142,9 +142,12 @@ pub fn json_line(t: &Target, r: &ProbeResult) -> String {
         "phases": {
             "resolve": r.phases.resolve.as_secs_f64(),
             "connect": r.phases.connect.as_secs_f64(),
+            "proxy": r.phases.proxy.as_secs_f64(),
             "tls": r.phases.tls.as_secs_f64(),
             "processing": r.phases.processing.as_secs_f64(),
         },
+        "redirects": r.redirects,
+        "ssl": r.ssl,
         "ip_protocol": r.ip_protocol,
         "tls_version": r.tls_version.map(|v| v.as_str()),
         "cert_leaf_expiry": r.cert.map(|c| c.leaf),

@@ -20,7 +20,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::codes::StatusCodes;
-use crate::target::{self, IpProtocol, Method, ProbeUrl, Target};
+use bytes::Bytes;
+
+use crate::proxy::{self, NoProxy, ProxyRules};
+use crate::target::{self, IpProtocol, Method, ProbeUrl, RequestSpec, Secret, Target};
 use crate::tls::{self, MinVersion, TlsSettings, TlsTarget};
 
 /// A probe's timeout when none is configured.
@@ -36,6 +39,15 @@ pub const MAX_TEXT: usize = 4096;
 
 /// Most labels, and most headers, of a target.
 pub const MAX_PAIRS: usize = 64;
+
+/// Most redirects `follow_redirects` may allow.
+pub const MAX_REDIRECTS: u8 = 20;
+
+/// Largest `body` or `body_file`: a health check's request, not an upload.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Largest file a password, token or header value is read from.
+pub const MAX_SECRET_FILE: usize = 64 * 1024;
 
 /// How far past the previous target's URL the next one is looked for when an error must be
 /// placed: far enough for a target with a long block of settings.
@@ -156,26 +168,168 @@ impl<'de> Deserialize<'de> for UrlValue {
     }
 }
 
+/// Where a header's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HeaderSource {
+    /// Written in the file: may be shown.
+    Plain(String),
+    /// Several values: one header line each (`proxy_connect_header` only).
+    List(Vec<String>),
+    /// Read from a file at load and at reload: a secret.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for HeaderSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A string, a list of strings, or `{file: PATH}`.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderSource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a header value, or {file: PATH}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderSource, E> {
+                Ok(HeaderSource::Plain(v.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HeaderSource, A::Error> {
+                let mut values = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    if values.len() == MAX_PAIRS {
+                        return Err(de::Error::custom(format!("more than {MAX_PAIRS} values")));
+                    }
+                    values.push(v);
+                }
+                Ok(HeaderSource::List(values))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderSource, A::Error> {
+                let mut file = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "file" || file.is_some() {
+                        return Err(de::Error::custom(format!(
+                            "unknown field `{key}`, expected `file`"
+                        )));
+                    }
+                    file = Some(map.next_value::<PathBuf>()?);
+                }
+                file.map(HeaderSource::File)
+                    .ok_or_else(|| de::Error::custom("missing field `file`"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Request headers, checked for valid names and values that cannot inject lines.
-#[derive(Debug, Clone, Default)]
-struct Headers(Vec<(String, String)>);
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Headers(Vec<(String, HeaderSource)>);
 
 impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<String, String>::deserialize(d)?;
+        let map = BTreeMap::<String, HeaderSource>::deserialize(d)?;
         for (k, v) in &map {
             if k.is_empty() || !k.bytes().all(crate::probe::status::is_tchar) {
                 return Err(de::Error::custom(format!(
                     "headers: invalid header name {k:?}"
                 )));
             }
-            if v.chars().any(|c| c.is_control() && c != '\t') {
+            let values: &[String] = match v {
+                HeaderSource::Plain(v) => std::slice::from_ref(v),
+                HeaderSource::List(l) => l,
+                HeaderSource::File(_) => &[],
+            };
+            if values.iter().any(|v| has_control(v)) {
                 return Err(de::Error::custom(format!(
                     "headers: header {k:?} has control characters in its value"
                 )));
             }
         }
         Ok(Headers(map.into_iter().collect()))
+    }
+}
+
+/// Whether a header value holds characters that could end its line.
+fn has_control(v: &str) -> bool {
+    v.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// A password or token written in the file. Decoding errors never quote it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SecretValue(Secret);
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Any scalar, as text.
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SecretValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretValue, E> {
+                if has_control(v) {
+                    return Err(E::custom("the value has control characters"));
+                }
+                Ok(SecretValue(Secret::new(v.to_owned())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SecretValue, E> {
+                Ok(SecretValue(Secret::new(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SecretValue, E> {
+                Ok(SecretValue(Secret::new(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretValue, E> {
+                Err(E::custom("write the value as a quoted string"))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretValue, E> {
+                Err(E::custom("write the value as a quoted string"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `basic_auth`: the password written in the file or read from one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicAuth {
+    /// The user name (may be shown).
+    username: String,
+    /// The password.
+    password: Option<SecretValue>,
+    /// A file holding the password.
+    password_file: Option<PathBuf>,
+}
+
+/// `no_proxy`: a list, or one comma-separated string as in `NO_PROXY`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct NoProxyList(Vec<String>);
+
+impl<'de> Deserialize<'de> for NoProxyList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A string or a list of strings.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        let list = match Form::deserialize(d)
+            .map_err(|_| de::Error::custom("no_proxy: a list of host names and CIDRs"))?
+        {
+            Form::One(s) => s.split(',').map(|e| e.trim().to_owned()).collect(),
+            Form::Many(l) => l,
+        };
+        NoProxy::parse(list.iter().map(String::as_str)).map_err(de::Error::custom)?;
+        Ok(NoProxyList(list))
     }
 }
 
@@ -252,7 +406,7 @@ struct Settings {
     timeout: Option<HumanDuration>,
     /// Codes that count as success.
     valid_status_codes: Option<StatusCodes>,
-    /// GET or HEAD.
+    /// Any method token.
     method: Option<Method>,
     /// Extra request headers.
     headers: Option<Headers>,
@@ -264,6 +418,30 @@ struct Settings {
     source_ip: Option<IpAddr>,
     /// The group of the targets (in `defaults` only; a `groups` block is a group already).
     group: Option<GroupName>,
+    /// Redirects followed at most.
+    follow_redirects: Option<u8>,
+    /// Fail when the final request went over TLS.
+    fail_if_ssl: Option<bool>,
+    /// Fail when the final request did not go over TLS.
+    fail_if_not_ssl: Option<bool>,
+    /// `http://[user:password@]host:port` of a proxy for every request.
+    proxy_url: Option<SecretValue>,
+    /// Hosts reached without the proxy.
+    no_proxy: Option<NoProxyList>,
+    /// Take the proxy from `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`.
+    proxy_from_environment: Option<bool>,
+    /// Headers of every CONNECT request.
+    proxy_connect_header: Option<Headers>,
+    /// `Authorization: Basic`.
+    basic_auth: Option<BasicAuth>,
+    /// `Authorization: Bearer`, written in the file.
+    bearer_token: Option<SecretValue>,
+    /// `Authorization: Bearer`, read from a file.
+    bearer_token_file: Option<PathBuf>,
+    /// The request body.
+    body: Option<String>,
+    /// A file holding the request body.
+    body_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -291,12 +469,52 @@ impl Settings {
                 .valid_status_codes
                 .clone()
                 .or_else(|| self.valid_status_codes.clone()),
-            method: over.method.or(self.method),
+            method: over.method.clone().or_else(|| self.method.clone()),
             headers,
             tls_config,
             ip_protocol: over.ip_protocol.or(self.ip_protocol),
             source_ip: over.source_ip.or(self.source_ip),
             group: over.group.clone().or_else(|| self.group.clone()),
+            follow_redirects: over.follow_redirects.or(self.follow_redirects),
+            fail_if_ssl: over.fail_if_ssl.or(self.fail_if_ssl),
+            fail_if_not_ssl: over.fail_if_not_ssl.or(self.fail_if_not_ssl),
+            // Keys that belong together are taken together from the layer that sets any of
+            // them: a target's `bearer_token` replaces the defaults' `basic_auth`, its
+            // `body_file` the defaults' `body`, its `proxy_from_environment` their `proxy_url`.
+            ..self.grouped_under(over)
+        }
+    }
+
+    /// The credential, body and proxy keys of [`Settings::under`].
+    fn grouped_under(&self, over: &Settings) -> Settings {
+        let top = |x: &Settings| -> bool {
+            x.basic_auth.is_some() || x.bearer_token.is_some() || x.bearer_token_file.is_some()
+        };
+        let auth = if top(over) { over } else { self };
+        let body = if over.body.is_some() || over.body_file.is_some() {
+            over
+        } else {
+            self
+        };
+        let proxied = if over.proxy_url.is_some() || over.proxy_from_environment.is_some() {
+            over
+        } else {
+            self
+        };
+        Settings {
+            basic_auth: auth.basic_auth.clone(),
+            bearer_token: auth.bearer_token.clone(),
+            bearer_token_file: auth.bearer_token_file.clone(),
+            body: body.body.clone(),
+            body_file: body.body_file.clone(),
+            proxy_url: proxied.proxy_url.clone(),
+            proxy_from_environment: proxied.proxy_from_environment,
+            no_proxy: over.no_proxy.clone().or_else(|| self.no_proxy.clone()),
+            proxy_connect_header: over
+                .proxy_connect_header
+                .clone()
+                .or_else(|| self.proxy_connect_header.clone()),
+            ..Settings::default()
         }
     }
 }
@@ -326,49 +544,85 @@ impl<'de> Deserialize<'de> for GroupName {
     }
 }
 
-/// One entry of `targets` in its long form.
-#[derive(Debug, Clone, Deserialize)]
+/// One entry of `targets` in its long form: its URL, name and labels, and any key of
+/// [`Settings`] (each documented there), over its group's and the defaults'.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LongTarget {
-    /// The URL.
-    url: UrlValue,
+    /// The URL (`None` only while the entry is being built).
+    #[serde(deserialize_with = "some_url")]
+    url: Option<UrlValue>,
     /// The `name` label.
     name: Option<String>,
     /// Extra labels.
     labels: Option<Labels>,
-    /// See [`Settings`].
-    timeout: Option<HumanDuration>,
-    /// See [`Settings`].
-    valid_status_codes: Option<StatusCodes>,
-    /// See [`Settings`].
-    method: Option<Method>,
-    /// See [`Settings`]; merged over the default headers.
-    headers: Option<Headers>,
-    /// See [`Settings`]; merged field by field over the default block.
-    tls_config: Option<RawTls>,
-    /// See [`Settings`].
-    ip_protocol: Option<IpProtocol>,
-    /// See [`Settings`].
-    source_ip: Option<IpAddr>,
     /// The group, whose settings in `groups` apply over `defaults`.
     group: Option<GroupName>,
+    timeout: Option<HumanDuration>,
+    valid_status_codes: Option<StatusCodes>,
+    method: Option<Method>,
+    headers: Option<Headers>,
+    tls_config: Option<RawTls>,
+    ip_protocol: Option<IpProtocol>,
+    source_ip: Option<IpAddr>,
+    follow_redirects: Option<u8>,
+    fail_if_ssl: Option<bool>,
+    fail_if_not_ssl: Option<bool>,
+    proxy_url: Option<SecretValue>,
+    no_proxy: Option<NoProxyList>,
+    proxy_from_environment: Option<bool>,
+    proxy_connect_header: Option<Headers>,
+    basic_auth: Option<BasicAuth>,
+    bearer_token: Option<SecretValue>,
+    bearer_token_file: Option<PathBuf>,
+    body: Option<String>,
+    body_file: Option<PathBuf>,
+}
+
+/// `url` is required: decoded as a [`UrlValue`] and kept as `Some`.
+fn some_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UrlValue>, D::Error> {
+    UrlValue::deserialize(d).map(Some)
 }
 
 impl LongTarget {
     /// A target given by its URL alone.
     fn bare(url: UrlValue) -> Self {
         LongTarget {
-            url,
-            name: None,
-            labels: None,
-            timeout: None,
-            valid_status_codes: None,
-            method: None,
-            headers: None,
-            tls_config: None,
-            ip_protocol: None,
-            source_ip: None,
+            url: Some(url),
+            ..LongTarget::default()
+        }
+    }
+
+    /// The URL, which decoding made sure of.
+    fn url(&self) -> &ProbeUrl {
+        // Every constructor sets it: `bare`, and the decoder, for which `url` is required.
+        #[allow(clippy::expect_used)]
+        &self.url.as_ref().expect("a target has a URL").0
+    }
+
+    /// The target's own settings, to lay over its group's.
+    fn settings(&self) -> Settings {
+        Settings {
+            timeout: self.timeout,
+            valid_status_codes: self.valid_status_codes.clone(),
+            method: self.method.clone(),
+            headers: self.headers.clone(),
+            tls_config: self.tls_config.clone(),
+            ip_protocol: self.ip_protocol,
+            source_ip: self.source_ip,
             group: None,
+            follow_redirects: self.follow_redirects,
+            fail_if_ssl: self.fail_if_ssl,
+            fail_if_not_ssl: self.fail_if_not_ssl,
+            proxy_url: self.proxy_url.clone(),
+            no_proxy: self.no_proxy.clone(),
+            proxy_from_environment: self.proxy_from_environment,
+            proxy_connect_header: self.proxy_connect_header.clone(),
+            basic_auth: self.basic_auth.clone(),
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            body: self.body.clone(),
+            body_file: self.body_file.clone(),
         }
     }
 }
@@ -637,6 +891,301 @@ pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigErr
     build(origin, "", &defaults, &BTreeMap::new(), &entries, None)
 }
 
+/// A field-level error of [`build`]: the key to point at, and the message.
+type FieldError = (&'static str, String);
+
+/// What the settings of a target turn into, shared by every target with the same settings.
+type SpecKey = (
+    Option<Method>,
+    Option<Headers>,
+    Option<BasicAuth>,
+    Option<SecretValue>,
+    Option<PathBuf>,
+    Option<String>,
+    Option<PathBuf>,
+);
+
+/// The proxy keys of a target, for sharing their rules.
+type ProxyKey = (
+    Option<SecretValue>,
+    Option<NoProxyList>,
+    Option<bool>,
+    Option<Headers>,
+);
+
+/// Files the targets name (secrets, bodies), each read once per load, and what the settings
+/// built from them, shared between targets.
+#[derive(Default)]
+struct Files {
+    /// Contents by path.
+    read: HashMap<PathBuf, Result<Bytes, String>>,
+    /// Request specs by their settings.
+    specs: HashMap<SpecKey, Arc<RequestSpec>>,
+    /// Proxy rules by their settings.
+    proxies: HashMap<ProxyKey, Option<Arc<ProxyRules>>>,
+}
+
+impl Files {
+    /// A file's bytes: a regular file of at most `limit` bytes, relative to `base`.
+    fn bytes(&mut self, base: &Path, path: &Path, limit: usize) -> Result<Bytes, String> {
+        let full = base.join(path);
+        if let Some(r) = self.read.get(&full) {
+            return r.clone();
+        }
+        let r = read_limited(&full, limit);
+        self.read.insert(full, r.clone());
+        r
+    }
+
+    /// A secret read from a file: UTF-8 text, surrounding whitespace trimmed (a file written
+    /// by `echo` ends in a newline), no control characters. Errors never quote the contents.
+    fn secret(&mut self, base: &Path, path: &Path) -> Result<Secret, String> {
+        let bytes = self.bytes(base, path, MAX_SECRET_FILE)?;
+        let shown = base.join(path).display().to_string();
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| format!("{shown} is not UTF-8 text"))?
+            .trim();
+        if has_control(text) {
+            return Err(format!("{shown} holds control characters"));
+        }
+        Ok(Secret::new(text.to_owned()))
+    }
+
+    /// The method, headers, credentials and body of `s`.
+    fn request_spec(&mut self, s: &Settings, base: &Path) -> Result<Arc<RequestSpec>, FieldError> {
+        let key: SpecKey = (
+            s.method.clone(),
+            s.headers.clone(),
+            s.basic_auth.clone(),
+            s.bearer_token.clone(),
+            s.bearer_token_file.clone(),
+            s.body.clone(),
+            s.body_file.clone(),
+        );
+        if let Some(spec) = self.specs.get(&key) {
+            return Ok(spec.clone());
+        }
+        let mut spec = RequestSpec::bare(s.method.clone().unwrap_or(Method::GET));
+        for (k, v) in s.headers.iter().flat_map(|h| &h.0) {
+            if k.eq_ignore_ascii_case("content-length")
+                || k.eq_ignore_ascii_case("transfer-encoding")
+            {
+                return Err(("headers", format!("headers: {k} is set from body")));
+            }
+            match v {
+                HeaderSource::Plain(v) => spec.headers.push((k.clone(), v.clone())),
+                HeaderSource::List(l) => {
+                    spec.headers
+                        .extend(l.iter().map(|v| (k.clone(), v.clone())));
+                }
+                HeaderSource::File(p) => {
+                    let v = self
+                        .secret(base, p)
+                        .map_err(|m| ("file", format!("headers: {k}: {m}")))?;
+                    spec.secret_headers.push((k.clone(), v));
+                }
+            }
+        }
+        let count = spec.headers.len() + spec.secret_headers.len();
+        if count > MAX_PAIRS {
+            return Err(("headers", format!("more than {MAX_PAIRS} headers")));
+        }
+        let long = spec
+            .headers
+            .iter()
+            .map(|(k, v)| (k, v.len()))
+            .chain(
+                spec.secret_headers
+                    .iter()
+                    .map(|(k, v)| (k, v.expose().len())),
+            )
+            .find(|(k, n)| k.len() + n > MAX_TEXT);
+        if let Some((k, _)) = long {
+            return Err((
+                "headers",
+                format!("headers: {k} is longer than {MAX_TEXT} bytes"),
+            ));
+        }
+        let authorization = match (&s.basic_auth, &s.bearer_token, &s.bearer_token_file) {
+            (None, None, None) => None,
+            (Some(auth), None, None) => {
+                let password = match (&auth.password, &auth.password_file) {
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            "password_file",
+                            "basic_auth: password and password_file cannot both be set".into(),
+                        ));
+                    }
+                    (Some(p), None) => p.0.clone(),
+                    (None, Some(f)) => self
+                        .secret(base, f)
+                        .map_err(|m| ("password_file", format!("basic_auth.password_file: {m}")))?,
+                    (None, None) => Secret::new(String::new()),
+                };
+                if auth.username.contains(':') || has_control(&auth.username) {
+                    return Err((
+                        "username",
+                        "basic_auth.username must not hold `:` or control characters".into(),
+                    ));
+                }
+                let token = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{}:{}", auth.username, password.expose()),
+                );
+                Some(Secret::new(format!("Basic {token}")))
+            }
+            (None, Some(t), None) => Some(Secret::new(format!("Bearer {}", t.0.expose()))),
+            (None, None, Some(f)) => {
+                let t = self
+                    .secret(base, f)
+                    .map_err(|m| ("bearer_token_file", format!("bearer_token_file: {m}")))?;
+                Some(Secret::new(format!("Bearer {}", t.expose())))
+            }
+            (None, Some(_), Some(_)) => {
+                return Err((
+                    "bearer_token_file",
+                    "bearer_token and bearer_token_file cannot both be set".into(),
+                ));
+            }
+            _ => {
+                return Err((
+                    "basic_auth",
+                    "basic_auth and bearer_token cannot both be set".into(),
+                ));
+            }
+        };
+        if let Some(auth) = authorization {
+            let set = |k: &String| k.eq_ignore_ascii_case("authorization");
+            if spec.headers.iter().any(|(k, _)| set(k))
+                || spec.secret_headers.iter().any(|(k, _)| set(k))
+            {
+                return Err((
+                    "headers",
+                    "headers: Authorization is set by basic_auth or bearer_token".into(),
+                ));
+            }
+            spec.secret_headers.push(("Authorization".into(), auth));
+        }
+        spec.body = match (&s.body, &s.body_file) {
+            (None, None) => Bytes::new(),
+            (Some(b), None) if b.len() > MAX_BODY => {
+                return Err(("body", format!("body is longer than {MAX_BODY} bytes")));
+            }
+            (Some(b), None) => Bytes::from(b.clone()),
+            (None, Some(f)) => self
+                .bytes(base, f, MAX_BODY)
+                .map_err(|m| ("body_file", format!("body_file: {m}")))?,
+            (Some(_), Some(_)) => {
+                return Err(("body_file", "body and body_file cannot both be set".into()));
+            }
+        };
+        let spec = Arc::new(spec);
+        self.specs.insert(key, spec.clone());
+        Ok(spec)
+    }
+
+    /// The proxy rules of `s`, `None` when it names no proxy.
+    fn proxy_rules(
+        &mut self,
+        s: &Settings,
+        base: &Path,
+    ) -> Result<Option<Arc<ProxyRules>>, FieldError> {
+        let key: ProxyKey = (
+            s.proxy_url.clone(),
+            s.no_proxy.clone(),
+            s.proxy_from_environment,
+            s.proxy_connect_header.clone(),
+        );
+        if let Some(rules) = self.proxies.get(&key) {
+            return Ok(rules.clone());
+        }
+        let from_env = s.proxy_from_environment.unwrap_or(false);
+        if s.proxy_url.is_some() && from_env {
+            return Err((
+                "proxy_from_environment",
+                "proxy_url and proxy_from_environment cannot both be set".into(),
+            ));
+        }
+        if s.no_proxy.is_some() && s.proxy_url.is_none() {
+            return Err((
+                "no_proxy",
+                "no_proxy needs proxy_url (with proxy_from_environment, NO_PROXY applies)".into(),
+            ));
+        }
+        if s.proxy_connect_header.is_some() && s.proxy_url.is_none() && !from_env {
+            return Err((
+                "proxy_connect_header",
+                "proxy_connect_header needs proxy_url or proxy_from_environment".into(),
+            ));
+        }
+        let mut lines = String::new();
+        for (k, v) in s.proxy_connect_header.iter().flat_map(|h| &h.0) {
+            let values = match v {
+                HeaderSource::Plain(v) => vec![v.clone()],
+                HeaderSource::List(l) => l.clone(),
+                HeaderSource::File(p) => vec![
+                    self.secret(base, p)
+                        .map_err(|m| ("file", format!("proxy_connect_header: {k}: {m}")))?
+                        .expose()
+                        .to_owned(),
+                ],
+            };
+            for v in values {
+                if k.len() + v.len() > MAX_TEXT {
+                    return Err((
+                        "proxy_connect_header",
+                        format!("proxy_connect_header: {k} is longer than {MAX_TEXT} bytes"),
+                    ));
+                }
+                lines.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        let connect = Secret::new(lines);
+        let rules = if let Some(u) = &s.proxy_url {
+            let p = proxy::parse(u.0.expose(), connect)
+                .map_err(|e| ("proxy_url", format!("proxy_url: {e}")))?;
+            let no_proxy = NoProxy::parse(s.no_proxy.iter().flat_map(|l| &l.0).map(String::as_str))
+                .map_err(|e| ("no_proxy", e.to_string()))?;
+            Some(Arc::new(ProxyRules {
+                http: Some(p.clone()),
+                https: Some(p),
+                no_proxy,
+            }))
+        } else if from_env {
+            ProxyRules::from_environment(|k| std::env::var(k).ok(), &connect)
+                .map_err(|(var, e)| {
+                    (
+                        "proxy_from_environment",
+                        format!("proxy_from_environment: {var}: {e}"),
+                    )
+                })?
+                .map(Arc::new)
+        } else {
+            None
+        };
+        self.proxies.insert(key, rules.clone());
+        Ok(rules)
+    }
+}
+
+/// Read at most `limit` bytes of a regular file.
+fn read_limited(path: &Path, limit: usize) -> Result<Bytes, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() > limit {
+        return Err(format!("{shown} is larger than {limit} bytes"));
+    }
+    Ok(Bytes::from(bytes))
+}
+
 /// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
 fn build(
     path: &Path,
@@ -654,6 +1203,7 @@ fn build(
     };
 
     let base = path.parent().unwrap_or(Path::new("."));
+    let mut files = Files::default();
     let provider = tls::provider();
     let mut tls_cache: HashMap<TlsSettings, Arc<rustls::ClientConfig>> = HashMap::new();
     // The same probe twice, however its URL is spelled (`HTTP://`, `:80`, an empty path), with
@@ -682,7 +1232,7 @@ fn build(
         let mut cursor = 0;
         let mut at = None;
         for e in &entries[..=k] {
-            let raw = e.url.0.raw.as_str();
+            let raw = e.url().raw.as_str();
             let end = (cursor + raw.len() + SEARCH_WINDOW).min(text.len());
             at = text
                 .get(cursor..end)
@@ -694,7 +1244,7 @@ fn build(
     };
 
     for (k, entry) in entries.iter().enumerate() {
-        let raw = entry.url.0.raw.as_str();
+        let raw = entry.url().raw.as_str();
         let group = entry
             .group
             .as_ref()
@@ -714,7 +1264,7 @@ fn build(
                 (Arc::new(s), codes)
             })
             .clone();
-        let u = &entry.url.0;
+        let u = entry.url();
         if !seen.insert((
             u.scheme,
             &u.host,
@@ -734,57 +1284,71 @@ fn build(
             let ((l, c), _) = locate(text, field, position_of(k).1);
             err_at(l, c, message)
         };
-        let mut headers = defaults.headers.clone().unwrap_or_default().0;
-        if let Some(own) = &entry.headers {
-            for (k, v) in &own.0 {
-                headers.retain(|(dk, _)| !dk.eq_ignore_ascii_case(k));
-                headers.push((k.clone(), v.clone()));
-            }
+        // The target's own settings over its group's over the defaults.
+        let merged = defaults.under(&entry.settings());
+        let url = entry.url().clone();
+        let follow_redirects = merged.follow_redirects.unwrap_or(0);
+        if follow_redirects > MAX_REDIRECTS {
+            return Err(field_err(
+                "follow_redirects",
+                format!("follow_redirects must be 0 to {MAX_REDIRECTS}"),
+            ));
         }
-        let method = entry.method.or(defaults.method).unwrap_or(Method::Get);
-        let url = entry.url.0.clone();
-        let tls = match url.scheme {
-            target::Scheme::Http if entry.tls_config.is_some() => {
-                return Err(field_err(
-                    "tls_config",
-                    format!("tls_config: {raw:?} is not an https target"),
-                ));
+        let fail_if_ssl = merged.fail_if_ssl.unwrap_or(false);
+        let fail_if_not_ssl = merged.fail_if_not_ssl.unwrap_or(false);
+        if fail_if_ssl && fail_if_not_ssl {
+            return Err(field_err(
+                "fail_if_ssl",
+                "fail_if_ssl and fail_if_not_ssl cannot both be true".into(),
+            ));
+        }
+        let spec = files
+            .request_spec(&merged, base)
+            .map_err(|(field, m)| field_err(field, m))?;
+        let proxy = files
+            .proxy_rules(&merged, base)
+            .map_err(|(field, m)| field_err(field, m))?;
+        // The target's own TLS settings; an http target has some only to follow redirects.
+        let raw_tls = merged.tls_config.clone().unwrap_or_default();
+        if url.scheme == target::Scheme::Http && entry.tls_config.is_some() && follow_redirects == 0
+        {
+            return Err(field_err(
+                "tls_config",
+                format!("tls_config: {raw:?} is not an https target and follows no redirects"),
+            ));
+        }
+        let mut client_config = || -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+            let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+            let settings = TlsSettings {
+                ca_file: resolve(&raw_tls.ca_file),
+                cert_file: resolve(&raw_tls.cert_file),
+                key_file: resolve(&raw_tls.key_file),
+                insecure_skip_verify: raw_tls.insecure_skip_verify.unwrap_or(false),
+                min_version: raw_tls.min_version,
+            };
+            if let Some(c) = tls_cache.get(&settings) {
+                return Ok(c.clone());
             }
+            let c = tls::build_client_config(&settings, &provider).map_err(|e| {
+                let field = match &e {
+                    tls::TlsError::File {
+                        what: "CA file", ..
+                    }
+                    | tls::TlsError::NoCertificate { .. } => "ca_file",
+                    tls::TlsError::File {
+                        what: "key file", ..
+                    } => "key_file",
+                    _ => "cert_file",
+                };
+                field_err(field, format!("tls_config.{field}: {e}"))
+            })?;
+            tls_cache.insert(settings, c.clone());
+            Ok(c)
+        };
+        let tls = match url.scheme {
             target::Scheme::Http => None,
             target::Scheme::Https => {
-                let raw_tls = defaults
-                    .tls_config
-                    .clone()
-                    .unwrap_or_default()
-                    .merged(entry.tls_config.as_ref().unwrap_or(&RawTls::default()));
-                let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
-                let settings = TlsSettings {
-                    ca_file: resolve(&raw_tls.ca_file),
-                    cert_file: resolve(&raw_tls.cert_file),
-                    key_file: resolve(&raw_tls.key_file),
-                    insecure_skip_verify: raw_tls.insecure_skip_verify.unwrap_or(false),
-                    min_version: raw_tls.min_version,
-                };
-                let config = match tls_cache.get(&settings) {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = tls::build_client_config(&settings, &provider).map_err(|e| {
-                            let field = match &e {
-                                tls::TlsError::File {
-                                    what: "CA file", ..
-                                }
-                                | tls::TlsError::NoCertificate { .. } => "ca_file",
-                                tls::TlsError::File {
-                                    what: "key file", ..
-                                } => "key_file",
-                                _ => "cert_file",
-                            };
-                            field_err(field, format!("tls_config.{field}: {e}"))
-                        })?;
-                        tls_cache.insert(settings, c.clone());
-                        c
-                    }
-                };
+                let config = client_config()?;
                 let server_name = tls::server_name(raw_tls.server_name.as_deref(), &url.host)
                     .map_err(|m| {
                         field_err("server_name", format!("tls_config.server_name: {m}"))
@@ -794,6 +1358,11 @@ fn build(
                     server_name,
                 })
             }
+        };
+        let redirect_tls = if follow_redirects > 0 {
+            Some(client_config()?)
+        } else {
+            None
         };
         let name = entry.name.clone();
         if let Some(n) = &name {
@@ -823,18 +1392,6 @@ fn build(
                 format!("labels: {k} is longer than {MAX_TEXT} bytes"),
             ));
         }
-        if headers.len() > MAX_PAIRS {
-            return Err(field_err(
-                "headers",
-                format!("more than {MAX_PAIRS} headers"),
-            ));
-        }
-        if let Some((k, _)) = headers.iter().find(|(k, v)| k.len() + v.len() > MAX_TEXT) {
-            return Err(field_err(
-                k,
-                format!("headers: {k} is longer than {MAX_TEXT} bytes"),
-            ));
-        }
         let ip_protocol = entry
             .ip_protocol
             .or(defaults.ip_protocol)
@@ -861,8 +1418,20 @@ fn build(
             Some(c) => Arc::new(c.clone()),
             None => default_codes.clone(),
         };
+        let first = match proxy.as_ref().and_then(|p| p.for_url(&url)) {
+            Some(p) if url.scheme == target::Scheme::Http => {
+                target::RequestForm::Absolute(p.authorization.as_ref())
+            }
+            _ => target::RequestForm::Origin,
+        };
         targets.push(Target {
-            request: target::build_request(&url, method, &headers),
+            request: target::build_head(&url, &spec, first, target::Hop::FIRST),
+            spec,
+            follow_redirects,
+            redirect_tls,
+            fail_if_ssl,
+            fail_if_not_ssl,
+            proxy,
             label_block: Target::render_labels(
                 raw,
                 name.as_deref(),

@@ -11,6 +11,7 @@
 //! - [`tls`]: TLS client configurations, certificate expiry, TLS failure classification.
 //! - [`probe`]: one probe: [`probe::connect`] (Happy Eyeballs) and
 //!   [`probe::status`] (the status-line parser).
+//! - [`proxy`]: HTTP proxies: `proxy_url`, `no_proxy`, the proxy environment variables.
 //! - [`round`]: one scrape's fan-out, and sharing a round between concurrent scrapes.
 //! - [`history`]: the last results of every target, for the status pages.
 //! - [`metrics`]: metric names and rendering; the exporter's own registry.
@@ -34,6 +35,7 @@ pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
+pub mod proxy;
 pub mod round;
 pub mod server;
 pub mod status_page;

@@ -29,7 +29,12 @@ pub const PROBE_METRICS: &[(&str, &str)] = &[
     ),
     (
         "probe_http_duration_seconds",
-        "Duration of each phase of the probe: resolve, connect, tls, processing.",
+        "Duration of each phase of the probe, summed over its redirects: resolve, connect, proxy (targets with a proxy only), tls, processing.",
+    ),
+    ("probe_http_redirects", "Redirects the probe followed."),
+    (
+        "probe_http_ssl",
+        "Whether the final request went over TLS: 1 or 0.",
     ),
     (
         "probe_failure_reason",
@@ -57,8 +62,8 @@ pub const PROBE_METRICS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The phases of `probe_http_duration_seconds`.
-pub const PHASES: [&str; 4] = ["resolve", "connect", "tls", "processing"];
+/// The phases of `probe_http_duration_seconds`; `proxy` only for targets with a proxy.
+pub const PHASES: [&str; 5] = ["resolve", "connect", "proxy", "tls", "processing"];
 
 /// Render the probe metrics of one round in one string. `results[i]` belongs to `targets[i]`.
 pub fn render_round(targets: &[Target], results: &[ProbeResult]) -> String {
@@ -156,12 +161,25 @@ fn render_family(out: &mut String, name: &str, targets: &[Target], results: &[Pr
         "probe_http_duration_seconds" => {
             for (t, r) in pairs() {
                 let p = &r.phases;
-                for (phase, d) in PHASES
-                    .iter()
-                    .zip([p.resolve, p.connect, p.tls, p.processing])
+                for (phase, d) in
+                    PHASES
+                        .iter()
+                        .zip([p.resolve, p.connect, p.proxy, p.tls, p.processing])
                 {
-                    extra(out, name, &t.label_block, "phase", phase, d.as_secs_f64());
+                    if *phase != "proxy" || t.proxy.is_some() {
+                        extra(out, name, &t.label_block, "phase", phase, d.as_secs_f64());
+                    }
                 }
+            }
+        }
+        "probe_http_redirects" => {
+            for (t, r) in pairs() {
+                line(out, name, &t.label_block, r.redirects);
+            }
+        }
+        "probe_http_ssl" => {
+            for (t, r) in pairs() {
+                line(out, name, &t.label_block, u8::from(r.ssl));
             }
         }
         "probe_failure_reason" => {

@@ -423,22 +423,35 @@ pub fn render_config(config: &Config) -> String {
             let _ = writeln!(out, "    labels: {{{}}}", labels.join(", "));
         }
         let _ = writeln!(out, "    timeout: {}ms", t.timeout.as_millis());
-        let request = String::from_utf8_lossy(&t.request);
-        let mut lines = request.split("\r\n");
-        let method = lines
-            .next()
-            .and_then(|l| l.split(' ').next())
-            .unwrap_or("GET");
-        let _ = writeln!(out, "    method: {method}");
+        let spec = &t.spec;
+        let _ = writeln!(out, "    method: {}", spec.method.as_str());
         // Quoted: a header name may start with a character YAML reads as syntax (`!`, `*`, `|`).
-        let headers: Vec<String> = lines
-            .filter_map(|l| l.split_once(':').map(|(k, _)| q(k)))
+        let headers: Vec<String> = spec
+            .headers
+            .iter()
+            .map(|(k, _)| q(k))
+            .chain(spec.secret_headers.iter().map(|(k, _)| q(k)))
             .collect();
         let _ = writeln!(
             out,
             "    headers: [{}]  # values not shown",
             headers.join(", ")
         );
+        if !spec.body.is_empty() {
+            let _ = writeln!(out, "    body: {} bytes", spec.body.len());
+        }
+        if t.follow_redirects > 0 {
+            let _ = writeln!(out, "    follow_redirects: {}", t.follow_redirects);
+        }
+        if t.fail_if_ssl {
+            out.push_str("    fail_if_ssl: true\n");
+        }
+        if t.fail_if_not_ssl {
+            out.push_str("    fail_if_not_ssl: true\n");
+        }
+        if let Some(proxy) = t.proxy.as_deref().and_then(|r| r.for_url(&t.url)) {
+            let _ = writeln!(out, "    proxy: {}", q(&proxy.shown));
+        }
         let _ = writeln!(out, "    ip_protocol: {}", t.ip_protocol.as_str());
         if let Some(ip) = t.source_ip {
             let _ = writeln!(out, "    source_ip: {ip}");

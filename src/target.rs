@@ -158,24 +158,217 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
     })
 }
 
-/// The request method: GET reads like a browser, HEAD spares the server a body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-pub enum Method {
-    /// `GET`
-    #[serde(rename = "GET")]
-    Get,
-    /// `HEAD`
-    #[serde(rename = "HEAD")]
-    Head,
-}
+/// The request method: any HTTP token (`GET`, `HEAD`, `POST`, `OPTIONS`, ...), as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Method(std::borrow::Cow<'static, str>);
 
 impl Method {
+    /// `GET`, the default.
+    pub const GET: Method = Method(std::borrow::Cow::Borrowed("GET"));
+    /// `HEAD`.
+    pub const HEAD: Method = Method(std::borrow::Cow::Borrowed("HEAD"));
+
+    /// A method from its token; `None` unless it is a non-empty RFC 9110 token of at most 32
+    /// characters.
+    pub fn new(token: &str) -> Option<Method> {
+        let valid = !token.is_empty()
+            && token.len() <= 32
+            && token.bytes().all(crate::probe::status::is_tchar);
+        valid.then(|| match token {
+            "GET" => Method::GET,
+            "HEAD" => Method::HEAD,
+            other => Method(std::borrow::Cow::Owned(other.to_owned())),
+        })
+    }
+
     /// The method token.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a request of this method carries a body by convention, so that an empty one is
+    /// still announced with `Content-Length: 0` (RFC 9110 §8.6).
+    pub fn expects_body(&self) -> bool {
+        matches!(self.as_str(), "POST" | "PUT" | "PATCH")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Method::new(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "method: {s:?} is not an HTTP method token (like GET, HEAD, POST or OPTIONS)"
+            ))
+        })
+    }
+}
+
+/// A value that must never be shown: a password, a token, a header read from a file. Its
+/// `Debug` prints `<secret>`, and nothing in the exporter prints it otherwise.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the request bytes only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// Everything a request carries besides its URL: kept per target so that a redirect can build
+/// the next request, and so that `/config` can show names without values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSpec {
+    /// The method of the first request.
+    pub method: Method,
+    /// Configured headers whose values may be shown.
+    pub headers: Vec<(String, String)>,
+    /// Headers with secret values (`Authorization` from `basic_auth` or `bearer_token`, values
+    /// read from files): sent only to the target's own host.
+    pub secret_headers: Vec<(String, Secret)>,
+    /// The request body, shared by every target with the same `body` or `body_file`.
+    pub body: Bytes,
+}
+
+impl RequestSpec {
+    /// A bare request: `method` with no headers and no body.
+    pub fn bare(method: Method) -> RequestSpec {
+        RequestSpec {
+            method,
+            headers: Vec::new(),
+            secret_headers: Vec::new(),
+            body: Bytes::new(),
         }
+    }
+}
+
+/// How the request line names its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestForm<'a> {
+    /// `GET /path HTTP/1.1`: to the origin server, or through a CONNECT tunnel.
+    Origin,
+    /// `GET http://host/path HTTP/1.1` to a proxy, with its `Proxy-Authorization` value if any.
+    Absolute(Option<&'a Secret>),
+}
+
+/// What a request sent after a redirect keeps of the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// The request goes to the target's own host (scheme, host and port): configured `Host`,
+    /// credentials and secret headers are sent only then.
+    pub same_origin: bool,
+    /// The method and body of the first request are kept (307, 308); otherwise a request other
+    /// than GET or HEAD becomes a GET without a body (301, 302, 303), as browsers do.
+    pub keep_method: bool,
+}
+
+impl Hop {
+    /// The first request of a probe.
+    pub const FIRST: Hop = Hop {
+        same_origin: true,
+        keep_method: true,
+    };
+}
+
+/// The `User-Agent` every probe sends unless the config names another.
+pub const USER_AGENT: &str = concat!("http_status_exporter/", env!("CARGO_PKG_VERSION"));
+
+/// Build a plain request head once: request line, `Host`, `User-Agent`, `Connection: close`,
+/// then the configured headers (a configured `Host`, `User-Agent` or `Connection` replaces
+/// ours).
+pub fn build_request(url: &ProbeUrl, method: Method, headers: &[(String, String)]) -> Bytes {
+    let spec = RequestSpec {
+        headers: headers.to_vec(),
+        ..RequestSpec::bare(method)
+    };
+    build_head(url, &spec, RequestForm::Origin, Hop::FIRST)
+}
+
+/// The head of one request of a probe (its body, if any, is [`request_body`]).
+pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop: Hop) -> Bytes {
+    let downgraded = !hop.keep_method && !matches!(spec.method.as_str(), "GET" | "HEAD");
+    let method = if downgraded {
+        Method::GET
+    } else {
+        spec.method.clone()
+    };
+    let body_len = if downgraded { 0 } else { spec.body.len() };
+    let secret =
+        |k: &str| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie");
+    // What this request sends of the configured headers.
+    let shown = spec
+        .headers
+        .iter()
+        .filter(|(k, _)| hop.same_origin || !(secret(k) || k.eq_ignore_ascii_case("host")))
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let hidden = spec
+        .secret_headers
+        .iter()
+        .filter(|_| hop.same_origin)
+        .map(|(k, v)| (k.as_str(), v.expose()));
+    let sent: Vec<(&str, &str)> = shown.chain(hidden).collect();
+    let has = |name: &str| sent.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut req = String::with_capacity(128);
+    // Writing to a String cannot fail.
+    let _ = match form {
+        RequestForm::Origin => write!(
+            req,
+            "{} {} HTTP/1.1\r\n",
+            method.as_str(),
+            url.path_and_query
+        ),
+        RequestForm::Absolute(_) => write!(
+            req,
+            "{} {}://{}{} HTTP/1.1\r\n",
+            method.as_str(),
+            match url.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            },
+            url.authority,
+            url.path_and_query
+        ),
+    };
+    if !has("host") {
+        let _ = write!(req, "Host: {}\r\n", url.authority);
+    }
+    if !has("user-agent") {
+        let _ = write!(req, "User-Agent: {USER_AGENT}\r\n");
+    }
+    if !has("connection") {
+        req.push_str("Connection: close\r\n");
+    }
+    if let RequestForm::Absolute(Some(auth)) = form {
+        let _ = write!(req, "Proxy-Authorization: {}\r\n", auth.expose());
+    }
+    if body_len > 0 || (method.expects_body() && !downgraded) {
+        let _ = write!(req, "Content-Length: {body_len}\r\n");
+    }
+    for (k, v) in sent {
+        let _ = write!(req, "{k}: {v}\r\n");
+    }
+    req.push_str("\r\n");
+    Bytes::from(req)
+}
+
+/// The body a request of `hop` sends: the configured one, unless the redirect dropped it.
+pub fn request_body(spec: &RequestSpec, hop: Hop) -> Bytes {
+    if !hop.keep_method && !matches!(spec.method.as_str(), "GET" | "HEAD") {
+        Bytes::new()
+    } else {
+        spec.body.clone()
     }
 }
 
@@ -203,37 +396,6 @@ impl IpProtocol {
     }
 }
 
-/// The `User-Agent` every probe sends unless the config names another.
-pub const USER_AGENT: &str = concat!("http_status_exporter/", env!("CARGO_PKG_VERSION"));
-
-/// Build the request bytes once: request line, `Host`, `User-Agent`, `Connection: close`, then
-/// the configured headers (a configured `Host`, `User-Agent` or `Connection` replaces ours).
-pub fn build_request(url: &ProbeUrl, method: Method, headers: &[(String, String)]) -> Bytes {
-    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    let mut req = String::with_capacity(128);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        req,
-        "{} {} HTTP/1.1\r\n",
-        method.as_str(),
-        url.path_and_query
-    );
-    if !has("host") {
-        let _ = write!(req, "Host: {}\r\n", url.authority);
-    }
-    if !has("user-agent") {
-        let _ = write!(req, "User-Agent: {USER_AGENT}\r\n");
-    }
-    if !has("connection") {
-        req.push_str("Connection: close\r\n");
-    }
-    for (k, v) in headers {
-        let _ = write!(req, "{k}: {v}\r\n");
-    }
-    req.push_str("\r\n");
-    Bytes::from(req)
-}
-
 /// Escape a label value for the text exposition format.
 pub fn escape_label_value(out: &mut String, value: &str) {
     for c in value.chars() {
@@ -255,8 +417,22 @@ pub struct Target {
     pub name: Option<String>,
     /// Extra labels from the config, sorted by name.
     pub labels: Vec<(String, String)>,
-    /// The complete request, built once.
+    /// The head of the first request, built once (in absolute form when the target's own URL
+    /// goes through a plain-HTTP proxy).
     pub request: Bytes,
+    /// Method, headers and body, for the body and for the requests after a redirect.
+    pub spec: Arc<RequestSpec>,
+    /// Redirects followed at most (0: a 3xx is the answer).
+    pub follow_redirects: u8,
+    /// TLS client for the https requests of a redirect chain whose first URL is not the
+    /// target's own host (or is http): the target's `tls_config` without its `server_name`.
+    pub redirect_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Fail when the final request went over TLS.
+    pub fail_if_ssl: bool,
+    /// Fail when the final request did not go over TLS.
+    pub fail_if_not_ssl: bool,
+    /// Which proxy each request goes through, when a proxy is configured.
+    pub proxy: Option<Arc<crate::proxy::ProxyRules>>,
     /// The probe's own time limit.
     pub timeout: Duration,
     /// Status codes that count as success.
@@ -366,7 +542,7 @@ mod tests {
     #[test]
     fn request_bytes_are_well_formed() {
         let u = parse_url("http://localhost:8080/health?full=1").unwrap();
-        let req = build_request(&u, Method::Get, &[("X-Probe".into(), "1".into())]);
+        let req = build_request(&u, Method::GET, &[("X-Probe".into(), "1".into())]);
         assert_eq!(
             std::str::from_utf8(&req).unwrap(),
             format!(
@@ -374,7 +550,7 @@ mod tests {
                  Connection: close\r\nX-Probe: 1\r\n\r\n"
             )
         );
-        let req = build_request(&u, Method::Head, &[("host".into(), "other".into())]);
+        let req = build_request(&u, Method::HEAD, &[("host".into(), "other".into())]);
         let text = std::str::from_utf8(&req).unwrap();
         assert!(text.starts_with("HEAD /health?full=1 HTTP/1.1\r\nUser-Agent:"));
         assert!(text.ends_with("host: other\r\n\r\n"));

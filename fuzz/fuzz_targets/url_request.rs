@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(url) = parse_url(text) else {
         return;
     };
-    let request = build_request(&url, Method::Get, &[]);
+    let request = build_request(&url, Method::GET, &[]);
     let request = std::str::from_utf8(&request).expect("requests are text");
     let lines: Vec<&str> = request.split("\r\n").collect();
     assert!(

@@ -14,9 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
 use crate::dns::RoundResolver;
-use crate::target::{Scheme, Target};
+use crate::target::{Hop, ProbeUrl, RequestForm, Scheme, Target, build_head, request_body};
 use crate::tls::{self, CertExpiry, PRESENTED};
-use status::{HeadParser, MAX_LINE, StatusLine, Step};
+use status::{HeadParser, MAX_HEAD, MAX_LINE, StatusLine, Step};
 
 /// Why a probe failed: the value of the `reason` label of `probe_failure_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +29,10 @@ pub enum FailureReason {
     ConnectTimeout,
     /// Connecting failed otherwise: unreachable network, no usable source address.
     ConnectError,
+    /// The proxy refused the TCP connection.
+    ProxyConnectRefused,
+    /// The proxy answered CONNECT with a code other than 2xx (the code is in the detail).
+    ProxyConnectStatus,
     /// The TLS handshake failed for a reason not listed below.
     TlsHandshake,
     /// The server's certificate is expired or not yet valid.
@@ -53,6 +57,12 @@ pub enum FailureReason {
     InvalidResponse,
     /// A valid status line with a code outside `valid_status_codes`.
     StatusCode,
+    /// A redirect loop, or more redirects than `follow_redirects` allows.
+    RedirectLimit,
+    /// `fail_if_ssl`: the final request went over TLS.
+    FailIfSsl,
+    /// `fail_if_not_ssl`: the final request did not go over TLS.
+    FailIfNotSsl,
     /// The probe never left the queue before the scrape's deadline.
     NotStarted,
     /// The probe started late and the scrape's deadline ended it before its own timeout.
@@ -61,11 +71,13 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation.
-    pub const ALL: [FailureReason; 18] = [
+    pub const ALL: [FailureReason; 23] = [
         FailureReason::Dns,
         FailureReason::ConnectRefused,
         FailureReason::ConnectTimeout,
         FailureReason::ConnectError,
+        FailureReason::ProxyConnectRefused,
+        FailureReason::ProxyConnectStatus,
         FailureReason::TlsHandshake,
         FailureReason::TlsCertExpired,
         FailureReason::TlsCertUntrusted,
@@ -78,6 +90,9 @@ impl FailureReason {
         FailureReason::Reset,
         FailureReason::InvalidResponse,
         FailureReason::StatusCode,
+        FailureReason::RedirectLimit,
+        FailureReason::FailIfSsl,
+        FailureReason::FailIfNotSsl,
         FailureReason::NotStarted,
         FailureReason::ScrapeDeadline,
     ];
@@ -89,6 +104,8 @@ impl FailureReason {
             FailureReason::ConnectRefused => "connect_refused",
             FailureReason::ConnectTimeout => "connect_timeout",
             FailureReason::ConnectError => "connect_error",
+            FailureReason::ProxyConnectRefused => "proxy_connect_refused",
+            FailureReason::ProxyConnectStatus => "proxy_connect_status",
             FailureReason::TlsHandshake => "tls_handshake",
             FailureReason::TlsCertExpired => "tls_cert_expired",
             FailureReason::TlsCertUntrusted => "tls_cert_untrusted",
@@ -101,6 +118,9 @@ impl FailureReason {
             FailureReason::Reset => "reset",
             FailureReason::InvalidResponse => "invalid_response",
             FailureReason::StatusCode => "status_code",
+            FailureReason::RedirectLimit => "redirect_limit",
+            FailureReason::FailIfSsl => "fail_if_ssl",
+            FailureReason::FailIfNotSsl => "fail_if_not_ssl",
             FailureReason::NotStarted => "not_started",
             FailureReason::ScrapeDeadline => "scrape_deadline",
         }
@@ -118,8 +138,11 @@ impl std::fmt::Display for FailureReason {
 pub struct Phases {
     /// Waiting for the host's addresses (zero for IP literals).
     pub resolve: Duration,
-    /// From the first connect call to an established TCP connection.
+    /// From the first connect call to an established TCP connection (to the proxy, when
+    /// there is one).
     pub connect: Duration,
+    /// The CONNECT exchange with a proxy, for https through a proxy.
+    pub proxy: Duration,
     /// The TLS handshake.
     pub tls: Duration,
     /// From writing the request to the last byte of the final status line.
@@ -164,6 +187,10 @@ pub struct ProbeResult {
     pub tls_version: Option<TlsVersion>,
     /// Expiry of the certificates the server presented, even if they were refused.
     pub cert: Option<CertExpiry>,
+    /// Redirects followed.
+    pub redirects: u8,
+    /// Whether the final request went over TLS (its handshake completed).
+    pub ssl: bool,
 }
 
 impl ProbeResult {
@@ -206,69 +233,163 @@ pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver)
     result
 }
 
-/// The body of [`probe`]: fills `result` as far as it gets.
+/// The codes whose `Location` is followed.
+fn is_redirect(code: u16) -> bool {
+    matches!(code, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The body of [`probe`]: one request, or one per hop of a redirect chain; then the verdict
+/// on the final answer.
 async fn run(
     target: &Target,
     deadline: Instant,
     resolver: &RoundResolver,
     result: &mut ProbeResult,
 ) {
+    let mut url = std::borrow::Cow::Borrowed(&target.url);
+    let mut hop = Hop::FIRST;
+    let mut visited: Vec<ProbeUrl> = Vec::new();
+    loop {
+        let location = request(target, &url, hop, deadline, resolver, result).await;
+        if result.failure.is_some() {
+            return;
+        }
+        let Some(location) = location else { break };
+        // A Location that does not make a probe URL leaves the 3xx as the answer.
+        let Some(next) = url::Url::parse(&url.raw)
+            .and_then(|base| base.join(&location))
+            .ok()
+            .and_then(|u| crate::target::parse_url(u.as_str()).ok())
+        else {
+            break;
+        };
+        let code = result.status.as_ref().map_or(0, |s| s.code);
+        let same = |a: &ProbeUrl, b: &ProbeUrl| {
+            (a.scheme, &a.host, a.port, &a.path_and_query)
+                == (b.scheme, &b.host, b.port, &b.path_and_query)
+        };
+        visited.push(url.into_owned());
+        if visited.iter().any(|v| same(v, &next)) {
+            return result.fail(
+                FailureReason::RedirectLimit,
+                format!("redirect loop: {code} back to {}", next.raw),
+            );
+        }
+        if result.redirects >= target.follow_redirects {
+            return result.fail(
+                FailureReason::RedirectLimit,
+                format!(
+                    "more than {} redirects (the next, {code}, to {})",
+                    target.follow_redirects, next.raw
+                ),
+            );
+        }
+        result.redirects += 1;
+        hop = Hop {
+            same_origin: (next.scheme, &next.host, next.port)
+                == (target.url.scheme, &target.url.host, target.url.port),
+            keep_method: hop.keep_method && matches!(code, 307 | 308),
+        };
+        url = std::borrow::Cow::Owned(next);
+    }
+    let Some(status) = &result.status else { return };
+    if !target.valid_codes.contains(status.code) {
+        let detail = format!("status {} is not a valid status code", status.code);
+        return result.fail(FailureReason::StatusCode, detail);
+    }
+    if target.fail_if_ssl && result.ssl {
+        return result.fail(FailureReason::FailIfSsl, "the final request went over TLS");
+    }
+    if target.fail_if_not_ssl && !result.ssl {
+        let detail = format!("the final request, to {}, did not go over TLS", url.raw);
+        result.fail(FailureReason::FailIfNotSsl, detail);
+    }
+}
+
+/// One request of a probe to `url`: resolve, connect (to the proxy if `url` goes through one),
+/// CONNECT, TLS, the exchange. Fills `result` (phases add up over the hops); returns the
+/// `Location` of a redirect to follow.
+async fn request(
+    target: &Target,
+    url: &ProbeUrl,
+    hop: Hop,
+    deadline: Instant,
+    resolver: &RoundResolver,
+    result: &mut ProbeResult,
+) -> Option<String> {
+    let proxy = target.proxy.as_deref().and_then(|rules| rules.for_url(url));
+    let (host, port) = match proxy {
+        Some(p) => (&p.host, p.port),
+        None => (&url.host, url.port),
+    };
+    let via = |what: &str| match proxy {
+        Some(p) => format!("{what} the proxy {}", p.authority()),
+        None => what.to_owned(),
+    };
     let t = Instant::now();
-    let resolved = timeout_at(
-        deadline,
-        resolver.resolve(&target.url.host, target.ip_protocol),
-    )
-    .await;
+    let resolved = timeout_at(deadline, resolver.resolve(host, target.ip_protocol)).await;
     let addrs = match resolved {
         Ok(answer) => {
             // The lookup's own time, never the wait for a lookup slot; shared lookups report
             // theirs to every target of the host.
-            result.phases.resolve = answer.took;
+            result.phases.resolve += answer.took;
             match answer.result {
                 Ok(addrs) => addrs,
-                Err(e) => return result.fail(FailureReason::Dns, e.to_string()),
+                Err(e) if proxy.is_some() => {
+                    result.fail(FailureReason::Dns, format!("{}: {e}", via("resolving")));
+                    return None;
+                }
+                Err(e) => {
+                    result.fail(FailureReason::Dns, e.to_string());
+                    return None;
+                }
             }
         }
         Err(_) => {
-            result.phases.resolve = t.elapsed();
-            let name = crate::dns::DnsFailure::Deadline(target.url.host.to_string());
-            return result.fail(FailureReason::Dns, name.to_string());
+            result.phases.resolve += t.elapsed();
+            let name = crate::dns::DnsFailure::Deadline(host.to_string());
+            result.fail(FailureReason::Dns, name.to_string());
+            return None;
         }
     };
 
     // A deadline already past opens no socket (a timeout polls its future once first).
     if Instant::now() >= deadline {
-        return result.fail(
+        result.fail(
             FailureReason::ConnectTimeout,
             "deadline passed before connecting",
         );
+        return None;
     }
     let t = Instant::now();
-    let tcp = match timeout_at(
-        deadline,
-        connect::connect(&addrs, target.url.port, target.source_ip),
-    )
-    .await
-    {
+    let connected = timeout_at(deadline, connect::connect(&addrs, port, target.source_ip)).await;
+    result.phases.connect += t.elapsed();
+    let mut tcp = match connected {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            result.phases.connect = t.elapsed();
-            let reason = if e.kind() == io::ErrorKind::ConnectionRefused {
-                FailureReason::ConnectRefused
-            } else {
-                FailureReason::ConnectError
+            let reason = match (e.kind() == io::ErrorKind::ConnectionRefused, proxy) {
+                (true, Some(_)) => FailureReason::ProxyConnectRefused,
+                (true, None) => FailureReason::ConnectRefused,
+                (false, _) => FailureReason::ConnectError,
             };
-            return result.fail(reason, e.to_string());
+            let detail = match proxy {
+                Some(_) => format!("{}: {e}", via("connecting to")),
+                None => e.to_string(),
+            };
+            result.fail(reason, detail);
+            return None;
         }
         Err(_) => {
-            result.phases.connect = t.elapsed();
-            return result.fail(
+            result.fail(
                 FailureReason::ConnectTimeout,
-                "deadline passed while connecting",
+                match proxy {
+                    Some(_) => format!("deadline passed while {}", via("connecting to")),
+                    None => "deadline passed while connecting".into(),
+                },
             );
+            return None;
         }
     };
-    result.phases.connect = t.elapsed();
     result.ip_protocol = tcp
         .peer_addr()
         .ok()
@@ -280,67 +401,201 @@ async fn run(
     // minute, and rounds of thousands of targets on one address would run out of ports.
     set_linger_zero(&tcp, true);
 
-    match (target.url.scheme, &target.tls) {
-        // Boxed: the TLS state is large, and plain probes should not carry its size.
-        (Scheme::Https, Some(tls)) => {
-            Box::pin(tls_exchange(tcp, tls, target, deadline, result)).await
+    let form = match (proxy, url.scheme) {
+        (Some(p), Scheme::Http) => RequestForm::Absolute(p.authorization.as_ref()),
+        _ => RequestForm::Origin,
+    };
+    // The first request's head was built at load.
+    let head = if hop == Hop::FIRST && std::ptr::eq(url, &target.url) {
+        target.request.clone()
+    } else {
+        build_head(url, &target.spec, form, hop)
+    };
+    let body = request_body(&target.spec, hop);
+    let want = if target.follow_redirects > 0 {
+        Want::Location
+    } else {
+        Want::Status
+    };
+    result.ssl = false;
+    if let (Some(p), Scheme::Https) = (proxy, url.scheme) {
+        let t = Instant::now();
+        let tunnel = timeout_at(deadline, connect_tunnel(&mut tcp, p, url)).await;
+        result.phases.proxy += t.elapsed();
+        match tunnel {
+            Err(_) => {
+                result.fail(
+                    FailureReason::Timeout,
+                    format!(
+                        "deadline passed before {} answered CONNECT",
+                        via("").trim_start()
+                    ),
+                );
+                return None;
+            }
+            Ok(Err(f)) => {
+                result.fail(f.0, f.1);
+                return None;
+            }
+            Ok(Ok(())) => {}
         }
-        _ => exchange(tcp, target, deadline, result).await,
+    }
+    match url.scheme {
+        // Boxed: the TLS state is large, and plain probes should not carry its size.
+        Scheme::Https => {
+            let tls = match (&target.tls, &target.redirect_tls) {
+                (Some(own), _) if url.host == target.url.host => {
+                    Some((own.config.clone(), own.server_name.clone()))
+                }
+                (own, redirect) => redirect
+                    .clone()
+                    .or_else(|| own.as_ref().map(|o| o.config.clone()))
+                    .zip(tls::server_name(None, &url.host).ok()),
+            };
+            let Some((config, name)) = tls else {
+                result.fail(
+                    FailureReason::TlsHandshake,
+                    format!("no TLS client for {}", url.host),
+                );
+                return None;
+            };
+            Box::pin(tls_exchange(
+                tcp,
+                config,
+                name,
+                (&head, &body),
+                want,
+                deadline,
+                result,
+            ))
+            .await
+        }
+        Scheme::Http => exchange(tcp, (&head, &body), want, deadline, result).await,
+    }
+}
+
+/// Why a CONNECT tunnel was not opened: the reason and its detail.
+type TunnelFailure = (FailureReason, String);
+
+/// Ask `proxy` for a tunnel to `url`'s host and port over `tcp`: write CONNECT, read the whole
+/// answer head (bounded); a 2xx opens the tunnel.
+async fn connect_tunnel(
+    tcp: &mut tokio::net::TcpStream,
+    proxy: &crate::proxy::Proxy,
+    url: &ProbeUrl,
+) -> Result<(), TunnelFailure> {
+    let at = proxy.authority();
+    let io_fail = |e: &io::Error| {
+        let reason = match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => FailureReason::Reset,
+            _ => FailureReason::Closed,
+        };
+        (reason, format!("the proxy {at}: {e}"))
+    };
+    tcp.write_all(&proxy.connect_request(url))
+        .await
+        .map_err(|e| io_fail(&e))?;
+    match read_head(tcp, Want::Whole).await {
+        Ok(head) if (200..300).contains(&head.status.code) => {
+            if head.extra {
+                return Err((
+                    FailureReason::InvalidResponse,
+                    format!("the proxy {at} sent bytes after its answer to CONNECT"),
+                ));
+            }
+            Ok(())
+        }
+        Ok(head) => Err((
+            FailureReason::ProxyConnectStatus,
+            format!(
+                "the proxy {at} answered CONNECT {}:{} with {}",
+                url.host, url.port, head.status
+            ),
+        )),
+        Err(ReadError::Io(e)) => Err(io_fail(&e)),
+        Err(ReadError::Closed) => Err((
+            FailureReason::Closed,
+            format!("the proxy {at} closed the connection before answering CONNECT"),
+        )),
+        Err(ReadError::Parse(e)) => Err((
+            FailureReason::InvalidResponse,
+            format!("the proxy {at} answered CONNECT with something else: {e}"),
+        )),
     }
 }
 
 /// The TLS handshake (recording the presented certificates), then [`exchange`].
 async fn tls_exchange(
     tcp: tokio::net::TcpStream,
-    tls: &crate::tls::TlsTarget,
-    target: &Target,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    server_name: rustls_pki_types::ServerName<'static>,
+    request: (&[u8], &[u8]),
+    want: Want,
     deadline: Instant,
     result: &mut ProbeResult,
-) {
+) -> Option<String> {
     let t = Instant::now();
-    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let connector = tokio_rustls::TlsConnector::from(config);
     let handshake = PRESENTED.scope(Cell::new(None), async {
-        let r = connector.connect(tls.server_name.clone(), tcp).await;
+        let r = connector.connect(server_name, tcp).await;
         (r, PRESENTED.with(Cell::get))
     });
     let outcome = timeout_at(deadline, handshake).await;
-    result.phases.tls = t.elapsed();
+    result.phases.tls += t.elapsed();
     let stream = match outcome {
         Ok((r, cert)) => {
             result.cert = cert;
             match r {
                 Ok(s) => s,
-                Err(e) => return fail_io(result, &e, true),
+                Err(e) => {
+                    fail_io(result, &e, true);
+                    return None;
+                }
             }
         }
         Err(_) => {
-            return result.fail(
+            result.fail(
                 FailureReason::Timeout,
                 "deadline passed during the TLS handshake",
             );
+            return None;
         }
     };
+    result.ssl = true;
     result.tls_version = match stream.get_ref().1.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
         Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
         _ => None,
     };
-    exchange(stream, target, deadline, result).await;
+    exchange(stream, request, want, deadline, result).await
 }
 
-/// Write the request, read the final status line, judge the code.
-async fn exchange<S>(mut stream: S, target: &Target, deadline: Instant, result: &mut ProbeResult)
+/// Write the request (head, then body), read the final status line (and, for a redirect to
+/// follow, its `Location`).
+async fn exchange<S>(
+    mut stream: S,
+    (head, body): (&[u8], &[u8]),
+    want: Want,
+    deadline: Instant,
+    result: &mut ProbeResult,
+) -> Option<String>
 where
     S: Conn,
 {
     let t = Instant::now();
     let outcome = timeout_at(deadline, async {
-        stream.write_all(&target.request).await?;
+        stream.write_all(head).await?;
+        if !body.is_empty() {
+            stream.write_all(body).await?;
+        }
         stream.flush().await?;
-        read_status(&mut stream).await
+        read_head(&mut stream, want).await
     })
     .await;
-    result.phases.processing = t.elapsed();
+    result.phases.processing += t.elapsed();
+    let mut location = None;
     match outcome {
         Err(_) => result.fail(
             FailureReason::Timeout,
@@ -352,18 +607,14 @@ where
             "connection closed before a complete status line",
         ),
         Ok(Err(ReadError::Parse(e))) => result.fail(FailureReason::InvalidResponse, e.to_string()),
-        Ok(Ok(status)) => {
-            if !target.valid_codes.contains(status.code) {
-                result.fail(
-                    FailureReason::StatusCode,
-                    format!("status {} is not a valid status code", status.code),
-                );
-            }
-            result.status = Some(status);
+        Ok(Ok(h)) => {
+            result.status = Some(h.status);
+            location = h.location;
         }
     }
     finish(&mut stream);
     // Dropping the stream closes the connection.
+    location
 }
 
 /// A probe's stream: gives access to its TCP socket.
@@ -430,11 +681,34 @@ impl From<io::Error> for ReadError {
 /// First read's buffer size: a whole status line and usually the headers.
 const INITIAL_READ: usize = 1024;
 
-/// Read until the final status line is complete, holding at most [`MAX_LINE`] bytes.
-async fn read_status<S: AsyncRead + Unpin>(stream: &mut S) -> Result<StatusLine, ReadError> {
+/// How much of a response head to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The final status line only.
+    Status,
+    /// The status line, and a redirect's `Location`.
+    Location,
+    /// The whole head (a proxy's answer to CONNECT), noting bytes after it.
+    Whole,
+}
+
+/// What was read of a response head.
+#[derive(Debug)]
+struct Head {
+    /// The final status line.
+    status: StatusLine,
+    /// The `Location` of a redirect, when asked for.
+    location: Option<String>,
+    /// Bytes followed the head ([`Want::Whole`] only).
+    extra: bool,
+}
+
+/// Read until the final status line is complete, holding at most [`MAX_LINE`] bytes; then, as
+/// `want` says, the header lines too, holding at most [`MAX_HEAD`] more.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, want: Want) -> Result<Head, ReadError> {
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_READ);
     let mut parser = HeadParser::new();
-    loop {
+    let status = loop {
         if buf.len() == buf.capacity() {
             // The parser refuses a line of MAX_LINE bytes, so len < MAX_LINE here.
             buf.reserve_exact((buf.capacity() * 2).min(MAX_LINE) - buf.len());
@@ -445,12 +719,69 @@ async fn read_status<S: AsyncRead + Unpin>(stream: &mut S) -> Result<StatusLine,
             return Err(ReadError::Closed);
         }
         match parser.advance(&buf).map_err(ReadError::Parse)? {
-            Step::Done(status) => return Ok(status),
+            Step::Done(status) => break status,
             Step::NeedMore { consumed } => {
                 buf.drain(..consumed);
             }
         }
+    };
+    let headers = match want {
+        Want::Status => false,
+        Want::Location => is_redirect(status.code),
+        Want::Whole => true,
+    };
+    if !headers {
+        return Ok(Head {
+            status,
+            location: None,
+            extra: false,
+        });
     }
+    buf.drain(..parser.end());
+    let mut location = None;
+    // `buf[..scanned]` holds complete header lines already looked at.
+    let mut scanned = 0;
+    loop {
+        while let Some(nl) = buf[scanned..].iter().position(|&b| b == b'\n') {
+            let mut line = &buf[scanned..scanned + nl];
+            if let [head @ .., b'\r'] = line {
+                line = head;
+            }
+            scanned += nl + 1;
+            if line.is_empty() {
+                return Ok(Head {
+                    status,
+                    location,
+                    extra: buf.len() > scanned,
+                });
+            }
+            if location.is_none() {
+                location = header_value(line, b"location")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned);
+            }
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(ReadError::Parse(status::ParseError::HeadTooLong));
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve_exact((buf.capacity() * 2).clamp(INITIAL_READ, MAX_HEAD) - buf.len());
+        }
+        let room = buf.capacity() - buf.len();
+        let n = (&mut *stream).take(room as u64).read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+    }
+}
+
+/// The value of header line `line` when its name is `name` (lower case), trimmed.
+fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    if !line[..colon].eq_ignore_ascii_case(name) {
+        return None;
+    }
+    Some(line[colon + 1..].trim_ascii())
 }
 
 /// Record an IO error (plain or carrying a TLS error) as a failure.

@@ -12,6 +12,10 @@ use std::fmt;
 /// end is answering with something that is not an HTTP status line or header.
 pub const MAX_LINE: usize = 4096;
 
+/// Longest header block read after a final status line, when the headers are read at all (to
+/// find a redirect's `Location`, or the end of a proxy's answer to CONNECT).
+pub const MAX_HEAD: usize = 16 * 1024;
+
 /// How many interim (1xx) responses may precede the final one.
 pub const MAX_INTERIM: usize = 8;
 
@@ -83,6 +87,10 @@ pub enum ParseError {
     /// A header line of an interim response is not `name: value`.
     #[error("malformed header line in an interim response")]
     Header,
+    /// The header lines of a response read whole (a redirect's, a proxy's answer to CONNECT)
+    /// are longer than [`MAX_HEAD`] bytes.
+    #[error("response head longer than {MAX_HEAD} bytes")]
+    HeadTooLong,
 }
 
 /// What the parser needs next.
@@ -116,6 +124,8 @@ pub struct HeadParser {
     interim: usize,
     /// Bytes of interim responses consumed so far.
     interim_bytes: usize,
+    /// Where the final status line ended in the last buffer given to `advance`.
+    end: usize,
 }
 
 impl Default for HeadParser {
@@ -131,7 +141,14 @@ impl HeadParser {
             state: State::Status,
             interim: 0,
             interim_bytes: 0,
+            end: 0,
         }
+    }
+
+    /// Once [`Step::Done`] was returned: the offset just past the final status line in the
+    /// buffer of that call, where the response's header lines start.
+    pub fn end(&self) -> usize {
+        self.end
     }
 
     /// Consume complete lines of `buf`. Returns the final status line once it is complete, or
@@ -173,6 +190,7 @@ impl HeadParser {
                         }
                         self.state = State::InterimHeaders;
                     } else {
+                        self.end = pos;
                         return Ok(Step::Done(status));
                     }
                 }
