@@ -21,7 +21,7 @@ pub struct StatusCodes {
 }
 
 impl Default for StatusCodes {
-    /// 2xx and 3xx: redirects are not followed, so a redirect is an answer.
+    /// 2xx and 3xx: unless `follow_redirects` is set, a redirect is an answer.
     fn default() -> Self {
         StatusCodes {
             ranges: vec![CodeRange { lo: 200, hi: 399 }],

@@ -757,6 +757,7 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, want: Want) -> Result<H
             }
             if location.is_none() {
                 location = header_value(line, b"location")
+                    .filter(|v| !v.is_empty())
                     .and_then(|v| std::str::from_utf8(v).ok())
                     .map(str::to_owned);
             }

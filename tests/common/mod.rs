@@ -256,21 +256,31 @@ pub struct TlsServer {
 impl Nginx {
     /// Start nginx with a plain server on 127.0.0.1 and [::1] and one TLS server per entry.
     pub fn start(tls: &[TlsServer]) -> Nginx {
+        Nginx::start_with(tls, "")
+    }
+
+    /// [`Nginx::start`] with `extra` directives in every server before [`LOCATIONS`], where
+    /// `{port}` stands for the plain port and `{tls0}`, `{tls1}`, ... for the TLS ports.
+    pub fn start_with(tls: &[TlsServer], extra: &str) -> Nginx {
         let nginx = find_program("nginx", "nginx");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let port = free_port();
+        let tls_ports: Vec<u16> = tls.iter().map(|_| free_port()).collect();
+        let mut extra = extra.replace("{port}", &port.to_string());
+        for (i, p) in tls_ports.iter().enumerate() {
+            extra = extra.replace(&format!("{{tls{i}}}"), &p.to_string());
+        }
+        let locations = format!("{extra}{LOCATIONS}");
         let mut servers = format!(
-            "    server {{\n        listen 127.0.0.1:{port};\n        listen [::1]:{port};\n{LOCATIONS}    }}\n"
+            "    server {{\n        listen 127.0.0.1:{port};\n        listen [::1]:{port};\n{locations}    }}\n"
         );
-        let mut tls_ports = Vec::new();
         for (i, t) in tls.iter().enumerate() {
-            let p = free_port();
-            tls_ports.push(p);
+            let p = tls_ports[i];
             std::fs::write(dir.path().join(format!("tls{i}.crt")), &t.cert_pem).unwrap();
             std::fs::write(dir.path().join(format!("tls{i}.key")), &t.key_pem).unwrap();
             servers.push_str(&format!(
-                "    server {{\n        listen 127.0.0.1:{p} ssl;\n        ssl_certificate {d}/tls{i}.crt;\n        ssl_certificate_key {d}/tls{i}.key;\n        {}\n{LOCATIONS}    }}\n",
+                "    server {{\n        listen 127.0.0.1:{p} ssl;\n        ssl_certificate {d}/tls{i}.crt;\n        ssl_certificate_key {d}/tls{i}.key;\n        {}\n{locations}    }}\n",
                 t.extra
             ));
         }

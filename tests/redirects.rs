@@ -1,0 +1,327 @@
+//! Redirects, methods and bodies against real servers on loopback: nginx redirect chains
+//! (relative, absolute, http to https and back, to a 404, a loop, over the hop limit), and our
+//! own recording server for what each request of a chain carries.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Exporter, Nginx, Pki, TlsServer, reason, target_sample};
+
+/// Redirects in every nginx server (plain and TLS), Locations left relative when relative.
+const REDIRECTS: &str = r#"
+        absolute_redirect off;
+        location = /r/rel { return 302 /ok; }
+        location = /r/dir/up { return 301 ../../ok; }
+        location = /r/abs { return 301 http://127.0.0.1:{port}/ok; }
+        location = /r/tohttps { return 301 https://127.0.0.1:{tls0}/ok; }
+        location = /r/tohttp { return 308 http://127.0.0.1:{port}/ok; }
+        location = /r/to404 { return 302 /missing; }
+        location = /r/loop1 { return 302 /r/loop2; }
+        location = /r/loop2 { return 302 /r/loop1; }
+        location = /r/c3 { return 302 /r/c2; }
+        location = /r/c2 { return 302 /r/c1; }
+        location = /r/c1 { return 307 /ok; }
+"#;
+
+/// The value of `metric` for the target with URL `url` and name `name`.
+fn named(text: &str, metric: &str, url: &str, name: &str) -> Option<f64> {
+    common::sample(text, metric, &[("target", url), ("name", name)])
+}
+
+#[test]
+fn redirect_chains_are_followed_up_to_their_limit() {
+    let pki = Pki::new("redirects CA");
+    let (cert_pem, key_pem) = pki.leaf(&["127.0.0.1"], -1, 30);
+    let nginx = Nginx::start_with(
+        &[TlsServer {
+            cert_pem,
+            key_pem,
+            extra: String::new(),
+        }],
+        REDIRECTS,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    let (p, t) = (nginx.port, nginx.tls_ports[0]);
+    let http = |path: &str| format!("http://127.0.0.1:{p}{path}");
+    let https = |path: &str| format!("https://127.0.0.1:{t}{path}");
+    let config = format!(
+        "defaults:\n  follow_redirects: 5\n  tls_config: {{ca_file: ca.pem}}\n  valid_status_codes: [2xx]\n\
+         targets:\n\
+         \x20 - {rel}\n  - {up}\n  - {abs}\n  - {tohttps}\n  - {tohttp}\n  - {to404}\n  - {loop1}\n\
+         \x20 - {{url: '{c3}', name: two, follow_redirects: 2}}\n\
+         \x20 - {{url: '{c3}', name: three, follow_redirects: 3}}\n\
+         \x20 - {{url: '{moved}', name: off, follow_redirects: 0, valid_status_codes: [301]}}\n\
+         \x20 - {{url: '{rel}', name: need-tls, fail_if_not_ssl: true}}\n\
+         \x20 - {{url: '{tohttps}', name: need-tls, fail_if_not_ssl: true}}\n\
+         \x20 - {{url: '{ok_tls}', name: no-tls, fail_if_ssl: true}}\n\
+         \x20 - {{url: '{ok}', name: no-tls, fail_if_ssl: true}}\n",
+        rel = http("/r/rel"),
+        up = http("/r/dir/up"),
+        abs = http("/r/abs"),
+        tohttps = http("/r/tohttps"),
+        tohttp = https("/r/tohttp"),
+        to404 = http("/r/to404"),
+        loop1 = http("/r/loop1"),
+        c3 = http("/r/c3"),
+        moved = http("/moved"),
+        ok_tls = https("/ok"),
+        ok = http("/ok"),
+    );
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, &config).unwrap();
+    let exporter = Exporter::start_file(&path, &[]);
+    let text = exporter.scrape(Some(10.0));
+
+    // (URL, final code, redirects, ssl, failure reason)
+    let plain: &[(String, f64, f64, f64, Option<&str>)] = &[
+        (http("/r/rel"), 200.0, 1.0, 0.0, None),
+        (http("/r/dir/up"), 200.0, 1.0, 0.0, None),
+        (http("/r/abs"), 200.0, 1.0, 0.0, None),
+        (http("/r/tohttps"), 200.0, 1.0, 1.0, None),
+        (https("/r/tohttp"), 200.0, 1.0, 0.0, None),
+        (http("/r/to404"), 404.0, 1.0, 0.0, Some("status_code")),
+        (http("/r/loop1"), 302.0, 1.0, 0.0, Some("redirect_limit")),
+    ];
+    for (url, code, hops, ssl, why) in plain {
+        let m = |metric| target_sample(&text, metric, url);
+        assert_eq!(m("probe_http_status_code"), Some(*code), "{url}\n{text}");
+        assert_eq!(m("probe_http_redirects"), Some(*hops), "{url}");
+        assert_eq!(m("probe_http_ssl"), Some(*ssl), "{url}");
+        // The unnamed target's own reason, not that of a named one with the same URL.
+        let own = reason(&text, url).filter(|r| {
+            text.contains(&format!("probe_failure_reason{{target=\"{url}\",reason=\"{r}\"}}"))
+        });
+        assert_eq!(own.as_deref(), *why, "{url}");
+        assert_eq!(m("probe_success"), Some(f64::from(u8::from(why.is_none()))));
+    }
+    // The hop to https did its handshake against the target's CA and recorded the expiry.
+    let tohttps = http("/r/tohttps");
+    assert!(target_sample(&text, "probe_ssl_earliest_cert_expiry", &tohttps).unwrap() > 0.0);
+    let tls_phase = common::sample(
+        &text,
+        "probe_http_duration_seconds",
+        &[("target", &tohttps), ("phase", "tls")],
+    );
+    assert!(tls_phase.unwrap() > 0.0, "{text}");
+
+    let c3 = http("/r/c3");
+    assert_eq!(named(&text, "probe_http_redirects", &c3, "two"), Some(2.0));
+    assert_eq!(named(&text, "probe_success", &c3, "two"), Some(0.0));
+    assert!(text.contains(&format!(
+        "probe_failure_reason{{target=\"{c3}\",name=\"two\",reason=\"redirect_limit\"}} 1"
+    )));
+    assert_eq!(
+        named(&text, "probe_http_redirects", &c3, "three"),
+        Some(3.0)
+    );
+    assert_eq!(
+        named(&text, "probe_http_status_code", &c3, "three"),
+        Some(200.0)
+    );
+    // Off: the 3xx is the answer, as before redirects could be followed.
+    let moved = http("/moved");
+    assert_eq!(
+        named(&text, "probe_http_status_code", &moved, "off"),
+        Some(301.0)
+    );
+    assert_eq!(
+        named(&text, "probe_http_redirects", &moved, "off"),
+        Some(0.0)
+    );
+    assert_eq!(named(&text, "probe_success", &moved, "off"), Some(1.0));
+
+    let fails = |url: &str, name: &str, why: &str| {
+        text.contains(&format!(
+            "probe_failure_reason{{target=\"{url}\",name=\"{name}\",reason=\"{why}\"}} 1"
+        ))
+    };
+    assert!(
+        fails(&http("/r/rel"), "need-tls", "fail_if_not_ssl"),
+        "{text}"
+    );
+    assert_eq!(
+        named(&text, "probe_success", &tohttps, "need-tls"),
+        Some(1.0)
+    );
+    assert!(fails(&https("/ok"), "no-tls", "fail_if_ssl"), "{text}");
+    assert_eq!(
+        named(&text, "probe_success", &http("/ok"), "no-tls"),
+        Some(1.0)
+    );
+
+    // `check` follows the same chains and says why in JSON.
+    let out = std::process::Command::new(common::exporter_bin())
+        .args(["check", "--output", "json", "--config.file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("/r/loop1"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["reason"], "redirect_limit");
+    assert!(v["detail"].as_str().unwrap().contains("loop"), "{line}");
+}
+
+/// A request our recording server received: head and body.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+/// A server on 127.0.0.1 that records every request and answers by path: `/post307` and
+/// `/post303` redirect to `/echo` with their code, `/cross` redirects to the same server under
+/// the name `localhost`, `/noloc` is a 302 without `Location`, `/badloc` one whose `Location`
+/// is no URL, anything else 200 with the request body echoed back.
+fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut raw = Vec::new();
+                let mut byte = [0u8; 1];
+                while !raw.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    raw.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&raw).into_owned();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0usize);
+                let mut body = vec![0u8; len];
+                s.read_exact(&mut body).unwrap();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push(Seen {
+                    head: head.clone(),
+                    body: body.clone(),
+                });
+                let port = addr.port();
+                let answer = match path.as_str() {
+                    "/post307" => "HTTP/1.1 307 Temporary Redirect\r\nLocation: /echo\r\n".into(),
+                    "/post303" => "HTTP/1.1 303 See Other\r\nLocation: /echo\r\n".into(),
+                    "/cross" => {
+                        format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}/echo\r\n")
+                    }
+                    "/noloc" => "HTTP/1.1 302 Found\r\n".into(),
+                    "/badloc" => "HTTP/1.1 302 Found\r\nLocation: http://[::1/\r\n".into(),
+                    _ => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len()),
+                };
+                let _ = s.write_all(format!("{answer}Connection: close\r\n\r\n").as_bytes());
+                let _ = s.write_all(&body);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn methods_bodies_and_credentials_along_a_chain() {
+    let (addr, seen) = recording_server();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("body.json"),
+        "{\"query\": \"{ health }\"}\n",
+    )
+    .unwrap();
+    let base = format!("http://{addr}");
+    let config = format!(
+        "defaults:\n  follow_redirects: 3\n  valid_status_codes: [2xx]\n\
+         targets:\n\
+         \x20 - {{url: '{base}/graphql', method: POST, body_file: body.json, headers: {{Content-Type: application/json}}}}\n\
+         \x20 - {{url: '{base}/post307', method: PUT, body: 'kept'}}\n\
+         \x20 - {{url: '{base}/post303', method: POST, body: 'dropped'}}\n\
+         \x20 - {{url: '{base}/cross', bearer_token: same-host-only, headers: {{Host: configured.example}}}}\n\
+         \x20 - {{url: '{base}/noloc', valid_status_codes: [302]}}\n\
+         \x20 - {{url: '{base}/badloc', valid_status_codes: [302]}}\n\
+         \x20 - {{url: '{base}/options', method: OPTIONS}}\n"
+    );
+    std::fs::write(dir.path().join("targets.yaml"), &config).unwrap();
+    let exporter = Exporter::start_file(&dir.path().join("targets.yaml"), &[]);
+    let text = exporter.scrape(Some(10.0));
+    for path in [
+        "/graphql", "/post307", "/post303", "/cross", "/noloc", "/badloc", "/options",
+    ] {
+        let url = format!("{base}{path}");
+        assert_eq!(
+            target_sample(&text, "probe_success", &url),
+            Some(1.0),
+            "{url}\n{text}"
+        );
+    }
+    let redirects =
+        |path: &str| target_sample(&text, "probe_http_redirects", &format!("{base}{path}"));
+    assert_eq!(redirects("/post307"), Some(1.0));
+    assert_eq!(redirects("/noloc"), Some(0.0));
+    assert_eq!(redirects("/badloc"), Some(0.0));
+
+    let seen = seen.lock().unwrap().clone();
+    let find = |start: &str| {
+        seen.iter()
+            .filter(|s| s.head.starts_with(start))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The body from the file, announced with its length, and the configured header.
+    let graphql = &find("POST /graphql ")[0];
+    assert_eq!(graphql.body, b"{\"query\": \"{ health }\"}\n");
+    assert!(
+        graphql.head.contains("Content-Length: 24\r\n"),
+        "{}",
+        graphql.head
+    );
+    assert!(graphql.head.contains("Content-Type: application/json\r\n"));
+    // 307 keeps the method and the body; 303 turns them into a GET without a body.
+    assert_eq!(find("PUT /post307 ")[0].body, b"kept");
+    assert_eq!(find("PUT /echo ").len(), 1, "{seen:#?}");
+    assert_eq!(find("PUT /echo ")[0].body, b"kept");
+    assert_eq!(find("POST /post303 ")[0].body, b"dropped");
+    let after303: Vec<_> = seen
+        .iter()
+        .filter(|s| s.head.starts_with("GET /echo ") && !s.head.contains("Authorization"))
+        .collect();
+    assert!(!after303.is_empty(), "{seen:#?}");
+    assert!(
+        after303
+            .iter()
+            .all(|s| s.body.is_empty() && !s.head.contains("Content-Length"))
+    );
+    // The token and the configured Host go to the target's own host only.
+    let cross = &find("GET /cross ")[0];
+    assert!(
+        cross
+            .head
+            .contains("Authorization: Bearer same-host-only\r\n"),
+        "{}",
+        cross.head
+    );
+    assert!(cross.head.contains("Host: configured.example\r\n"));
+    let moved: Vec<_> = seen
+        .iter()
+        .filter(|s| s.head.contains(&format!("Host: localhost:{}", addr.port())))
+        .collect();
+    assert_eq!(moved.len(), 1, "{seen:#?}");
+    assert!(
+        !moved[0].head.contains("Authorization"),
+        "{}",
+        moved[0].head
+    );
+    assert!(!find("OPTIONS /options ")[0].head.contains("Content-Length"));
+}
