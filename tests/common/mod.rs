@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod peer;
+pub mod recorder;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
