@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod peer;
+pub mod proxy;
 pub mod recorder;
 
 use std::io::{BufRead, BufReader, Read, Write};
