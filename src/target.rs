@@ -158,6 +158,13 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
     })
 }
 
+/// Where a redirect from `base` with `location` leads: the location resolved against `base`
+/// (relative or absolute), if it makes a probe URL. `None` leaves the 3xx as the answer.
+pub fn redirect_target(base: &ProbeUrl, location: &str) -> Option<ProbeUrl> {
+    let joined = url::Url::parse(&base.raw).ok()?.join(location).ok()?;
+    parse_url(joined.as_str()).ok()
+}
+
 /// The request method: any HTTP token (`GET`, `HEAD`, `POST`, `OPTIONS`, ...), as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Method(std::borrow::Cow<'static, str>);

@@ -175,10 +175,7 @@ fn proxies_that_refuse_say_so() {
             let v = r(&ok_tls, name);
             assert_eq!(v["reason"], "proxy_connect_status", "{k} {name}: {v}");
             let detail = v["detail"].as_str().unwrap();
-            assert!(
-                detail.contains(&format!(" with HTTP/1.")),
-                "{k} {name}: {detail}"
-            );
+            assert!(detail.contains(" with HTTP/1."), "{k} {name}: {detail}");
             assert!(detail.contains(&format!(" {code}")), "{k} {name}: {detail}");
             assert!(!detail.contains("not-it"), "{k}: {detail}");
             assert_eq!(

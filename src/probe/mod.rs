@@ -256,11 +256,7 @@ async fn run(
         }
         let Some(location) = location else { break };
         // A Location that does not make a probe URL leaves the 3xx as the answer.
-        let Some(next) = url::Url::parse(&url.raw)
-            .and_then(|base| base.join(&location))
-            .ok()
-            .and_then(|u| crate::target::parse_url(u.as_str()).ok())
-        else {
+        let Some(next) = crate::target::redirect_target(&url, &location) else {
             break;
         };
         let code = result.status.as_ref().map_or(0, |s| s.code);
@@ -738,32 +734,15 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, want: Want) -> Result<H
         });
     }
     buf.drain(..parser.end());
-    let mut location = None;
-    // `buf[..scanned]` holds complete header lines already looked at.
-    let mut scanned = 0;
     loop {
-        while let Some(nl) = buf[scanned..].iter().position(|&b| b == b'\n') {
-            let mut line = &buf[scanned..scanned + nl];
-            if let [head @ .., b'\r'] = line {
-                line = head;
-            }
-            scanned += nl + 1;
-            if line.is_empty() {
-                return Ok(Head {
-                    status,
-                    location,
-                    extra: buf.len() > scanned,
-                });
-            }
-            if location.is_none() {
-                location = header_value(line, b"location")
-                    .filter(|v| !v.is_empty())
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .map(str::to_owned);
-            }
-        }
-        if buf.len() >= MAX_HEAD {
-            return Err(ReadError::Parse(status::ParseError::HeadTooLong));
+        if let status::Headers::Done { location, end } =
+            status::scan_headers(&buf).map_err(ReadError::Parse)?
+        {
+            return Ok(Head {
+                status,
+                location,
+                extra: buf.len() > end,
+            });
         }
         if buf.len() == buf.capacity() {
             buf.reserve_exact((buf.capacity() * 2).clamp(INITIAL_READ, MAX_HEAD) - buf.len());
@@ -774,15 +753,6 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, want: Want) -> Result<H
             return Err(ReadError::Closed);
         }
     }
-}
-
-/// The value of header line `line` when its name is `name` (lower case), trimmed.
-fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    if !line[..colon].eq_ignore_ascii_case(name) {
-        return None;
-    }
-    Some(line[colon + 1..].trim_ascii())
 }
 
 /// Record an IO error (plain or carrying a TLS error) as a failure.

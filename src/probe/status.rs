@@ -210,6 +210,60 @@ impl HeadParser {
     }
 }
 
+/// What the header lines after a final status line hold, as far as they have arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Headers {
+    /// The header block has not ended yet.
+    NeedMore,
+    /// The blank line that ends the head is in.
+    Done {
+        /// The first non-empty `Location` value, when it is UTF-8.
+        location: Option<String>,
+        /// The offset just past the blank line: bytes from here on follow the head.
+        end: usize,
+    },
+}
+
+/// Scan the bytes after a final status line for the end of the header block and the first
+/// `Location`. Lines end in `\n` or `\r\n`; more than [`MAX_HEAD`] bytes without the end is
+/// an error. The verdict is the same however the bytes are split.
+pub fn scan_headers(buf: &[u8]) -> Result<Headers, ParseError> {
+    let mut location = None;
+    let mut pos = 0;
+    while let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') {
+        let mut line = &buf[pos..pos + nl];
+        if let [head @ .., b'\r'] = line {
+            line = head;
+        }
+        pos += nl + 1;
+        if pos > MAX_HEAD {
+            return Err(ParseError::HeadTooLong);
+        }
+        if line.is_empty() {
+            return Ok(Headers::Done { location, end: pos });
+        }
+        if location.is_none() {
+            location = header_value(line, b"location")
+                .filter(|v| !v.is_empty())
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned);
+        }
+    }
+    if buf.len() >= MAX_HEAD {
+        return Err(ParseError::HeadTooLong);
+    }
+    Ok(Headers::NeedMore)
+}
+
+/// The value of header line `line` when its name is `name` (lower case), trimmed.
+fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    if !line[..colon].eq_ignore_ascii_case(name) {
+        return None;
+    }
+    Some(line[colon + 1..].trim_ascii())
+}
+
 /// What every status line starts with.
 const HTTP: &[u8] = b"HTTP/";
 
@@ -341,6 +395,35 @@ pub fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_scans_find_the_end_and_the_first_location_however_split() {
+        let head = b"Server: x\r\nlocation:  /next \r\nLocation: /second\r\n\r\nbody";
+        let want = Headers::Done {
+            location: Some("/next".into()),
+            end: head.len() - 4,
+        };
+        assert_eq!(scan_headers(head), Ok(want));
+        for cut in 0..head.len() - 4 {
+            assert_eq!(scan_headers(&head[..cut]), Ok(Headers::NeedMore), "{cut}");
+        }
+        let none = scan_headers(b"Location:\nX: y\n\n").unwrap();
+        assert_eq!(
+            none,
+            Headers::Done {
+                location: None,
+                end: 16
+            }
+        );
+        assert_eq!(
+            scan_headers(&[b'a'; MAX_HEAD]),
+            Err(ParseError::HeadTooLong)
+        );
+        let mut long = b"X: ".to_vec();
+        long.extend([b'a'; MAX_HEAD]);
+        long.extend(b"\r\n\r\n");
+        assert_eq!(scan_headers(&long), Err(ParseError::HeadTooLong));
+    }
 
     #[test]
     fn reason_phrases_are_made_safe_to_print() {
