@@ -13,6 +13,9 @@
 //! /etc/resolv.conf names that server on 127.53.0.1:53), beside the IP-literal round of the
 //! same targets in the same run.
 //!
+//! `--compare OLD_BINARY` runs only the 10,000-target plain round, by turns with this build
+//! and with `OLD_BINARY` (an earlier commit's build), and prints both medians.
+//!
 //! 100,000 targets would run out of ephemeral ports towards one address (every probe leaves a
 //! TIME_WAIT socket on our side), so large scenarios spread their targets over several
 //! loopback addresses (127.0.0.1 to 127.0.0.16) served by the same nginx.
@@ -130,9 +133,44 @@ fn start_nginx(dir: &Path) -> (Proc, u16, u16) {
 
 /// The exporter binary next to this example's folder.
 fn exporter_bin() -> PathBuf {
+    if let Some(other) = BINARY.lock().expect("not poisoned").clone() {
+        return other;
+    }
     let exe = std::env::current_exe().expect("own path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     dir.join("http_status_exporter")
+}
+
+/// The exporter binary to run instead of the one built beside the benchmark (`--compare`).
+static BINARY: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// `--compare OLD`: the 10,000-target plain round of this build and of the binary `OLD` (a
+/// build of an earlier commit), run by turns in the same run, so that the machine's drift
+/// falls on both alike.
+fn compare(dir: &Path, port: u16, old: &Path, turns: usize) {
+    let yaml = plain_targets(port, 10_000, 1);
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut scrapes: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for turn in 0..turns {
+        for (i, bin) in [None, Some(old.to_owned())].into_iter().enumerate() {
+            *BINARY.lock().expect("not poisoned") = bin;
+            let row = scenario(dir, "10000 http", &yaml, 10_000, 5);
+            assert_eq!(row.ok, 10_000, "every probe succeeds");
+            eprintln!("turn {turn}: {} {:.3} s", ["this build", "baseline"][i], row.round);
+            times[i].push(row.round);
+            scrapes[i].push(row.scrape);
+        }
+    }
+    *BINARY.lock().expect("not poisoned") = None;
+    println!("\n| 10,000 http targets | round (median of {turns} runs) | scrape (median) |");
+    println!("|---|---:|---:|");
+    for (i, name) in ["this build", "baseline"].iter().enumerate() {
+        println!(
+            "| {name} | {:.3} s | {:.3} s |",
+            percentile(times[i].clone(), 0.5),
+            percentile(scrapes[i].clone(), 0.5)
+        );
+    }
 }
 
 /// A running exporter.
@@ -477,6 +515,12 @@ fn main() {
     let (_nginx, port, tls_port) = start_nginx(dir.path());
     let quick = std::env::args().any(|a| a == "--quick");
     let mut rows = Vec::new();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--compare") {
+        let old = args.get(i + 1).expect("--compare OLD_BINARY");
+        compare(dir.path(), port, Path::new(old), if quick { 3 } else { 7 });
+        return;
+    }
     if std::env::args().any(|a| a == "--names") {
         let rows = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
         print_names(&rows);
