@@ -1541,6 +1541,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_target_printed_for_debugging_hides_its_credentials() {
+        let text = "targets:\n  - {url: 'http://a/', bearer_token: tok-3141, proxy_url: 'http://u:pw-2718@p:1'}\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let shown = format!("{:?}", c.targets[0]);
+        assert!(
+            shown.contains("http://a/") && shown.contains("<secret>"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("tok-3141") && !shown.contains("pw-2718"),
+            "{shown}"
+        );
+        // The request itself carries them.
+        let request = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        assert!(
+            request.contains("Authorization: Bearer tok-3141\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.starts_with("GET http://a/ HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("Proxy-Authorization: Basic dTpwdy0yNzE4\r\n"),
+            "{request}"
+        );
+    }
+
+    #[test]
     fn an_ip_literal_of_a_forbidden_family_is_a_load_error() {
         let text = "defaults: {ip_protocol: ip4}\ntargets:\n  - http://127.0.0.1/\n  - http://[::1]:8080/\n";
         let e = parse(Path::new("t.yml"), text).unwrap_err();

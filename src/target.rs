@@ -415,8 +415,9 @@ pub fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
-/// One target, ready to probe.
-#[derive(Debug, Clone)]
+/// One target, ready to probe. Its `Debug` leaves out the request bytes, which may carry
+/// credentials.
+#[derive(Clone)]
 pub struct Target {
     /// The parsed URL.
     pub url: ProbeUrl,
@@ -454,6 +455,20 @@ pub struct Target {
     pub label_block: String,
     /// The group it belongs to (`default` unless the file says otherwise).
     pub group: Arc<str>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url.raw)
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("spec", &self.spec)
+            .field("timeout", &self.timeout)
+            .field("follow_redirects", &self.follow_redirects)
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Target {

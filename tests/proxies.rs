@@ -110,8 +110,13 @@ fn http_and_https_through_a_proxy_and_past_it() {
         assert_eq!(m("probe_http_status_code", &direct), Some(404.0), "{k}");
         assert_eq!(phase(&direct, "proxy"), Some(0.0), "{k}");
 
-        let seen = p.wait_request(
+        // Squid logs a tunnel when it closes, in whatever order they close.
+        p.wait_request(
             &format!("CONNECT localhost:{}", nginx.tls_ports[0]),
+            Duration::from_secs(5),
+        );
+        let seen = p.wait_request(
+            &format!("CONNECT 127.0.0.1:{}", nginx.tls_ports[0]),
             Duration::from_secs(5),
         );
         assert!(seen.contains(&format!("GET {ok}")), "{k}: {seen:#?}");
@@ -144,7 +149,7 @@ fn proxies_that_refuse_say_so() {
             deny_ports: vec![tls],
             ..Default::default()
         });
-        let with_pw = |pw: &str| format!("http://probe:{pw}@127.0.0.1:{}", auth.port);
+        let with_pw = |user: &str, pw: &str| format!("http://{user}:{pw}@127.0.0.1:{}", auth.port);
         let header = proxy_authorization("probe", "proxy-pw");
         let (_, header_value) = header.split_once(": ").unwrap();
         let config = format!(
@@ -156,8 +161,10 @@ fn proxies_that_refuse_say_so() {
              \x20 - {{url: '{ok_tls}', name: wrong, proxy_url: '{wrong}'}}\n\
              \x20 - {{url: '{ok_tls}', name: denied, proxy_url: '{denied}'}}\n\
              \x20 - {{url: '{ok_tls}', name: gone, proxy_url: 'http://127.0.0.1:{closed}'}}\n",
-            right = with_pw("proxy-pw"),
-            wrong = with_pw("not-it"),
+            right = with_pw("probe", "proxy-pw"),
+            // Another user: squid keeps one credential per user name, and a wrong password
+            // for `probe` arriving beside the right one can make it refuse both.
+            wrong = with_pw("intruder", "not-it"),
             bare = auth.url(),
             denied = deny.url(),
             closed = closed_port(),

@@ -107,6 +107,14 @@ fn redirect_chains_are_followed_up_to_their_limit() {
     );
     assert!(tls_phase.unwrap() > 0.0, "{text}");
 
+    // The final request of https to http was plain: no TLS facts of the first hop remain.
+    let tohttp = https("/r/tohttp");
+    assert_eq!(
+        target_sample(&text, "probe_ssl_earliest_cert_expiry", &tohttp),
+        None
+    );
+    assert!(!text.contains(&format!("probe_tls_version_info{{target=\"{tohttp}\"")));
+
     let c3 = http("/r/c3");
     assert_eq!(named(&text, "probe_http_redirects", &c3, "two"), Some(2.0));
     assert_eq!(named(&text, "probe_success", &c3, "two"), Some(0.0));

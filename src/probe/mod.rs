@@ -413,7 +413,12 @@ async fn request(
     } else {
         Want::Status
     };
+    // What the previous hop of a chain found belongs to that hop: the final request's own
+    // answer, TLS facts and certificate are reported, or none.
     result.ssl = false;
+    result.status = None;
+    result.tls_version = None;
+    result.cert = None;
     if let (Some(p), Scheme::Https) = (proxy, url.scheme) {
         let t = Instant::now();
         let tunnel = timeout_at(deadline, connect_tunnel(&mut tcp, p, url)).await;
