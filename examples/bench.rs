@@ -156,7 +156,11 @@ fn compare(dir: &Path, port: u16, old: &Path, turns: usize) {
             *BINARY.lock().expect("not poisoned") = bin;
             let row = scenario(dir, "10000 http", &yaml, 10_000, 5);
             assert_eq!(row.ok, 10_000, "every probe succeeds");
-            eprintln!("turn {turn}: {} {:.3} s", ["this build", "baseline"][i], row.round);
+            eprintln!(
+                "turn {turn}: {} {:.3} s",
+                ["this build", "baseline"][i],
+                row.round
+            );
             times[i].push(row.round);
             scrapes[i].push(row.scrape);
         }
