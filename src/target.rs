@@ -371,11 +371,11 @@ pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop
 }
 
 /// The body a request of `hop` sends: the configured one, unless the redirect dropped it.
-pub fn request_body(spec: &RequestSpec, hop: Hop) -> Bytes {
+pub fn request_body(spec: &RequestSpec, hop: Hop) -> &[u8] {
     if !hop.keep_method && !matches!(spec.method.as_str(), "GET" | "HEAD") {
-        Bytes::new()
+        &[]
     } else {
-        spec.body.clone()
+        &spec.body
     }
 }
 

@@ -246,47 +246,17 @@ async fn run(
     resolver: &RoundResolver,
     result: &mut ProbeResult,
 ) {
-    let mut url = std::borrow::Cow::Borrowed(&target.url);
-    let mut hop = Hop::FIRST;
-    let mut visited: Vec<ProbeUrl> = Vec::new();
-    loop {
-        let location = request(target, &url, hop, deadline, resolver, result).await;
-        if result.failure.is_some() {
-            return;
-        }
-        let Some(location) = location else { break };
-        // A Location that does not make a probe URL leaves the 3xx as the answer.
-        let Some(next) = crate::target::redirect_target(&url, &location) else {
-            break;
-        };
-        let code = result.status.as_ref().map_or(0, |s| s.code);
-        let same = |a: &ProbeUrl, b: &ProbeUrl| {
-            (a.scheme, &a.host, a.port, &a.path_and_query)
-                == (b.scheme, &b.host, b.port, &b.path_and_query)
-        };
-        visited.push(url.into_owned());
-        if visited.iter().any(|v| same(v, &next)) {
-            return result.fail(
-                FailureReason::RedirectLimit,
-                format!("redirect loop: {code} back to {}", next.raw),
-            );
-        }
-        if result.redirects >= target.follow_redirects {
-            return result.fail(
-                FailureReason::RedirectLimit,
-                format!(
-                    "more than {} redirects (the next, {code}, to {})",
-                    target.follow_redirects, next.raw
-                ),
-            );
-        }
-        result.redirects += 1;
-        hop = Hop {
-            same_origin: (next.scheme, &next.host, next.port)
-                == (target.url.scheme, &target.url.host, target.url.port),
-            keep_method: hop.keep_method && matches!(code, 307 | 308),
-        };
-        url = std::borrow::Cow::Owned(next);
+    // Boxed: the state of a chain is not carried by the probes that follow none.
+    let chained;
+    let url = if target.follow_redirects == 0 {
+        request(target, &target.url, Hop::FIRST, deadline, resolver, result).await;
+        &target.url
+    } else {
+        chained = Box::pin(follow(target, deadline, resolver, result)).await;
+        &chained
+    };
+    if result.failure.is_some() {
+        return;
     }
     let Some(status) = &result.status else { return };
     if !target.valid_codes.contains(status.code) {
@@ -300,6 +270,61 @@ async fn run(
         let detail = format!("the final request, to {}, did not go over TLS", url.raw);
         result.fail(FailureReason::FailIfNotSsl, detail);
     }
+}
+
+/// The requests of a redirect chain, up to `follow_redirects` hops: returns the URL of the
+/// final request (a failure, `redirect_limit` among them, is in `result`).
+async fn follow(
+    target: &Target,
+    deadline: Instant,
+    resolver: &RoundResolver,
+    result: &mut ProbeResult,
+) -> ProbeUrl {
+    let mut url = target.url.clone();
+    let mut hop = Hop::FIRST;
+    let mut visited: Vec<ProbeUrl> = Vec::new();
+    loop {
+        let location = request(target, &url, hop, deadline, resolver, result).await;
+        if result.failure.is_some() {
+            break;
+        }
+        let Some(location) = location else { break };
+        // A Location that does not make a probe URL leaves the 3xx as the answer.
+        let Some(next) = crate::target::redirect_target(&url, &location) else {
+            break;
+        };
+        let code = result.status.as_ref().map_or(0, |s| s.code);
+        let same = |a: &ProbeUrl, b: &ProbeUrl| {
+            (a.scheme, &a.host, a.port, &a.path_and_query)
+                == (b.scheme, &b.host, b.port, &b.path_and_query)
+        };
+        visited.push(url.clone());
+        if visited.iter().any(|v| same(v, &next)) {
+            result.fail(
+                FailureReason::RedirectLimit,
+                format!("redirect loop: {code} back to {}", next.raw),
+            );
+            break;
+        }
+        if result.redirects >= target.follow_redirects {
+            result.fail(
+                FailureReason::RedirectLimit,
+                format!(
+                    "more than {} redirects (the next, {code}, to {})",
+                    target.follow_redirects, next.raw
+                ),
+            );
+            break;
+        }
+        result.redirects += 1;
+        hop = Hop {
+            same_origin: (next.scheme, &next.host, next.port)
+                == (target.url.scheme, &target.url.host, target.url.port),
+            keep_method: hop.keep_method && matches!(code, 307 | 308),
+        };
+        url = next;
+    }
+    url
 }
 
 /// One request of a probe to `url`: resolve, connect (to the proxy if `url` goes through one),
@@ -401,11 +426,13 @@ async fn request(
         (Some(p), Scheme::Http) => RequestForm::Absolute(p.authorization.as_ref()),
         _ => RequestForm::Origin,
     };
-    // The first request's head was built at load.
-    let head = if hop == Hop::FIRST && std::ptr::eq(url, &target.url) {
-        target.request.clone()
+    // The first request's head was built at load (and `result.redirects` counts the hops).
+    let built;
+    let head: &[u8] = if result.redirects == 0 {
+        &target.request
     } else {
-        build_head(url, &target.spec, form, hop)
+        built = build_head(url, &target.spec, form, hop);
+        &built
     };
     let body = request_body(&target.spec, hop);
     let want = if target.follow_redirects > 0 {
@@ -464,14 +491,14 @@ async fn request(
                 tcp,
                 config,
                 name,
-                (&head, &body),
+                (head, body),
                 want,
                 deadline,
                 result,
             ))
             .await
         }
-        Scheme::Http => exchange(tcp, (&head, &body), want, deadline, result).await,
+        Scheme::Http => exchange(tcp, (head, body), want, deadline, result).await,
     }
 }
 
