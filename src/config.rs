@@ -951,6 +951,19 @@ impl Files {
         Ok(Secret::new(text.to_owned()))
     }
 
+    /// A header's values: those written in the file (`Ok`), or the secret read from a file.
+    fn header_values(
+        &mut self,
+        base: &Path,
+        source: &HeaderSource,
+    ) -> Result<Result<Vec<String>, Secret>, String> {
+        Ok(match source {
+            HeaderSource::Plain(v) => Ok(vec![v.clone()]),
+            HeaderSource::List(l) => Ok(l.clone()),
+            HeaderSource::File(p) => Err(self.secret(base, p)?),
+        })
+    }
+
     /// The method, headers, credentials and body of `s`.
     fn request_spec(&mut self, s: &Settings, base: &Path) -> Result<Arc<RequestSpec>, FieldError> {
         let key: SpecKey = (
@@ -972,18 +985,14 @@ impl Files {
             {
                 return Err(("headers", format!("headers: {k} is set from body")));
             }
-            match v {
-                HeaderSource::Plain(v) => spec.headers.push((k.clone(), v.clone())),
-                HeaderSource::List(l) => {
-                    spec.headers
-                        .extend(l.iter().map(|v| (k.clone(), v.clone())));
-                }
-                HeaderSource::File(p) => {
-                    let v = self
-                        .secret(base, p)
-                        .map_err(|m| ("file", format!("headers: {k}: {m}")))?;
-                    spec.secret_headers.push((k.clone(), v));
-                }
+            let values = self
+                .header_values(base, v)
+                .map_err(|m| ("file", format!("headers: {k}: {m}")))?;
+            match values {
+                Ok(shown) => spec
+                    .headers
+                    .extend(shown.into_iter().map(|v| (k.clone(), v))),
+                Err(secret) => spec.secret_headers.push((k.clone(), secret)),
             }
         }
         let count = spec.headers.len() + spec.secret_headers.len();
@@ -1120,15 +1129,12 @@ impl Files {
         }
         let mut lines = String::new();
         for (k, v) in s.proxy_connect_header.iter().flat_map(|h| &h.0) {
-            let values = match v {
-                HeaderSource::Plain(v) => vec![v.clone()],
-                HeaderSource::List(l) => l.clone(),
-                HeaderSource::File(p) => vec![
-                    self.secret(base, p)
-                        .map_err(|m| ("file", format!("proxy_connect_header: {k}: {m}")))?
-                        .expose()
-                        .to_owned(),
-                ],
+            let values = match self
+                .header_values(base, v)
+                .map_err(|m| ("file", format!("proxy_connect_header: {k}: {m}")))?
+            {
+                Ok(shown) => shown,
+                Err(secret) => vec![secret.expose().to_owned()],
             };
             for v in values {
                 if k.len() + v.len() > MAX_TEXT {
@@ -1392,10 +1398,7 @@ fn build(
                 format!("labels: {k} is longer than {MAX_TEXT} bytes"),
             ));
         }
-        let ip_protocol = entry
-            .ip_protocol
-            .or(defaults.ip_protocol)
-            .unwrap_or_default();
+        let ip_protocol = merged.ip_protocol.unwrap_or_default();
         if let target::Host::Ip(ip) = &url.host {
             let forbidden = match ip_protocol {
                 IpProtocol::Auto => false,
@@ -1418,12 +1421,7 @@ fn build(
             Some(c) => Arc::new(c.clone()),
             None => default_codes.clone(),
         };
-        let first = match proxy.as_ref().and_then(|p| p.for_url(&url)) {
-            Some(p) if url.scheme == target::Scheme::Http => {
-                target::RequestForm::Absolute(p.authorization.as_ref())
-            }
-            _ => target::RequestForm::Origin,
-        };
+        let first = proxy::request_form(proxy.as_ref().and_then(|p| p.for_url(&url)), &url);
         targets.push(Target {
             request: target::build_head(&url, &spec, first, target::Hop::FIRST),
             spec,
@@ -1442,14 +1440,11 @@ fn build(
             url,
             name,
             labels,
-            timeout: entry
-                .timeout
-                .or(defaults.timeout)
-                .map_or(DEFAULT_TIMEOUT, |d| d.0),
+            timeout: merged.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
             valid_codes,
             tls,
             ip_protocol,
-            source_ip: entry.source_ip.or(defaults.source_ip),
+            source_ip: merged.source_ip,
         });
     }
     Ok(Config {

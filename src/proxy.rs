@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
-use crate::target::{Host, ProbeUrl, Scheme, Secret};
+use crate::target::{Host, ProbeUrl, RequestForm, Scheme, Secret};
 
 /// Why a proxy setting is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +62,16 @@ impl Proxy {
         req.push_str(self.connect_headers.expose());
         req.push_str("\r\n");
         req.into_bytes()
+    }
+}
+
+/// How a request for `url` names its target when it goes through `proxy` (or none): in
+/// absolute form with the proxy's credentials for an http URL through a proxy, in origin form
+/// otherwise (directly, or inside a CONNECT tunnel).
+pub fn request_form<'a>(proxy: Option<&'a Proxy>, url: &ProbeUrl) -> RequestForm<'a> {
+    match proxy {
+        Some(p) if url.scheme == Scheme::Http => RequestForm::Absolute(p.authorization.as_ref()),
+        _ => RequestForm::Origin,
     }
 }
 

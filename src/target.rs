@@ -305,13 +305,13 @@ pub fn build_request(url: &ProbeUrl, method: Method, headers: &[(String, String)
 
 /// The head of one request of a probe (its body, if any, is [`request_body`]).
 pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop: Hop) -> Bytes {
-    let downgraded = !hop.keep_method && !matches!(spec.method.as_str(), "GET" | "HEAD");
+    let downgraded = downgrades(spec, hop);
     let method = if downgraded {
         Method::GET
     } else {
         spec.method.clone()
     };
-    let body_len = if downgraded { 0 } else { spec.body.len() };
+    let body_len = request_body(spec, hop).len();
     let secret =
         |k: &str| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie");
     // What this request sends of the configured headers.
@@ -370,9 +370,15 @@ pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop
     Bytes::from(req)
 }
 
+/// Whether `hop` turns the request into a GET without a body (301, 302 and 303 do so to a
+/// method other than GET or HEAD).
+fn downgrades(spec: &RequestSpec, hop: Hop) -> bool {
+    !hop.keep_method && !matches!(spec.method.as_str(), "GET" | "HEAD")
+}
+
 /// The body a request of `hop` sends: the configured one, unless the redirect dropped it.
 pub fn request_body(spec: &RequestSpec, hop: Hop) -> &[u8] {
-    if !hop.keep_method && !matches!(spec.method.as_str(), "GET" | "HEAD") {
+    if downgrades(spec, hop) {
         &[]
     } else {
         &spec.body

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
 use crate::dns::RoundResolver;
-use crate::target::{Hop, ProbeUrl, RequestForm, Scheme, Target, build_head, request_body};
+use crate::target::{Hop, ProbeUrl, Scheme, Target, build_head, request_body};
 use crate::tls::{self, CertExpiry, PRESENTED};
 use status::{HeadParser, MAX_HEAD, MAX_LINE, StatusLine, Step};
 
@@ -422,10 +422,7 @@ async fn request(
     // minute, and rounds of thousands of targets on one address would run out of ports.
     set_linger_zero(&tcp, true);
 
-    let form = match (proxy, url.scheme) {
-        (Some(p), Scheme::Http) => RequestForm::Absolute(p.authorization.as_ref()),
-        _ => RequestForm::Origin,
-    };
+    let form = crate::proxy::request_form(proxy, url);
     // The first request's head was built at load (and `result.redirects` counts the hops).
     let built;
     let head: &[u8] = if result.redirects == 0 {
