@@ -45,6 +45,8 @@ pub struct ServeArgs {
     pub concurrency: Option<usize>,
     /// A scrape less than this after the last round of its selection gets that round.
     pub min_interval: Duration,
+    /// The scrape timeout assumed when a scrape announces none.
+    pub default_scrape_timeout: Option<Duration>,
     /// Results kept per target for the status page.
     pub history: usize,
     /// Only validate the config and exit.
@@ -129,9 +131,11 @@ Flags:
   --shard.count N                   split the targets over N replicas (default 1)
   --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
   --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
+  --scrape.default-timeout D        the scrape timeout of a scrape that announces none (default:
+                                    the longer of 10s and the longest target timeout plus 1s)
   --probe.concurrency N             most probes at once (default: from the open-file limit)
   --probe.min-interval D            a scrape less than D after the last round of the same
-                                    targets gets that round's results (HA pairs; default 0: off)
+                                    targets gets that round's results (HA pairs; default 0s: off)
   --dns.resolver R                  builtin (asynchronous, reads the two files below) or system
                                     (getaddrinfo, for NSS modules) (default builtin)
   --dns.resolv-conf F               name servers, search list and options (default /etc/resolv.conf)
@@ -150,6 +154,19 @@ check flags:
 ",
         version = env!("CARGO_PKG_VERSION")
     )
+}
+
+/// `v` as a duration, where zero is valid however it is written (`0`, `0s`, `0ms`).
+fn zero_or(
+    v: String,
+    dur: impl Fn(String) -> Result<Duration, UsageError>,
+) -> Result<Duration, UsageError> {
+    let zero = v
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .parse::<f64>()
+        .is_ok_and(|n| n == 0.0);
+    if zero { Ok(Duration::ZERO) } else { dur(v) }
 }
 
 /// Parse the arguments after the program name.
@@ -173,6 +190,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     let mut web_config_file = None;
     let mut enable_lifecycle = false;
     let mut min_interval = Duration::ZERO;
+    let mut default_scrape_timeout = None;
     let mut history = crate::history::DEFAULT_DEPTH;
     let mut shard_count: Option<u64> = None;
     let mut shard_index: Option<u64> = None;
@@ -255,16 +273,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                 dns.concurrency = Some(n);
             }
             ("web.listen-address", false) => listen_address = value()?,
-            ("timeout-offset", false) => {
-                let v = value()?;
-                // Zero is a valid offset however it is written (`0`, `0s`, `0ms`).
-                let zero = v
-                    .trim()
-                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                    .parse::<f64>()
-                    .is_ok_and(|n| n == 0.0);
-                timeout_offset = if zero { Duration::ZERO } else { dur(v)? };
-            }
+            ("timeout-offset", false) => timeout_offset = zero_or(value()?, dur)?,
             ("config.check", false) => config_check = boolean(flag, &inline)?,
             ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
             ("status.history", false) => {
@@ -279,14 +288,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                         ))
                     })?;
             }
-            ("probe.min-interval", false) => {
-                let v = value()?;
-                min_interval = if v.trim() == "0" {
-                    Duration::ZERO
-                } else {
-                    dur(v)?
-                };
-            }
+            ("probe.min-interval", false) => min_interval = zero_or(value()?, dur)?,
+            ("scrape.default-timeout", false) => default_scrape_timeout = Some(dur(value()?)?),
             ("web.enable-lifecycle", false) => enable_lifecycle = boolean(flag, &inline)?,
             ("shard.count", false) => {
                 let v = value()?;
@@ -345,6 +348,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         web_config_file,
         enable_lifecycle,
         min_interval,
+        default_scrape_timeout,
         history,
         shard,
         config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
@@ -499,7 +503,21 @@ mod tests {
                 panic!("not serve")
             };
             assert_eq!(a.timeout_offset, Duration::ZERO, "{zero}");
+            // Zero turns the min-interval off, however it is written.
+            let Command::Serve(a) = parse(args(&format!("--probe.min-interval={zero}"))).unwrap()
+            else {
+                panic!("not serve")
+            };
+            assert_eq!(a.min_interval, Duration::ZERO, "{zero}");
         }
+        let Command::Serve(a) =
+            parse(args("--probe.min-interval 5s --scrape.default-timeout 2s")).unwrap()
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(a.min_interval, Duration::from_secs(5));
+        assert_eq!(a.default_scrape_timeout, Some(Duration::from_secs(2)));
+        assert!(parse(args("--scrape.default-timeout 0s")).is_err());
         for bad in [
             "--shard.count 3 --shard.index -1",
             "--shard.count 3 --shard.index pod-",

@@ -18,8 +18,17 @@ use crate::round::Round;
 /// Default `--status.history`.
 pub const DEFAULT_DEPTH: usize = 60;
 
-/// Distinct texts kept per target; a further text is shown as "not kept".
+/// Distinct texts kept per target (the index has 6 bits; 63 means none).
 const MAX_TEXTS: usize = 63;
+
+/// Longest text kept for one result, in bytes; a longer one is cut at a character boundary
+/// and ends in `…`.
+pub const MAX_TEXT_BYTES: usize = 200;
+
+/// Bytes of text kept per target. When a new text does not fit, texts no entry uses go first,
+/// then the texts of the oldest entries (those entries then show "(detail not kept)"): so
+/// 10,000 targets whose details change every round hold at most about 10 MiB of text.
+pub const MAX_TARGET_TEXT_BYTES: usize = 1024;
 
 /// The text index that means "none".
 const NO_TEXT: u16 = 63;
@@ -107,18 +116,85 @@ struct Track {
     certs: Vec<(u32, i64)>,
 }
 
+/// `text` cut to [`MAX_TEXT_BYTES`] at a character boundary, marked with `…` when cut.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// The text index an entry's flags hold.
+fn text_of(e: &Entry) -> u16 {
+    e.flags >> 10
+}
+
 impl Track {
-    /// The index of `text`, added if new and there is room.
+    /// Bytes of text held.
+    fn text_bytes(&self) -> usize {
+        self.texts.iter().map(|t| t.len()).sum()
+    }
+
+    /// The index of `text`, added if new: room is made by dropping texts no entry uses, then
+    /// the texts of the oldest entries.
     fn text_index(&mut self, text: Option<String>) -> u16 {
         let Some(text) = text else { return NO_TEXT };
+        let text = capped(text);
         if let Some(i) = self.texts.iter().position(|t| **t == *text) {
             return i as u16;
         }
-        if self.texts.len() < MAX_TEXTS {
-            self.texts.push(text.into_boxed_str());
-            return (self.texts.len() - 1) as u16;
+        loop {
+            if self.texts.len() < MAX_TEXTS
+                && self.text_bytes() + text.len() <= MAX_TARGET_TEXT_BYTES
+            {
+                self.texts.push(text.into_boxed_str());
+                return (self.texts.len() - 1) as u16;
+            }
+            if !self.drop_unused_texts() {
+                // Every text is in use: the oldest entry that has one loses it.
+                let Some(victim) = self.entries.iter().map(text_of).find(|&i| i != NO_TEXT) else {
+                    return NO_TEXT;
+                };
+                for e in &mut self.entries {
+                    if text_of(e) == victim {
+                        e.flags = (e.flags & 0x03FF) | (NO_TEXT << 10);
+                    }
+                }
+            }
         }
-        NO_TEXT
+    }
+
+    /// Drop the texts no entry points at, renumbering the rest; whether any went.
+    fn drop_unused_texts(&mut self) -> bool {
+        let mut used = [false; MAX_TEXTS];
+        for e in &self.entries {
+            if let Some(u) = used.get_mut(usize::from(text_of(e))) {
+                *u = true;
+            }
+        }
+        if self.texts.iter().enumerate().all(|(i, _)| used[i]) {
+            return false;
+        }
+        let mut new_index = [NO_TEXT; MAX_TEXTS];
+        let mut kept = Vec::with_capacity(self.texts.len());
+        for (i, t) in std::mem::take(&mut self.texts).into_iter().enumerate() {
+            if used[i] {
+                new_index[i] = kept.len() as u16;
+                kept.push(t);
+            }
+        }
+        self.texts = kept;
+        for e in &mut self.entries {
+            let i = usize::from(text_of(e));
+            let to = new_index.get(i).copied().unwrap_or(NO_TEXT);
+            e.flags = (e.flags & 0x03FF) | (to << 10);
+        }
+        true
     }
 
     /// Add a result, dropping the oldest beyond `depth`.
@@ -147,15 +223,16 @@ impl Track {
             (Some(s), _) => Some(s.to_string()),
             (None, d) => d.clone(),
         };
+        // Room is made first, so that the ring never grows past `depth` and the texts of the
+        // entry that goes are free for the new one.
+        while self.entries.len() >= depth {
+            self.entries.pop_front();
+        }
         let index = self.text_index(text);
         if let Some(c) = r.cert
             && self.certs.last().is_none_or(|(_, e)| *e != c.earliest)
         {
             self.certs.push((at, c.earliest));
-        }
-        // Room is made first, so that the ring never grows past `depth`.
-        while self.entries.len() >= depth {
-            self.entries.pop_front();
         }
         // Grown by doubling up to exactly `depth`: a young history costs what it holds.
         if self.entries.len() == self.entries.capacity() {
@@ -347,6 +424,8 @@ mod tests {
             duration: Duration::ZERO,
             max_queue_wait: Duration::ZERO,
             not_started: 0,
+            cut: 0,
+            budget: None,
             finished: tokio::time::Instant::now(),
         }
     }
@@ -391,6 +470,65 @@ mod tests {
         h.retain(&keep);
         assert!(h.strip(&c.targets[1].label_block).0.is_empty());
         assert_eq!(h.strip(&c.targets[0].label_block).0.len(), 10);
+    }
+
+    #[test]
+    fn texts_are_capped_per_result_and_per_target_and_the_newest_are_kept() {
+        let c = config(1);
+        let h = History::new(60);
+        let key = c.targets[0].label_block.clone();
+        for k in 0..120u64 {
+            let mut r = round(&c, 1_000 + k, |_| false);
+            // A detail that changes every round, and is long.
+            r.results[0].detail = Some(format!("{k}: {}", "x".repeat(500)));
+            h.record(&r);
+        }
+        let tracks = h.tracks.read().unwrap();
+        let track = &tracks[&key];
+        assert!(
+            track.text_bytes() <= MAX_TARGET_TEXT_BYTES,
+            "{}",
+            track.text_bytes()
+        );
+        assert!(track.texts.iter().all(|t| t.len() <= MAX_TEXT_BYTES));
+        drop(tracks);
+        let full = h.results(&key);
+        assert_eq!(full.len(), 60);
+        let newest = full[0].text.as_deref().unwrap();
+        assert!(
+            newest.starts_with("119: xxx") && newest.ends_with('…'),
+            "{newest}"
+        );
+        assert!(newest.len() <= MAX_TEXT_BYTES);
+        // The oldest lost theirs, and say so.
+        assert_eq!(full[59].text.as_deref(), Some("(detail not kept)"));
+        // Texts that repeat cost nothing more: a flapping target keeps both of its texts.
+        let h = History::new(60);
+        for k in 0..120u64 {
+            h.record(&round(&c, 1_000 + k, |_| k % 2 == 0));
+        }
+        let full = h.results(&key);
+        assert!(full.iter().all(|r| r.text.is_some()));
+    }
+
+    #[test]
+    fn ten_thousand_flapping_targets_with_changing_details_fit_in_32_mib() {
+        let c = config(10_000);
+        let h = History::new(60);
+        for k in 0..60u64 {
+            let mut r = round(&c, 1_000 + k, |i| (i + k as usize) % 2 == 0);
+            for (i, res) in r.results.iter_mut().enumerate() {
+                if res.failure.is_some() {
+                    res.detail = Some(format!(
+                        "redirect hop 2: http://host{i}.test/{k}/{}",
+                        "p".repeat(150)
+                    ));
+                }
+            }
+            h.record(&r);
+        }
+        let bytes = h.approximate_bytes();
+        assert!(bytes < 32 << 20, "{bytes} bytes");
     }
 
     #[test]

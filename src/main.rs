@@ -176,7 +176,9 @@ async fn run_serve(args: cli::ServeArgs) -> anyhow::Result<ExitCode> {
         let reread = file.clone();
         app = app.with_web(web, file, Box::new(move || web::load(&reread)));
     }
-    app = app.with_lifecycle(args.enable_lifecycle);
+    app = app
+        .with_lifecycle(args.enable_lifecycle)
+        .with_default_scrape_timeout(args.default_scrape_timeout);
     let app = Arc::new(app);
     let mut listener = None;
     let mut failures = Vec::new();

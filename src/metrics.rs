@@ -264,6 +264,8 @@ pub struct ExporterMetrics {
     pub round_not_started: IntGauge,
     /// Rounds run since start.
     pub rounds: IntCounter,
+    /// Rounds ended because every scrape waiting for them went away.
+    pub rounds_abandoned: IntCounter,
     /// Scrapes answered since start (several may share one round).
     pub scrapes: IntCounter,
     /// Whether the last config reload succeeded.
@@ -306,6 +308,10 @@ impl ExporterMetrics {
                 "Probes of the last round that never started before the scrape deadline.",
             ))?,
             rounds: IntCounter::with_opts(opts("rounds_total", "Probe rounds run."))?,
+            rounds_abandoned: IntCounter::with_opts(opts(
+                "rounds_abandoned_total",
+                "Probe rounds ended early because every scrape waiting for them went away.",
+            ))?,
             scrapes: IntCounter::with_opts(opts("scrapes_total", "Scrapes of /metrics answered."))?,
             reload_ok: IntGauge::with_opts(opts(
                 "config_last_reload_successful",
@@ -328,6 +334,7 @@ impl ExporterMetrics {
             Box::new(m.round_queue.clone()),
             Box::new(m.round_not_started.clone()),
             Box::new(m.rounds.clone()),
+            Box::new(m.rounds_abandoned.clone()),
             Box::new(m.scrapes.clone()),
             Box::new(m.reload_ok.clone()),
             Box::new(m.reload_success_time.clone()),
@@ -432,6 +439,8 @@ mod tests {
             duration: Duration::ZERO,
             max_queue_wait: Duration::ZERO,
             not_started: 0,
+            cut: 0,
+            budget: None,
             finished: tokio::time::Instant::now(),
         });
         let mut r = ChunkedRender::new(round);

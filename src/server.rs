@@ -92,6 +92,9 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`).
     lifecycle: bool,
+    /// The scrape timeout assumed for a scrape that announces none
+    /// (`--scrape.default-timeout`); without it the prober's default budget applies.
+    default_scrape_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for App {
@@ -118,7 +121,15 @@ impl App {
             web: std::sync::RwLock::new(Arc::new(WebConfig::open())),
             reload_lock: tokio::sync::Mutex::new(()),
             lifecycle: false,
+            default_scrape_timeout: None,
         }
+    }
+
+    /// Treat a scrape that announces no timeout as one that announced `timeout`
+    /// (`--scrape.default-timeout`).
+    pub fn with_default_scrape_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.default_scrape_timeout = timeout;
+        self
     }
 
     /// Serve `POST /-/reload` (`--web.enable-lifecycle`); without it the endpoint answers 403,
@@ -196,14 +207,18 @@ impl App {
         }
     }
 
-    /// The probe budget of a scrape: the announced scrape timeout minus the offset.
+    /// The probe budget of a scrape: the announced scrape timeout (else
+    /// `--scrape.default-timeout`) minus the offset; `None` leaves the prober's default.
     pub fn budget(&self, header: Option<&HeaderValue>) -> Option<Duration> {
-        scrape_budget(
-            header
-                .and_then(|h| h.to_str().ok())
-                .and_then(|s| s.trim().parse().ok()),
-            self.timeout_offset,
-        )
+        let announced = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|s| s.trim().parse().ok());
+        scrape_budget(announced, self.timeout_offset).or_else(|| {
+            scrape_budget(
+                self.default_scrape_timeout.map(|d| d.as_secs_f64()),
+                self.timeout_offset,
+            )
+        })
     }
 }
 
@@ -216,7 +231,7 @@ pub fn unix_now() -> f64 {
 
 /// The budget for a scrape announcing `timeout` seconds: `timeout - offset`, but never less
 /// than half the timeout, so that a short scrape timeout still leaves time to answer and the
-/// budget grows with the timeout; `None` (each probe's own timeout) without a header.
+/// budget grows with the timeout; `None` without a header (the prober's default budget then).
 pub fn scrape_budget(timeout: Option<f64>, offset: Duration) -> Option<Duration> {
     let t = timeout.filter(|t| t.is_finite() && *t > 0.0)?;
     let t = Duration::try_from_secs_f64(t.min(86_400.0)).ok()?;
