@@ -166,10 +166,7 @@ impl Slots {
 
     /// The gate of `host`.
     fn gate(&self, host: &Host) -> Arc<Gate> {
-        lock(&self.hosts)
-            .entry(host.clone())
-            .or_default()
-            .clone()
+        lock(&self.hosts).entry(host.clone()).or_default().clone()
     }
 
     /// Drop the gates no round holds.

@@ -239,12 +239,20 @@ fn a_real_prometheus_scrapes_groups_at_their_intervals_and_probe_with_relabeling
     wait_listening(prom_addr, Duration::from_secs(20));
     let start = Instant::now();
     // Wait for every job to have scraped, then let the intervals run.
+    // Prometheus answers 503 until its storage is open.
     let ready = || {
-        let v = api(
+        let r = http(
             prom_addr,
+            "GET",
             "/api/v1/query?query=count%20by%20(job)%20(probe_success)",
+            &[],
         );
-        v["data"]["result"].as_array().unwrap().len() == 3
+        r.status == 200
+            && serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["data"]["result"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 3
     };
     while !ready() {
         assert!(
