@@ -337,3 +337,60 @@ fn an_abandoned_round_closes_its_connections_within_a_second_of_its_last_client_
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn selection_caches_are_bounded_and_a_reload_empties_them() {
+    use http_status_exporter::round::{Limits, MAX_SELECTIONS, Prober, Selection};
+    // Ten groups of two targets on a closed port: every probe ends at once.
+    let port = common::closed_port();
+    let mut text = String::from("targets:\n");
+    for g in 0..10 {
+        for i in 0..2 {
+            text.push_str(&format!(
+                "  - {{url: 'http://127.0.0.1:{port}/{g}/{i}', group: g{g}}}\n"
+            ));
+        }
+    }
+    let path = std::path::Path::new("t.yml");
+    let config = http_status_exporter::config::parse(path, &text).unwrap();
+    let prober = Arc::new(
+        Prober::new(
+            config,
+            http_status_exporter::dns::Resolver::default(),
+            Limits { concurrency: 64 },
+            http_status_exporter::metrics::ExporterMetrics::new().unwrap(),
+        )
+        .with_min_interval(Duration::from_secs(60)),
+    );
+    // Every combination of the ten groups: 1,023 selections.
+    for mask in 1u32..1024 {
+        let names = (0..10)
+            .filter(|g| mask & (1 << g) != 0)
+            .map(|g| format!("g{g}"))
+            .collect();
+        let round = prober
+            .scrape_selection(Selection::groups(names), Some(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert_eq!(round.results.len(), 2 * mask.count_ones() as usize);
+        let (subsets, rounds) = prober.cached_selections();
+        assert!(
+            subsets <= MAX_SELECTIONS && rounds <= MAX_SELECTIONS,
+            "{subsets}, {rounds}"
+        );
+    }
+    assert_eq!(prober.cached_selections(), (MAX_SELECTIONS, MAX_SELECTIONS));
+    // A reload (groups renamed) drops everything kept for the old config.
+    prober
+        .set_config(http_status_exporter::config::parse(path, &text.replace("g1", "h1")).unwrap());
+    assert_eq!(prober.cached_selections(), (0, 0));
+    let round = prober
+        .scrape_selection(
+            Selection::groups(vec!["h1".into()]),
+            Some(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(round.results.len(), 2);
+    assert_eq!(prober.cached_selections(), (1, 1));
+}
