@@ -81,8 +81,9 @@ pub struct ConfigError {
 pub struct Config {
     /// The file it came from.
     pub file: PathBuf,
-    /// Every target, in file order.
-    pub targets: Vec<Target>,
+    /// Every target, in file order; shared, so that the subset a selection probes costs a
+    /// pointer per target.
+    pub targets: Vec<Arc<Target>>,
     /// Cap on concurrent probes per host.
     pub max_connections_per_host: usize,
     /// Whether the file defines or names groups: only then do series carry a `group` label.
@@ -1422,7 +1423,7 @@ fn build(
             None => default_codes.clone(),
         };
         let first = proxy::request_form(proxy.as_ref().and_then(|p| p.for_url(&url)), &url);
-        targets.push(Target {
+        targets.push(Arc::new(Target {
             request: target::build_head(&url, &spec, first, target::Hop::FIRST),
             spec,
             follow_redirects,
@@ -1445,7 +1446,7 @@ fn build(
             tls,
             ip_protocol,
             source_ip: merged.source_ip,
-        });
+        }));
     }
     Ok(Config {
         file: path.to_owned(),

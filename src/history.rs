@@ -25,10 +25,52 @@ const MAX_TEXTS: usize = 63;
 /// and ends in `…`.
 pub const MAX_TEXT_BYTES: usize = 200;
 
-/// Bytes of text kept per target. When a new text does not fit, texts no entry uses go first,
+/// Bytes of text kept per target, in one buffer (no allocation per text). When a new text does not fit, texts no entry uses go first,
 /// then the texts of the oldest entries (those entries then show "(detail not kept)"): so
 /// 10,000 targets whose details change every round hold at most about 10 MiB of text.
-pub const MAX_TARGET_TEXT_BYTES: usize = 1024;
+pub const MAX_TARGET_TEXT_BYTES: usize = 768;
+
+/// A target's distinct texts in one buffer: text `i` is `buf[start..start + len]` of
+/// `spans[i]`.
+#[derive(Debug, Default)]
+struct Texts {
+    /// Every text, one after the other.
+    buf: String,
+    /// `(start, len)` of each text in `buf`.
+    spans: Vec<(u16, u16)>,
+}
+
+impl Texts {
+    /// How many texts.
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Bytes of text held.
+    fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Text `i`.
+    fn get(&self, i: usize) -> Option<&str> {
+        let &(start, len) = self.spans.get(i)?;
+        self.buf
+            .get(usize::from(start)..usize::from(start) + usize::from(len))
+    }
+
+    /// Every text, in index order.
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Add `text` (at most [`MAX_TARGET_TEXT_BYTES`] long, which fits a `u16`).
+    fn push(&mut self, text: &str) {
+        let start = u16::try_from(self.buf.len()).unwrap_or(u16::MAX);
+        let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
+        self.buf.push_str(text);
+        self.spans.push((start, len));
+    }
+}
 
 /// The text index that means "none".
 const NO_TEXT: u16 = 63;
@@ -111,7 +153,7 @@ struct Track {
     /// Oldest first.
     entries: VecDeque<Entry>,
     /// Distinct texts the entries point at.
-    texts: Vec<Box<str>>,
+    texts: Texts,
     /// `(from, expiry)`: the certificate expiry seen from that time on, oldest first.
     certs: Vec<(u32, i64)>,
 }
@@ -137,7 +179,7 @@ fn text_of(e: &Entry) -> u16 {
 impl Track {
     /// Bytes of text held.
     fn text_bytes(&self) -> usize {
-        self.texts.iter().map(|t| t.len()).sum()
+        self.texts.bytes()
     }
 
     /// The index of `text`, added if new: room is made by dropping texts no entry uses, then
@@ -145,14 +187,14 @@ impl Track {
     fn text_index(&mut self, text: Option<String>) -> u16 {
         let Some(text) = text else { return NO_TEXT };
         let text = capped(text);
-        if let Some(i) = self.texts.iter().position(|t| **t == *text) {
+        if let Some(i) = self.texts.iter().position(|t| t == text) {
             return i as u16;
         }
         loop {
             if self.texts.len() < MAX_TEXTS
                 && self.text_bytes() + text.len() <= MAX_TARGET_TEXT_BYTES
             {
-                self.texts.push(text.into_boxed_str());
+                self.texts.push(&text);
                 return (self.texts.len() - 1) as u16;
             }
             if !self.drop_unused_texts() {
@@ -177,12 +219,12 @@ impl Track {
                 *u = true;
             }
         }
-        if self.texts.iter().enumerate().all(|(i, _)| used[i]) {
+        if (0..self.texts.len()).all(|i| used[i]) {
             return false;
         }
         let mut new_index = [NO_TEXT; MAX_TEXTS];
-        let mut kept = Vec::with_capacity(self.texts.len());
-        for (i, t) in std::mem::take(&mut self.texts).into_iter().enumerate() {
+        let mut kept = Texts::default();
+        for (i, t) in self.texts.iter().enumerate() {
             if used[i] {
                 new_index[i] = kept.len() as u16;
                 kept.push(t);
@@ -381,7 +423,8 @@ impl History {
                 k.capacity()
                     + std::mem::size_of::<Track>()
                     + t.entries.capacity() * std::mem::size_of::<Entry>()
-                    + t.texts.iter().map(|s| s.len() + 16).sum::<usize>()
+                    + t.texts.buf.capacity()
+                    + t.texts.spans.capacity() * 4
                     + t.certs.capacity() * 16
                     + 32
             })
@@ -491,6 +534,7 @@ mod tests {
             track.text_bytes()
         );
         assert!(track.texts.iter().all(|t| t.len() <= MAX_TEXT_BYTES));
+        assert!(track.texts.len() > 1, "more than one text kept");
         drop(tracks);
         let full = h.results(&key);
         assert_eq!(full.len(), 60);

@@ -7,6 +7,7 @@
 //! The exporter's own metrics live in a [`prometheus::Registry`] owned by [`ExporterMetrics`].
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -66,7 +67,7 @@ pub const PROBE_METRICS: &[(&str, &str)] = &[
 pub const PHASES: [&str; 5] = ["resolve", "connect", "proxy", "tls", "processing"];
 
 /// Render the probe metrics of one round in one string. `results[i]` belongs to `targets[i]`.
-pub fn render_round(targets: &[Target], results: &[ProbeResult]) -> String {
+pub fn render_round(targets: &[Arc<Target>], results: &[ProbeResult]) -> String {
     let mut out = String::with_capacity(targets.len() * 700 + 4096);
     for &(name, help) in PROBE_METRICS {
         family_header(&mut out, name, help);
@@ -139,7 +140,7 @@ impl ChunkedRender {
 }
 
 /// The samples of family `name` for `targets` (no header).
-fn render_family(out: &mut String, name: &str, targets: &[Target], results: &[ProbeResult]) {
+fn render_family(out: &mut String, name: &str, targets: &[Arc<Target>], results: &[ProbeResult]) {
     let pairs = || targets.iter().zip(results);
     match name {
         "probe_success" => {
@@ -362,7 +363,7 @@ mod tests {
     use crate::probe::{FailureReason, Phases};
     use std::time::Duration;
 
-    fn target(url: &str) -> Target {
+    fn target(url: &str) -> Arc<Target> {
         crate::config::parse(
             std::path::Path::new("t.yml"),
             &format!("targets: ['{url}']"),
