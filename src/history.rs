@@ -28,7 +28,7 @@ pub const MAX_TEXT_BYTES: usize = 200;
 /// Bytes of text kept per target, in one buffer (no allocation per text). When a new text does not fit, texts no entry uses go first,
 /// then the texts of the oldest entries (those entries then show "(detail not kept)"): so
 /// 10,000 targets whose details change every round hold at most about 10 MiB of text.
-pub const MAX_TARGET_TEXT_BYTES: usize = 768;
+pub const MAX_TARGET_TEXT_BYTES: usize = 512;
 
 /// A target's distinct texts in one buffer: text `i` is `buf[start..start + len]` of
 /// `spans[i]`.

@@ -13,6 +13,7 @@ use http_status_exporter::{check, dns, logging, sys, web};
 
 fn main() -> ExitCode {
     sys::ignore_sighup();
+    sys::limit_malloc_arenas();
     // Arguments that are not UTF-8 are usage errors, not a panic.
     let args: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)

@@ -37,7 +37,7 @@ use crate::target::Host;
 
 /// Selections (groups, `/probe` targets) whose subset of the config and last round are kept
 /// at once; beyond it the least recently used goes. A subset is rebuilt when asked for again.
-pub const MAX_SELECTIONS: usize = 64;
+pub const MAX_SELECTIONS: usize = 32;
 
 /// A selection's subset not asked for in this long is dropped.
 pub const SELECTION_IDLE: Duration = Duration::from_secs(600);

@@ -196,6 +196,8 @@ impl App {
                 }
                 m.reload_ok.set(1);
                 m.reload_success_time.set(unix_now());
+                // The old config's memory, once no round holds it, goes back to the system.
+                crate::sys::release_free_memory();
                 tracing::info!(targets = n, "config reloaded");
                 Ok(n)
             }

@@ -1,4 +1,5 @@
-//! The process's file-descriptor limit and the probe concurrency derived from it.
+//! The process: its file-descriptor limit and the probe concurrency derived from it, and how
+//! the allocator gives memory back.
 
 /// Descriptors kept free for the listener, scrapes, config and log files.
 pub const FD_RESERVE: u64 = 256;
@@ -64,5 +65,33 @@ mod tests {
         assert_eq!(concurrency(None, 1 << 20), MAX_DEFAULT_CONCURRENCY);
         assert_eq!(concurrency(Some(5000), 1024), 768);
         assert_eq!(concurrency(Some(10), 1024), 10);
+    }
+}
+
+/// malloc arenas at most (glibc). By default glibc opens up to 8 per core as threads contend,
+/// and each keeps its own freed memory: under churn (reloads of 10,000 targets, hundreds of
+/// selections; `examples/churn.rs`) the peak RSS was 131 MiB with the default and 98 MiB
+/// with two.
+pub const MALLOC_ARENAS: i32 = 2;
+
+/// Cap glibc's malloc arenas at [`MALLOC_ARENAS`], unless `MALLOC_ARENA_MAX` says otherwise.
+/// Call before any thread starts.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes the allocator's settings; no thread allocates yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
+}
+
+/// Give freed memory back to the system (glibc): after a reload has dropped a whole config,
+/// its pages would otherwise stay in the process's RSS.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused pages of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
