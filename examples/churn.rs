@@ -125,8 +125,8 @@ fn start_peer() -> SocketAddr {
 
 /// The targets file, with every group named `{prefix}{g}`.
 fn targets(peer: SocketAddr, prefix: &str) -> String {
-    let mut text = format!(
-        "max_connections_per_host: 1000\ndefaults: {{timeout: 5s, valid_status_codes: [200]}}\ntargets:\n"
+    let mut text = String::from(
+        "max_connections_per_host: 1000\ndefaults: {timeout: 5s, valid_status_codes: [200]}\ntargets:\n",
     );
     for g in 0..GROUPS {
         for i in 0..PER_GROUP {

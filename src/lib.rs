@@ -12,7 +12,8 @@
 //! - [`probe`]: one probe: [`probe::connect`] (Happy Eyeballs) and
 //!   [`probe::status`] (the status-line parser).
 //! - [`proxy`]: HTTP proxies: `proxy_url`, `no_proxy`, the proxy environment variables.
-//! - [`round`]: one scrape's fan-out, and sharing a round between concurrent scrapes.
+//! - [`round`]: one scrape's fan-out: lanes per host, the slots every round shares, deadlines.
+//! - [`prober`]: which scrapes share a round; min-interval reuse; abandoned rounds; caches.
 //! - [`history`]: the last results of every target, for the status pages.
 //! - [`metrics`]: metric names and rendering; the exporter's own registry.
 //! - [`server`]: hyper endpoints, reload, graceful shutdown.
@@ -35,6 +36,7 @@ pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
+pub mod prober;
 pub mod proxy;
 pub mod round;
 pub mod server;

@@ -7,7 +7,8 @@ use anyhow::Context;
 use http_status_exporter::cli::{self, Command};
 use http_status_exporter::config;
 use http_status_exporter::metrics::ExporterMetrics;
-use http_status_exporter::round::{Limits, Prober};
+use http_status_exporter::prober::Prober;
+use http_status_exporter::round::Limits;
 use http_status_exporter::server::{self, App};
 use http_status_exporter::{check, dns, logging, sys, web};
 

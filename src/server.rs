@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::ChunkedRender;
-use crate::round::{Prober, Selection};
+use crate::prober::{Prober, Selection};
 use crate::web::WebConfig;
 
 /// Content type of the text exposition format.

@@ -54,20 +54,6 @@ pub fn concurrency(requested: Option<usize>, fd_limit: u64) -> usize {
         .max(1)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concurrency_follows_the_limit() {
-        assert_eq!(concurrency(None, 1024), 768);
-        assert_eq!(concurrency(None, 100), 1);
-        assert_eq!(concurrency(None, 1 << 20), MAX_DEFAULT_CONCURRENCY);
-        assert_eq!(concurrency(Some(5000), 1024), 768);
-        assert_eq!(concurrency(Some(10), 1024), 10);
-    }
-}
-
 /// malloc arenas at most (glibc). By default glibc opens up to 8 per core as threads contend,
 /// and each keeps its own freed memory: under churn (reloads of 10,000 targets, hundreds of
 /// selections; `examples/churn.rs`) the peak RSS was 131 MiB with the default and 98 MiB
@@ -93,5 +79,19 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only returns unused pages of the allocator's own heaps.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_follows_the_limit() {
+        assert_eq!(concurrency(None, 1024), 768);
+        assert_eq!(concurrency(None, 100), 1);
+        assert_eq!(concurrency(None, 1 << 20), MAX_DEFAULT_CONCURRENCY);
+        assert_eq!(concurrency(Some(5000), 1024), 768);
+        assert_eq!(concurrency(Some(10), 1024), 10);
     }
 }

@@ -340,7 +340,8 @@ fn an_abandoned_round_closes_its_connections_within_a_second_of_its_last_client_
 
 #[tokio::test]
 async fn selection_caches_are_bounded_and_a_reload_empties_them() {
-    use http_status_exporter::round::{Limits, MAX_SELECTIONS, Prober, Selection};
+    use http_status_exporter::prober::{MAX_SELECTIONS, Prober, Selection};
+    use http_status_exporter::round::Limits;
     // Ten groups of two targets on a closed port: every probe ends at once.
     let port = common::closed_port();
     let mut text = String::from("targets:\n");
