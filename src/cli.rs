@@ -1,7 +1,11 @@
-//! Command-line flags in Prometheus style (`--config.file=F` or `--config.file F`).
+//! Command-line flags in Prometheus style (`--config.file=F` or `--config.file F`), declared
+//! with clap: the help text is generated from these declarations, so it cannot drift from
+//! what is parsed.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::parse_duration;
 
@@ -15,7 +19,7 @@ pub const MAX_HISTORY: usize = 10_000;
 pub const DEFAULT_CONFIG: &str = "targets.yaml";
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// `ts=… level=info msg="…" key=value`
     Logfmt,
@@ -66,7 +70,7 @@ pub struct ServeArgs {
 }
 
 /// How `check` prints results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// An aligned table.
     Table,
@@ -111,216 +115,264 @@ pub enum Command {
 #[error("{0}\nRun with --help for usage.")]
 pub struct UsageError(pub String);
 
-/// Help text of the exporter.
-pub fn usage() -> String {
-    format!(
-        "http_status_exporter {version}: probes HTTP(S) endpoints on every scrape of /metrics.
-
-Usage:
-  http_status_exporter [flags]
-  http_status_exporter check [--config.file F] [--output table|json] [--timeout D] [URL...]
-
-Flags:
-  --config.file F                   targets file (default {DEFAULT_CONFIG})
-  --config.check                    validate the targets file and every file it names, then exit
-  --config.auto-reload-interval D   poll the targets file and reload when it changed (e.g. 30s)
-  --web.listen-address A            address to listen on (default {DEFAULT_LISTEN})
-  --web.config.file F               TLS and basic auth for our endpoints (exporter-toolkit format)
-  --web.enable-lifecycle            serve POST /-/reload (off: reload with SIGHUP)
-  --status.history N                results kept per target for the status page (default 60; 0: none)
-  --shard.count N                   split the targets over N replicas (default 1)
-  --shard.index I                   this replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
-  --timeout-offset D                subtracted from the scrape timeout Prometheus announces (default 0.5s)
-  --scrape.default-timeout D        the scrape timeout of a scrape that announces none (default:
-                                    the longer of 10s and the longest target timeout plus 1s)
-  --probe.concurrency N             most probes at once (default: from the open-file limit)
-  --probe.min-interval D            a scrape less than D after the last round of the same
-                                    targets gets that round's results (HA pairs; default 0s: off)
-  --dns.resolver R                  builtin (asynchronous, reads the two files below) or system
-                                    (getaddrinfo, for NSS modules) (default builtin)
-  --dns.resolv-conf F               name servers, search list and options (default /etc/resolv.conf)
-  --dns.hosts-file F                names that win over DNS (default /etc/hosts)
-  --dns.cache                       keep answers across rounds for their TTL (default: every
-                                    round resolves afresh)
-  --dns.concurrency N               most lookups in flight (default: from the open-file limit, at most 512)
-  --log.level L                     error, warn, info, debug (default info)
-  --log.format F                    logfmt or json (default logfmt)
-  -h, --help                        this text
-  --version                         print the version
-
-check flags:
-  --output table|json               an aligned table (default) or one JSON object per line
-  --timeout D                       timeout of URLs given on the command line (default 5s)
-",
-        version = env!("CARGO_PKG_VERSION")
-    )
+/// A duration flag's value.
+fn duration(v: &str) -> Result<Duration, String> {
+    parse_duration(v)
 }
 
-/// `v` as a duration, where zero is valid however it is written (`0`, `0s`, `0ms`).
-fn zero_or(
-    v: String,
-    dur: impl Fn(String) -> Result<Duration, UsageError>,
-) -> Result<Duration, UsageError> {
+/// A duration flag's value where zero is valid however it is written (`0`, `0s`, `0ms`).
+fn zero_or_duration(v: &str) -> Result<Duration, String> {
     let zero = v
         .trim()
         .trim_end_matches(|c: char| c.is_ascii_alphabetic())
         .parse::<f64>()
         .is_ok_and(|n| n == 0.0);
-    if zero { Ok(Duration::ZERO) } else { dur(v) }
+    if zero {
+        Ok(Duration::ZERO)
+    } else {
+        parse_duration(v)
+    }
+}
+
+/// A count that must be above zero.
+fn positive(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{v:?} is not a positive number"))
+}
+
+/// `--status.history`: 0 to [`MAX_HISTORY`].
+fn history_depth(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n <= MAX_HISTORY)
+        .ok_or_else(|| format!("{v:?} is not a number from 0 to {MAX_HISTORY}"))
+}
+
+/// `--shard.count`: above zero.
+fn shard_count(v: &str) -> Result<u64, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{v:?} is not a positive number"))
+}
+
+/// `--log.level`.
+fn level(v: &str) -> Result<tracing::Level, String> {
+    match v {
+        "error" => Ok(tracing::Level::ERROR),
+        "warn" => Ok(tracing::Level::WARN),
+        "info" => Ok(tracing::Level::INFO),
+        "debug" => Ok(tracing::Level::DEBUG),
+        other => Err(format!(
+            "unknown level {other:?} (error, warn, info, debug)"
+        )),
+    }
+}
+
+/// `--dns.resolver`.
+fn backend(v: &str) -> Result<crate::dns::Backend, String> {
+    match v {
+        "builtin" => Ok(crate::dns::Backend::Builtin),
+        "system" => Ok(crate::dns::Backend::System),
+        other => Err(format!("{other:?} is neither builtin nor system")),
+    }
+}
+
+/// Flags both commands take: probing, name resolution, logging.
+#[derive(Debug, Args)]
+struct Common {
+    /// Most probes at once [default: from the open-file limit]
+    #[arg(long = "probe.concurrency", value_name = "N", value_parser = positive)]
+    concurrency: Option<usize>,
+    /// builtin (asynchronous, reads the two files below) or system (getaddrinfo, for NSS
+    /// modules)
+    #[arg(long = "dns.resolver", value_name = "R", default_value = "builtin", value_parser = backend)]
+    resolver: crate::dns::Backend,
+    /// Name servers, search list and options [default: /etc/resolv.conf]
+    #[arg(long = "dns.resolv-conf", value_name = "F")]
+    resolv_conf: Option<PathBuf>,
+    /// Names that win over DNS [default: /etc/hosts]
+    #[arg(long = "dns.hosts-file", value_name = "F")]
+    hosts_file: Option<PathBuf>,
+    /// Keep answers across rounds for their TTL (default: every round resolves afresh)
+    #[arg(long = "dns.cache", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set)]
+    cache: bool,
+    /// Most lookups in flight [default: from the open-file limit, at most 512]
+    #[arg(long = "dns.concurrency", value_name = "N", value_parser = positive)]
+    dns_concurrency: Option<usize>,
+    /// error, warn, info, debug
+    #[arg(long = "log.level", value_name = "L", default_value = "info", value_parser = level)]
+    level: tracing::Level,
+    /// logfmt or json
+    #[arg(long = "log.format", value_name = "F", default_value = "logfmt")]
+    format: LogFormat,
+}
+
+impl Common {
+    /// The resolver settings and logging these flags give.
+    fn split(self) -> (crate::dns::Settings, Logging) {
+        let Common {
+            concurrency: _,
+            resolver,
+            resolv_conf,
+            hosts_file,
+            cache,
+            dns_concurrency,
+            level,
+            format,
+        } = self;
+        (
+            crate::dns::Settings {
+                backend: resolver,
+                resolv_conf,
+                hosts_file,
+                cache,
+                concurrency: dns_concurrency,
+            },
+            Logging { level, format },
+        )
+    }
+}
+
+/// http_status_exporter: probes HTTP(S) endpoints on every scrape of /metrics.
+#[derive(Debug, Parser)]
+#[command(
+    name = "http_status_exporter",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    args_override_self = true,
+    override_usage = "http_status_exporter [flags]\n       http_status_exporter check [--config.file F] [--output table|json] [--timeout D] [URL...]"
+)]
+struct Cli {
+    /// Probe once and print, instead of serving.
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// The targets file
+    #[arg(long = "config.file", value_name = "F", default_value = DEFAULT_CONFIG)]
+    config_file: PathBuf,
+    /// Validate the targets file and every file it names, then exit
+    #[arg(long = "config.check", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set)]
+    config_check: bool,
+    /// Poll the targets file and reload when it changed (e.g. 30s)
+    #[arg(long = "config.auto-reload-interval", value_name = "D", value_parser = duration)]
+    auto_reload_interval: Option<Duration>,
+    /// Address to listen on
+    #[arg(long = "web.listen-address", value_name = "A", default_value = DEFAULT_LISTEN)]
+    listen_address: String,
+    /// TLS and basic auth for our endpoints (exporter-toolkit format)
+    #[arg(long = "web.config.file", value_name = "F")]
+    web_config_file: Option<PathBuf>,
+    /// Serve POST /-/reload (off: reload with SIGHUP)
+    #[arg(long = "web.enable-lifecycle", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set)]
+    enable_lifecycle: bool,
+    /// Results kept per target for the status page (0: none)
+    #[arg(long = "status.history", value_name = "N", default_value_t = crate::history::DEFAULT_DEPTH,
+          value_parser = history_depth)]
+    history: usize,
+    /// Split the targets over N replicas [default: 1]
+    #[arg(long = "shard.count", value_name = "N", value_parser = shard_count)]
+    shard_count: Option<u64>,
+    /// This replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
+    #[arg(long = "shard.index", value_name = "I", value_parser = crate::config::Shard::parse_index)]
+    shard_index: Option<u64>,
+    /// Subtracted from the scrape timeout Prometheus announces
+    #[arg(long = "timeout-offset", value_name = "D", default_value = "0.5s", value_parser = zero_or_duration)]
+    timeout_offset: Duration,
+    /// The scrape timeout of a scrape that announces none [default: the longer of 10s and the
+    /// longest target timeout plus 1s]
+    #[arg(long = "scrape.default-timeout", value_name = "D", value_parser = duration)]
+    default_scrape_timeout: Option<Duration>,
+    /// A scrape less than D after the last round of the same targets gets that round's results
+    /// (HA pairs; 0s: off)
+    #[arg(long = "probe.min-interval", value_name = "D", default_value = "0s", value_parser = zero_or_duration)]
+    min_interval: Duration,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// The `check` command's flags.
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Probe the targets file's targets (or the URLs given) once, print the results, and exit 0
+    /// when every one succeeded, 1 when one failed.
+    #[command(args_override_self = true)]
+    Check {
+        /// A targets file to probe [default: targets.yaml when no URL is given]
+        #[arg(long = "config.file", value_name = "F")]
+        config_file: Option<PathBuf>,
+        /// An aligned table or one JSON object per line
+        #[arg(long = "output", value_name = "FORMAT", default_value = "table")]
+        output: Output,
+        /// Timeout of URLs given on the command line
+        #[arg(long = "timeout", value_name = "D", default_value = "5s", value_parser = duration)]
+        timeout: Duration,
+        /// URLs to probe
+        #[arg(value_name = "URL")]
+        urls: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Parse the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter().peekable();
-    let check = args.peek().is_some_and(|a| a == "check");
-    if check {
-        args.next();
-    }
-    let mut config_file = None;
-    let mut listen_address = DEFAULT_LISTEN.to_owned();
-    let mut timeout_offset = Duration::from_millis(500);
-    let mut concurrency = None;
-    let mut config_check = false;
-    let mut auto_reload_interval = None;
-    let mut level = tracing::Level::INFO;
-    let mut format = LogFormat::Logfmt;
-    let mut output = Output::Table;
-    let mut timeout = crate::config::DEFAULT_TIMEOUT;
-    let mut urls = Vec::new();
-    let mut web_config_file = None;
-    let mut enable_lifecycle = false;
-    let mut min_interval = Duration::ZERO;
-    let mut default_scrape_timeout = None;
-    let mut history = crate::history::DEFAULT_DEPTH;
-    let mut shard_count: Option<u64> = None;
-    let mut shard_index: Option<u64> = None;
-    let mut dns = crate::dns::Settings::default();
-
-    while let Some(arg) = args.next() {
-        if !arg.starts_with('-') {
-            if check {
-                urls.push(arg);
-                continue;
-            }
-            return Err(UsageError(format!("unexpected argument {arg:?}")));
+    let argv = std::iter::once("http_status_exporter".to_owned()).chain(args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    Ok(Command::Help(e.render().to_string()))
+                }
+                clap::error::ErrorKind::DisplayVersion => Ok(Command::Version),
+                _ => {
+                    let text = e.render().to_string();
+                    // clap's own "For more information, try '--help'." is said by UsageError.
+                    let text = text
+                        .lines()
+                        .filter(|l| !l.starts_with("For more information") && !l.trim().is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    Err(UsageError(text))
+                }
+            };
         }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let flag = flag.trim_start_matches('-');
-        let mut value = || -> Result<String, UsageError> {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| UsageError(format!("--{flag} needs a value")))
-        };
-        let dur = |v: String| parse_duration(&v).map_err(|e| UsageError(format!("--{flag}: {e}")));
-        match (flag, check) {
-            ("h" | "help", _) => return Ok(Command::Help(usage())),
-            ("version", _) => return Ok(Command::Version),
-            ("config.file", _) => config_file = Some(PathBuf::from(value()?)),
-            ("log.level", _) => {
-                level = match value()?.as_str() {
-                    "error" => tracing::Level::ERROR,
-                    "warn" => tracing::Level::WARN,
-                    "info" => tracing::Level::INFO,
-                    "debug" => tracing::Level::DEBUG,
-                    other => {
-                        return Err(UsageError(format!("--log.level: unknown level {other:?}")));
-                    }
-                }
-            }
-            ("log.format", _) => {
-                format = match value()?.as_str() {
-                    "logfmt" => LogFormat::Logfmt,
-                    "json" => LogFormat::Json,
-                    other => {
-                        return Err(UsageError(format!(
-                            "--log.format: unknown format {other:?}"
-                        )));
-                    }
-                }
-            }
-            ("probe.concurrency", _) => {
-                let v = value()?;
-                let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    UsageError(format!(
-                        "--probe.concurrency: {v:?} is not a positive number"
-                    ))
-                })?;
-                concurrency = Some(n);
-            }
-            ("dns.resolver", _) => {
-                dns.backend = match value()?.as_str() {
-                    "builtin" => crate::dns::Backend::Builtin,
-                    "system" => crate::dns::Backend::System,
-                    other => {
-                        return Err(UsageError(format!(
-                            "--dns.resolver: {other:?} is neither builtin nor system"
-                        )));
-                    }
-                }
-            }
-            ("dns.resolv-conf", _) => dns.resolv_conf = Some(PathBuf::from(value()?)),
-            ("dns.hosts-file", _) => dns.hosts_file = Some(PathBuf::from(value()?)),
-            ("dns.cache", _) => dns.cache = boolean(flag, &inline)?,
-            ("dns.concurrency", _) => {
-                let v = value()?;
-                let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    UsageError(format!("--dns.concurrency: {v:?} is not a positive number"))
-                })?;
-                dns.concurrency = Some(n);
-            }
-            ("web.listen-address", false) => listen_address = value()?,
-            ("timeout-offset", false) => timeout_offset = zero_or(value()?, dur)?,
-            ("config.check", false) => config_check = boolean(flag, &inline)?,
-            ("web.config.file", false) => web_config_file = Some(PathBuf::from(value()?)),
-            ("status.history", false) => {
-                let v = value()?;
-                history = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n <= MAX_HISTORY)
-                    .ok_or_else(|| {
-                        UsageError(format!(
-                            "--status.history: {v:?} is not a number from 0 to {MAX_HISTORY}"
-                        ))
-                    })?;
-            }
-            ("probe.min-interval", false) => min_interval = zero_or(value()?, dur)?,
-            ("scrape.default-timeout", false) => default_scrape_timeout = Some(dur(value()?)?),
-            ("web.enable-lifecycle", false) => enable_lifecycle = boolean(flag, &inline)?,
-            ("shard.count", false) => {
-                let v = value()?;
-                shard_count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    UsageError(format!("--shard.count: {v:?} is not a positive number"))
-                })?);
-            }
-            ("shard.index", false) => {
-                let v = value()?;
-                shard_index = Some(
-                    crate::config::Shard::parse_index(&v)
-                        .map_err(|e| UsageError(format!("--shard.index: {e}")))?,
-                );
-            }
-            ("config.auto-reload-interval", false) => auto_reload_interval = Some(dur(value()?)?),
-            ("output", true) => {
-                output = match value()?.as_str() {
-                    "table" => Output::Table,
-                    "json" => Output::Json,
-                    other => return Err(UsageError(format!("--output: unknown format {other:?}"))),
-                }
-            }
-            ("timeout", true) => timeout = dur(value()?)?,
-            _ => return Err(UsageError(format!("unknown flag {arg:?}"))),
-        }
-    }
-    let logging = Logging { level, format };
-    if check {
-        if config_file.is_none() && urls.is_empty() {
-            config_file = Some(PathBuf::from(DEFAULT_CONFIG));
-        }
+    };
+    let Cli {
+        command,
+        config_file,
+        config_check,
+        auto_reload_interval,
+        listen_address,
+        web_config_file,
+        enable_lifecycle,
+        history,
+        shard_count,
+        shard_index,
+        timeout_offset,
+        default_scrape_timeout,
+        min_interval,
+        common,
+    } = cli;
+    if let Some(Sub::Check {
+        config_file,
+        output,
+        timeout,
+        urls,
+        common,
+    }) = command
+    {
+        let concurrency = common.concurrency;
+        let (dns, logging) = common.split();
+        let config_file =
+            config_file.or_else(|| urls.is_empty().then(|| PathBuf::from(DEFAULT_CONFIG)));
         return Ok(Command::Check(CheckArgs {
             config_file,
             urls,
@@ -344,33 +396,24 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         }
         (None, Some(_)) => return Err(UsageError("--shard.index needs --shard.count".into())),
     };
+    let concurrency = common.concurrency;
+    let (dns, logging) = common.split();
     Ok(Command::Serve(ServeArgs {
-        web_config_file,
-        enable_lifecycle,
-        min_interval,
-        default_scrape_timeout,
-        history,
-        shard,
-        config_file: config_file.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+        config_file,
         listen_address,
         timeout_offset,
         concurrency,
+        min_interval,
+        default_scrape_timeout,
+        history,
         config_check,
         auto_reload_interval,
+        web_config_file,
+        enable_lifecycle,
+        shard,
         dns,
         logging,
     }))
-}
-
-/// A boolean flag's value: `--flag` or `--flag=true` is true, `--flag=false` false.
-fn boolean(flag: &str, inline: &Option<String>) -> Result<bool, UsageError> {
-    match inline.as_deref() {
-        None | Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(UsageError(format!(
-            "--{flag}: {other:?} is neither true nor false"
-        ))),
-    }
 }
 
 /// The addresses to try for a listen address, in order: `:port` is every address, IPv6 and
