@@ -3,7 +3,8 @@
 //! and reports status code, success, latency by phase, TLS facts and why a probe failed.
 //!
 //! # Layout
-//! - [`cli`]: command-line flags.
+//! - [`app`]: running the exporter: load, listen, serve, reload on SIGHUP or file change, stop.
+//! - [`cli`]: command-line flags, declared with clap.
 //! - [`config`]: the targets file: schema, defaults, validation with file:line:column errors.
 //! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
 //! - [`target`]: a target URL parsed once, its request bytes and label block.
@@ -27,6 +28,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod app;
 pub mod check;
 pub mod cli;
 pub mod codes;
