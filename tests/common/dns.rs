@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -303,6 +303,7 @@ fn answer(
         Entry::Silent => return None,
         Entry::NxDomain => {
             reply.metadata.response_code = ResponseCode::NXDomain;
+            negative(&mut reply, q.name());
             return only(reply);
         }
         Entry::ServFail => {
@@ -369,7 +370,35 @@ fn answer(
         };
         owner = target;
     }
+    if reply.answers.is_empty() {
+        negative(&mut reply, q.name());
+    }
     reply.to_vec().ok().map(|r| (r, decoys))
+}
+
+/// The SOA record of the name's top-level zone in the authority section of a negative answer,
+/// so that caching resolvers keep it (RFC 2308), for 60 s.
+fn negative(reply: &mut Message, name: &Name) {
+    let tld = name
+        .to_ascii()
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let Ok(zone) = Name::from_ascii(format!("{tld}.")) else {
+        return;
+    };
+    let soa = SOA::new(
+        Name::from_ascii(format!("ns.{tld}.")).unwrap(),
+        Name::from_ascii(format!("hostmaster.{tld}.")).unwrap(),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    reply.add_authority(Record::from_rdata(zone, 60, RData::SOA(soa)));
 }
 
 /// Find a program on PATH or in the sbin folders; panic naming its Debian package if absent.
@@ -387,7 +416,8 @@ pub fn program(name: &str, package: &str) -> PathBuf {
 }
 
 /// A real caching resolver, unbound, on `addr` with a private config in a folder of its own,
-/// forwarding every name to our servers; stopped by its pid when dropped.
+/// forwarding every name to our servers (`test.` included, which unbound answers NXDOMAIN
+/// itself by default, RFC 6761); stopped by its pid when dropped.
 pub struct Unbound {
     /// Where it answers, UDP and TCP.
     pub addr: SocketAddr,
@@ -416,10 +446,10 @@ impl Unbound {
         let conf = format!(
             "server:\n    interface: {ip}\n    port: {port}\n    do-daemonize: no\n    chroot: \"\"\n    \
              username: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    \
-             use-syslog: no\n    logfile: \"\"\n    verbosity: 0\n    num-threads: 1\n    \
+             use-syslog: no\n    logfile: \"{d}/unbound.log\"\n    verbosity: 0\n    num-threads: 1\n    \
              do-not-query-localhost: no\n    do-ip6: no\n    module-config: \"iterator\"\n    \
              access-control: 127.0.0.0/8 allow\n    qname-minimisation: no\n    \
-             so-reuseport: no\n    outgoing-range: 1024\n    num-queries-per-thread: 4096\n{extra}\n\
+             so-reuseport: no\n    local-zone: \"test.\" nodefault\n    rrset-roundrobin: no\n{extra}\n\
              remote-control:\n    control-enable: no\n\
              forward-zone:\n    name: \".\"\n{forward}",
             ip = addr.ip(),
