@@ -183,10 +183,11 @@ impl Client {
                 let types: Vec<u16> = todo.iter().map(|&i| qtypes[i]).collect();
                 let got = self.udp(server, name, &types).await;
                 let types = &types;
-                let tcp = got.iter().enumerate().filter_map(|(j, o)| {
-                    matches!(o, Ok((a, _)) if a.truncated)
-                        .then(|| async move { (j, self.tcp(server, name, types[j]).await) })
-                });
+                let tcp = got
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| matches!(o, Ok((a, _)) if a.truncated))
+                    .map(|(j, _)| async move { (j, self.tcp(server, name, types[j]).await) });
                 let again = futures_util::future::join_all(tcp).await;
                 let mut got = got;
                 for (j, outcome) in again {

@@ -795,6 +795,70 @@ mod tests {
         assert_eq!(candidates("x", &[], 1), ["x"]);
     }
 
+    /// An answer of `rcode` with `records` in the answer section and these addresses.
+    fn answered(rcode: u8, records: u16, addrs: &[&str]) -> client::Outcome {
+        Ok((
+            wire::Answer {
+                rcode,
+                truncated: false,
+                addrs: ips(addrs),
+                ttl: 30,
+                answer_count: records,
+            },
+            Instant::now(),
+        ))
+    }
+
+    #[test]
+    fn a_candidate_is_taken_as_glibc_takes_it() {
+        use client::QueryError;
+        use wire::rcode::{NOERROR, NXDOMAIN, REFUSED, SERVFAIL};
+        let v6 = answered(NOERROR, 1, &["::1"]);
+        let v4 = answered(NOERROR, 1, &["127.0.0.1"]);
+        let nodata = answered(NOERROR, 0, &[]);
+        let nx = answered(NXDOMAIN, 0, &[]);
+        // Either family with records takes the name, with the addresses of both.
+        assert_eq!(
+            verdict(&[v6.clone(), v4.clone()]),
+            Verdict::Found(ips(&["::1", "127.0.0.1"]), 30)
+        );
+        assert_eq!(
+            verdict(&[v6.clone(), nodata.clone()]),
+            Verdict::Found(ips(&["::1"]), 30)
+        );
+        assert_eq!(
+            verdict(&[nx.clone(), v4.clone()]),
+            Verdict::Found(ips(&["127.0.0.1"]), 30)
+        );
+        // One family answered, the other's server failed: the name is taken.
+        assert_eq!(
+            verdict(&[Err(QueryError::NoAnswer), v4]),
+            Verdict::Found(ips(&["127.0.0.1"]), 30)
+        );
+        // Only an alias: the name is taken, without an address (glibc stops there too).
+        assert_eq!(
+            verdict(&[answered(NOERROR, 1, &[]), nodata.clone()]),
+            Verdict::Found(vec![], 0)
+        );
+        // NODATA and NXDOMAIN go on to the next candidate; SERVFAIL too.
+        assert_eq!(verdict(&[nodata.clone(), nodata.clone()]), Verdict::NoData);
+        assert_eq!(verdict(&[nodata, nx.clone()]), Verdict::NoData);
+        assert_eq!(verdict(&[nx.clone(), nx.clone()]), Verdict::NxDomain);
+        assert_eq!(
+            verdict(&[Err(QueryError::Code(SERVFAIL)), nx.clone()]),
+            Verdict::ServFail
+        );
+        // Silence or a refusal ends the search.
+        assert_eq!(
+            verdict(&[nx.clone(), Err(QueryError::NoAnswer)]),
+            Verdict::Stop(QueryError::NoAnswer)
+        );
+        assert_eq!(
+            verdict(&[Err(QueryError::Code(REFUSED)), nx]),
+            Verdict::Stop(QueryError::Code(REFUSED))
+        );
+    }
+
     #[test]
     fn default_concurrency_leaves_room_for_probes() {
         assert_eq!(default_concurrency(1024), 192);
