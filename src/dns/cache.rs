@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::target::IpProtocol;
 
-/// Most entries (one per name and `ip_protocol`) the cache holds: 16,384, about 2 MiB.
+/// Most entries (one per name and `ip_protocol`) the cache holds: 16,384, a few MiB.
 pub const MAX_ENTRIES: usize = 16_384;
 
 /// How often, at most, an insertion sweeps out the expired entries.
