@@ -433,9 +433,13 @@ impl Unbound {
     pub fn start(addr: &str, upstream: &[SocketAddr], extra: &str) -> Unbound {
         let unbound = program("unbound", "unbound");
         let mut addr: SocketAddr = addr.parse().expect("an address with a port");
-        if addr.port() == 0 {
+        // A port free for both UDP and TCP (a busy machine has many TCP ports taken).
+        while addr.port() == 0 {
             let udp = std::net::UdpSocket::bind(addr).expect("a free UDP port");
-            addr = udp.local_addr().unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if std::net::TcpListener::bind((addr.ip(), port)).is_ok() {
+                addr.set_port(port);
+            }
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
@@ -464,11 +468,18 @@ impl Unbound {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("unbound starts");
+        let mut child = child;
         let end = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
+            let log =
+                || std::fs::read_to_string(dir.path().join("unbound.log")).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("unbound exited ({status}) on {addr}: {}", log());
+            }
             assert!(
                 std::time::Instant::now() < end,
-                "unbound did not start on {addr}"
+                "unbound did not start on {addr}: {}",
+                log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
