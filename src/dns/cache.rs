@@ -71,7 +71,7 @@ impl Cache {
     }
 
     /// Keep `addrs` for `key` for `ttl` from `now` (a TTL of 0 keeps nothing). Expired
-    /// entries are swept out every [`SWEEP_INTERVAL`]; when the cache is full, the expired
+    /// entries are swept out every 10 s at most; when the cache is full, the expired
     /// entries go first, then the oldest eighth.
     pub fn insert(
         &mut self,
