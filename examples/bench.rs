@@ -8,10 +8,13 @@
 //!
 //! `--names` adds the scenario real target files are: the same 10,000 targets named by 10,000
 //! distinct host names, served by a DNS server (ours, `tests/common/dns.rs`) that answers every
-//! query after 20 ms, through the built-in resolver and, when the benchmark runs as root with
-//! `unshare`, through getaddrinfo (`--dns.resolver=system`, in a mount namespace whose
-//! /etc/resolv.conf names that server on 127.53.0.1:53), beside the IP-literal round of the
-//! same targets in the same run.
+//! query after 20 ms, through the built-in resolver with `options attempts:1` (so that a false
+//! failure shows instead of being retried); through unbound (Debian package `unbound`) in
+//! front of the same server, cold (unbound restarted before every round) and warm (its cache
+//! full from an earlier round); and, when the benchmark runs as root with `unshare`, through
+//! getaddrinfo (`--dns.resolver=system`, in a mount namespace whose /etc/resolv.conf names
+//! that server on 127.53.0.1:53), beside the IP-literal round of the same targets in the same
+//! run. The `failed` column counts the probes that did not succeed over all measured rounds.
 //!
 //! `--compare OLD_BINARY` runs only the 10,000-target plain round, by turns with this build
 //! and with `OLD_BINARY` (an earlier commit's build), and prints both medians.
@@ -278,6 +281,10 @@ struct Row {
     ok: usize,
     /// Median and 99th percentile of the resolve phase over the last round, seconds.
     resolve: (f64, f64),
+    /// Probes that did not succeed, over all measured rounds.
+    failed: usize,
+    /// Measured rounds.
+    rounds: usize,
 }
 
 /// A percentile of samples (0.5 the median).
@@ -315,24 +322,54 @@ fn scenario_with(
     extra: &[String],
     wrapper: &[String],
 ) -> Row {
+    scenario_full(
+        dir,
+        name,
+        yaml,
+        (targets, rounds, 0),
+        extra,
+        wrapper,
+        &mut || {},
+    )
+}
+
+/// [`scenario_with`] that runs `warmup` rounds first without measuring them, and calls
+/// `before_round` before each measured round.
+fn scenario_full(
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    (targets, rounds, warmup): (usize, usize, usize),
+    extra: &[String],
+    wrapper: &[String],
+    before_round: &mut dyn FnMut(),
+) -> Row {
     let path = dir.join(format!("{}.yaml", name.replace([' ', ',', '/', '='], "_")));
     std::fs::write(&path, yaml).expect("write targets");
     let e = start_exporter(&path, extra, wrapper);
     let mut round_times = Vec::new();
     let mut scrape_times = Vec::new();
     let mut ok = 0;
+    let mut failed = 0;
     let mut resolve = Vec::new();
-    for _ in 0..rounds {
+    for round in 0..warmup + rounds {
+        if round >= warmup {
+            before_round();
+        }
         let (wall, body) = scrape(e.addr);
+        // Let TIME_WAIT sockets of the previous round age a little between rounds.
+        std::thread::sleep(Duration::from_millis(200));
+        if round < warmup {
+            continue;
+        }
         round_times.push(value(&body, "http_status_exporter_round_duration_seconds"));
         scrape_times.push(wall.as_secs_f64());
         ok = body
             .lines()
             .filter(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
             .count();
+        failed += targets - ok;
         resolve = resolve_times(&body);
-        // Let TIME_WAIT sockets of the previous round age a little between rounds.
-        std::thread::sleep(Duration::from_millis(200));
     }
     let rss = peak_rss_mib(e.proc.0.id());
     Row {
@@ -343,6 +380,8 @@ fn scenario_with(
         rss,
         ok,
         resolve: (percentile(resolve.clone(), 0.5), percentile(resolve, 0.99)),
+        failed,
+        rounds,
     }
 }
 
@@ -368,7 +407,8 @@ fn names_scenarios(dir: &Path, port: u16, n: usize, rounds: usize) -> Vec<Row> {
         ..dns::Zone::default()
     };
     let server = dns::DnsServer::start(zone());
-    let resolv = server.resolv_conf(dir, "");
+    // One attempt: a lookup that fails falsely shows as a failure instead of a retry.
+    let resolv = server.resolv_conf(dir, "options attempts:1\n");
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").expect("write hosts");
     let named = targets_on(port, n, |i| format!("t{i}.bench.test"));
@@ -396,6 +436,44 @@ fn names_scenarios(dir: &Path, port: u16, n: usize, rounds: usize) -> Vec<Row> {
         rounds,
         &flags,
         &[],
+    ));
+    // unbound in front of the same server: cold (restarted before every round, so every name
+    // goes to the server) and warm (every answer in its cache from the round before).
+    // Caches that hold every name, and a receive buffer that holds a round's burst of queries
+    // (the default drops most of them).
+    let cache = "    msg-cache-size: 64m\n    rrset-cache-size: 128m\n    \
+                 outgoing-range: 8192\n    num-queries-per-thread: 8192\n    \
+                 so-rcvbuf: 16m\n    so-sndbuf: 16m\n";
+    let mut unbound = Some(dns::Unbound::start("127.0.0.1:0", &[server.addr], cache));
+    let at = unbound.as_ref().expect("started").addr;
+    let via = dir.join("resolv-unbound.conf");
+    std::fs::write(
+        &via,
+        format!("nameserver {}#{}\noptions attempts:1\n", at.ip(), at.port()),
+    )
+    .expect("write");
+    let mut through = vec!["--dns.resolv-conf".to_owned(), via.display().to_string()];
+    through.extend(flags[2..].iter().cloned());
+    rows.push(scenario_full(
+        dir,
+        &format!("{n} http, names, unbound cold"),
+        &named,
+        (n, rounds, 0),
+        &through,
+        &[],
+        &mut || {
+            unbound = None;
+            unbound = Some(dns::Unbound::start(&at.to_string(), &[server.addr], cache));
+        },
+    ));
+    rows.push(scenario_full(
+        dir,
+        &format!("{n} http, names, unbound warm"),
+        &named,
+        (n, rounds, 1),
+        &through,
+        &[],
+        &mut || {},
     ));
     // getaddrinfo reads /etc/resolv.conf, which names no port: serve the zone on port 53 of a
     // loopback address of its own and show it to the exporter through a mount namespace.
@@ -496,20 +574,22 @@ fn render_time() -> f64 {
 /// The names table: round time against the IP-literal round, and the resolve phase.
 fn print_names(rows: &[Row]) {
     println!(
-        "\n| same {} targets | round (median) | vs literals | resolve median | resolve p99 | peak RSS | ok |",
+        "\n| same {} targets | round (median) | vs literals | resolve median | resolve p99 | peak RSS | ok (last round) | failed (all rounds) |",
         rows[0].targets
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.3} s | {:.2}x | {:.1} ms | {:.1} ms | {:.1} MiB | {} |",
+            "| {} | {:.3} s | {:.2}x | {:.1} ms | {:.1} ms | {:.1} MiB | {} | {} of {} |",
             r.name,
             r.round,
             r.round / rows[0].round,
             r.resolve.0 * 1000.0,
             r.resolve.1 * 1000.0,
             r.rss,
-            r.ok
+            r.ok,
+            r.failed,
+            r.targets * r.rounds
         );
     }
 }

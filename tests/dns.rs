@@ -18,6 +18,7 @@ use http_status_exporter::config;
 use http_status_exporter::dns::{Resolver, Settings};
 use http_status_exporter::probe::{FailureReason, ProbeResult};
 use http_status_exporter::round::{Limits, run_round};
+use http_status_exporter::target::{Host, IpProtocol};
 
 /// The built-in resolver reading `resolv.conf` (plus `extra` lines) for `dns`, and `hosts`.
 fn resolver(dns: &DnsServer, dir: &Path, extra: &str, hosts: &str, cache: bool) -> Arc<Resolver> {
@@ -439,4 +440,317 @@ fn check_prints_a_table_whose_columns_line_up() {
         "{summary}"
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Resolve `name` through a round of `resolver`, as a probe would.
+async fn lookup(
+    resolver: &Arc<Resolver>,
+    name: &str,
+    proto: IpProtocol,
+) -> Result<Vec<std::net::IpAddr>, String> {
+    let round = resolver.round();
+    round
+        .resolve(&Host::Name(name.into()), proto)
+        .await
+        .result
+        .map(|a| a.to_vec())
+        .map_err(|e| e.to_string())
+}
+
+fn ips(list: &[&str]) -> Vec<std::net::IpAddr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_another_question_is_ignored_and_the_wait_goes_on() {
+    let mut zone = Zone::new(&[(
+        "spoofed.test",
+        Entry::Mismatched(vec![v4("127.0.0.7"), v6("::7")]),
+    )]);
+    zone.delay = Duration::from_millis(20);
+    let dns = DnsServer::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "options attempts:1", "", false);
+    for proto in [IpProtocol::Auto, IpProtocol::Ip4, IpProtocol::Ip6] {
+        let round = r.round();
+        let answer = round
+            .resolve(&Host::Name("spoofed.test".into()), proto)
+            .await;
+        let want = match proto {
+            IpProtocol::Auto => ips(&["::7", "127.0.0.7"]),
+            IpProtocol::Ip4 => ips(&["127.0.0.7"]),
+            IpProtocol::Ip6 => ips(&["::7"]),
+        };
+        assert_eq!(answer.result.as_deref(), Ok(&want[..]), "{proto:?}");
+        // The right answer came 5 ms after the decoys.
+        assert!(answer.took >= Duration::from_millis(25), "{answer:?}");
+    }
+    // Each question was asked once: the decoys neither ended the wait nor caused a retry.
+    assert_eq!(dns.seen().count("spoofed.test", "A", "udp"), 2);
+    assert_eq!(dns.seen().count("spoofed.test", "AAAA", "udp"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_lookups_with_one_attempt_have_no_false_failure() {
+    let dns = DnsServer::start(Zone {
+        wildcard: Some((".many.test".to_owned(), vec![v4("127.0.0.1")])),
+        delay: Duration::from_millis(20),
+        ..Zone::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let hosts_file = dir.path().join("hosts");
+    std::fs::write(&hosts_file, "").unwrap();
+    let settings = Settings {
+        resolv_conf: Some(dns.resolv_conf(dir.path(), "options attempts:1 timeout:5\n")),
+        hosts_file: Some(hosts_file),
+        concurrency: Some(1024),
+        ..Settings::default()
+    };
+    let r = Arc::new(Resolver::load(&settings, 1 << 16).unwrap());
+    let round = Arc::new(r.round());
+    let tasks: Vec<_> = (0..10_000)
+        .map(|i| {
+            let round = round.clone();
+            tokio::spawn(async move {
+                let host = Host::Name(format!("n{i}.many.test"));
+                round.resolve(&host, IpProtocol::Auto).await.result
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failures.push(e.to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} false failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(dns.seen().total(), 20_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_leaves_from_a_fresh_port_with_a_random_id() {
+    let dns = DnsServer::start(Zone::new(&[(
+        "ports.test",
+        Entry::Records(vec![v4("127.0.0.1")]),
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "", "", false);
+    for _ in 0..300 {
+        lookup(&r, "ports.test", IpProtocol::Ip4).await.unwrap();
+    }
+    let seen = dns.seen();
+    // The kernel picks a random free port for each socket: a handful may repeat, 8 fixed
+    // sockets would give 8.
+    assert!(seen.ports.len() >= 250, "{} ports", seen.ports.len());
+    let distinct: std::collections::HashSet<u16> = seen.ids.iter().copied().collect();
+    assert!(distinct.len() >= 290, "{} ids", distinct.len());
+    // Not a sequence: consecutive IDs do not step by a constant.
+    let steps: std::collections::HashSet<u16> = seen
+        .ids
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]))
+        .collect();
+    assert!(steps.len() >= 250, "{} steps", steps.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_lookup_outlives_the_target_that_started_it() {
+    let mut zone = Zone::new(&[("shared.test", Entry::Records(vec![v4("127.0.0.1")]))]);
+    zone.delay = Duration::from_millis(400);
+    let dns = DnsServer::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "options attempts:1", "", false);
+    let round = Arc::new(r.round());
+    let host = Host::Name("shared.test".into());
+    let started = tokio::time::Instant::now();
+    // A short-timeout target starts the lookup and gives up at 100 ms.
+    let short = {
+        let (round, host) = (round.clone(), host.clone());
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_millis(100),
+                round.resolve(&host, IpProtocol::Ip4),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // A target with a longer deadline shares that lookup: the answer comes at 400 ms.
+    let long = tokio::time::timeout_at(
+        started + Duration::from_millis(490),
+        round.resolve(&host, IpProtocol::Ip4),
+    )
+    .await;
+    assert!(short.await.unwrap().is_err(), "the short target gave up");
+    let answer = long.expect("the shared lookup went on after the short target gave up");
+    assert_eq!(answer.result.unwrap().to_vec(), ips(&["127.0.0.1"]));
+    assert!(
+        answer.took >= Duration::from_millis(400) && answer.took < Duration::from_millis(490),
+        "{:?}",
+        answer.took
+    );
+    // One lookup, not one restarted by the second target.
+    assert_eq!(dns.seen().count("shared.test", "A", "udp"), 1);
+    // Targets that come later in the round get the same answer without a query.
+    let late = round.resolve(&host, IpProtocol::Ip4).await;
+    assert!(late.result.is_ok());
+    assert_eq!(dns.seen().count("shared.test", "A", "udp"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_whose_first_target_times_out_still_resolves_the_others() {
+    let mut zone = Zone::new(&[("slowname.test", Entry::Records(vec![v4("127.0.0.1")]))]);
+    zone.delay = Duration::from_millis(300);
+    let dns = DnsServer::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "options attempts:1", "", false);
+    let port = web().await.port();
+    // The first target's deadline passes before the answer; the other five share its lookup.
+    let mut yaml =
+        format!("targets:\n  - url: http://slowname.test:{port}/short\n    timeout: 100ms\n");
+    for i in 0..5 {
+        yaml.push_str(&format!(
+            "  - url: http://slowname.test:{port}/{i}\n    timeout: 2s\n"
+        ));
+    }
+    let rs = round(&yaml, &r).await;
+    assert_eq!(rs[0].failure, Some(FailureReason::Dns), "{:?}", rs[0]);
+    for other in &rs[1..] {
+        assert!(other.success(), "{other:?}");
+        assert!(
+            other.phases.resolve >= Duration::from_millis(300)
+                && other.phases.resolve < Duration::from_millis(380),
+            "{:?}",
+            other.phases
+        );
+    }
+    assert_eq!(dns.seen().count("slowname.test", "A", "udp"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_be_used_is_skipped_in_every_round() {
+    let dns = DnsServer::start(Zone::new(&[(
+        "next.test",
+        Entry::Records(vec![v4("127.0.0.9")]),
+    )]));
+    let dir = tempfile::tempdir().unwrap();
+    // A UDP socket cannot be connected to the broadcast address (EACCES): like an IPv6 server
+    // on a host without IPv6, the socket for it cannot be opened.
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "nameserver 255.255.255.255\nnameserver {}#{}\noptions attempts:1\n",
+            dns.addr.ip(),
+            dns.addr.port()
+        ),
+    )
+    .unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "").unwrap();
+    let settings = Settings {
+        resolv_conf: Some(conf),
+        hosts_file: Some(hosts),
+        ..Settings::default()
+    };
+    let r = Arc::new(Resolver::load(&settings, 4096).unwrap());
+    for _ in 0..3 {
+        assert_eq!(
+            lookup(&r, "next.test", IpProtocol::Auto).await,
+            Ok(ips(&["127.0.0.9"]))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_twenty_aliases_in_one_answer_resolves() {
+    let names: Vec<String> = (0..=20).map(|i| format!("c{i}.chain.test")).collect();
+    let leaked: Vec<&'static str> = names
+        .iter()
+        .map(|n| &*Box::leak(n.clone().into_boxed_str()))
+        .collect();
+    let mut table: Vec<(&str, Entry)> = (0..20)
+        .map(|i| (leaked[i], Entry::Records(vec![Rec::Cname(leaked[i + 1])])))
+        .collect();
+    table.push((
+        leaked[20],
+        Entry::Records(vec![v4("127.0.0.20"), v6("::20")]),
+    ));
+    let dns = DnsServer::start(Zone::new(&table));
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "", "", false);
+    assert_eq!(
+        lookup(&r, "c0.chain.test", IpProtocol::Auto).await,
+        Ok(ips(&["::20", "127.0.0.20"]))
+    );
+    // The chain came whole in one answer per type.
+    assert_eq!(dns.seen().total(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_with_the_top_bit_set_is_not_kept_by_the_cache() {
+    let mut zone = Zone::new(&[("ttl.test", Entry::Records(vec![v4("127.0.0.1")]))]);
+    zone.ttl = Some(0x8000_0000 | 3600);
+    let dns = DnsServer::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "", "", true);
+    for expected in 1..=3 {
+        assert_eq!(
+            lookup(&r, "ttl.test", IpProtocol::Ip4).await,
+            Ok(ips(&["127.0.0.1"]))
+        );
+        assert_eq!(dns.seen().count("ttl.test", "A", "udp"), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_families_come_from_one_search_candidate() {
+    let dns = DnsServer::start(Zone::new(&[
+        // AAAA for the first suffix, A for the second: the first name has records.
+        ("mixed.a.test", Entry::Records(vec![v6("::a")])),
+        ("mixed.b.test", Entry::Records(vec![v4("127.0.0.11")])),
+        // The first name exists without addresses (NODATA for both): the search goes on.
+        ("empty.a.test", Entry::Records(vec![])),
+        ("empty.b.test", Entry::Records(vec![v4("127.0.0.12")])),
+        // The first name does not exist (NXDOMAIN): the search goes on.
+        (
+            "later.b.test",
+            Entry::Records(vec![v4("127.0.0.13"), v6("::13")]),
+        ),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "search a.test b.test\n", "", false);
+    assert_eq!(
+        lookup(&r, "mixed", IpProtocol::Auto).await,
+        Ok(ips(&["::a"]))
+    );
+    assert_eq!(dns.seen().for_name("mixed.b.test"), 0);
+    // Asked for one family, the search goes on until a name has that family.
+    assert_eq!(
+        lookup(&r, "mixed", IpProtocol::Ip4).await,
+        Ok(ips(&["127.0.0.11"]))
+    );
+    assert_eq!(
+        lookup(&r, "empty", IpProtocol::Auto).await,
+        Ok(ips(&["127.0.0.12"]))
+    );
+    assert_eq!(
+        lookup(&r, "later", IpProtocol::Auto).await,
+        Ok(ips(&["::13", "127.0.0.13"]))
+    );
+    assert_eq!(
+        lookup(&r, "nowhere", IpProtocol::Auto).await,
+        Err("nowhere: NXDOMAIN (no such name)".into())
+    );
+    let seen = dns.seen();
+    // Each candidate asked both families at once, once.
+    for name in ["empty.a.test", "later.a.test", "later.b.test"] {
+        assert_eq!(seen.count(name, "A", "udp"), 1, "{name}");
+        assert_eq!(seen.count(name, "AAAA", "udp"), 1, "{name}");
+    }
 }

@@ -1,51 +1,31 @@
-//! Queries on the wire: many in flight over a few UDP sockets per server (answers matched by a
-//! random ID and the question), TCP when an answer is truncated, each server tried in turn
-//! (`rotate` spreads the first choice), `attempts` times, `timeout` each.
+//! Queries on the wire, as glibc sends them: for each server in turn, a fresh UDP socket
+//! connected to it (so a random source port of the kernel's choosing, and answers from any
+//! other address or port never reach us), the questions of one lookup (A and AAAA) sent
+//! together on it with random IDs, and TCP when an answer is truncated. Each server is tried in
+//! turn (`rotate` spreads the first choice), `attempts` times, `timeout` each.
 //!
-//! A socket per query would cost a socket, a bind, two epoll changes and a close per query:
-//! at thousands of lookups a round on two cores that is most of the round. The sockets here are
-//! opened once and kept for the resolver's life.
+//! A datagram is taken as the answer to a question only when its ID, its question (name, type,
+//! class) and its QR bit match; anything else is ignored and the wait goes on. A query owns its
+//! socket and its IDs from the first send to the last answer, so no other query can be handed
+//! an answer meant for it, and an ID is never shared.
+//!
+//! A socket per query costs a socket, a setsockopt, a connect, two epoll changes and a close
+//! (measured in the benchmark, README); a failure to open one (an IPv6 server on a host
+//! without IPv6) fails that server for that query only. The time of an answer is the kernel's
+//! stamp of its arrival (`SO_TIMESTAMPNS`), so that a busy runtime does not lengthen the
+//! resolve phase it reports.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::conf::ResolvConf;
 use super::wire::{self, Answer};
-
-/// UDP sockets per server: spreads the kernel's per-socket queue and our pending maps.
-const SOCKETS_PER_SERVER: usize = 8;
-
-/// Receive buffer asked for each socket: a round's burst of answers must not overflow it (the
-/// kernel caps it at `net.core.rmem_max`).
-const RECEIVE_BUFFER: libc::c_int = 1 << 20;
-
-/// Ask for a larger receive buffer; the default (about 200 KiB) holds only a few hundred
-/// datagrams. Failing leaves the default, which works at lower rates.
-fn enlarge_receive_buffer(socket: &std::net::UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size = RECEIVE_BUFFER;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid pointer to a c_int, on
-    // a descriptor this socket owns.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const size).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
 
 /// Largest UDP answer read (we announce 1232 bytes; a server may send more).
 const MAX_UDP_ANSWER: usize = 4096;
@@ -64,88 +44,149 @@ pub enum QueryError {
     Unreachable(String),
 }
 
-/// An answer and the moment its datagram (or the TCP answer) arrived.
-type Arrival = (Vec<u8>, Instant);
+/// What one question got: the answer and the moment it arrived, or why there is none.
+pub type Outcome = Result<(Answer, Instant), QueryError>;
 
-/// Answers waiting for their query, by ID.
-type Pending = Mutex<HashMap<u16, oneshot::Sender<Arrival>>>;
-
-/// One UDP socket connected to a server, with the task that reads it.
-#[derive(Debug)]
-struct Shard {
-    /// The socket, shared with the reader.
-    socket: Arc<UdpSocket>,
-    /// Queries waiting for an answer on this socket.
-    pending: Arc<Pending>,
-    /// Reads answers and hands them out; aborted with the shard.
-    reader: JoinHandle<()>,
+/// Random bytes drawn from the kernel a block at a time, per thread.
+struct Entropy {
+    /// The block.
+    bytes: [u8; 256],
+    /// How much of it is used.
+    used: usize,
 }
 
-impl Drop for Shard {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
+thread_local! {
+    static ENTROPY: RefCell<Entropy> = const {
+        RefCell::new(Entropy { bytes: [0; 256], used: 256 })
+    };
 }
 
-/// Read answers off `socket` and give each to the query with its ID; the arrival time is
-/// taken as the datagram is read, before any waiting task runs.
-async fn read_answers(socket: Arc<UdpSocket>, pending: Weak<Pending>) {
-    let mut buf = vec![0u8; MAX_UDP_ANSWER];
-    loop {
-        let got = socket.recv(&mut buf).await;
-        let at = Instant::now();
-        let Some(pending) = pending.upgrade() else {
-            return;
-        };
-        let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
-        match got {
-            Ok(n) => {
-                let Some(id) = wire::message_id(&buf[..n]) else {
-                    continue;
-                };
-                if let Some(tx) = map.remove(&id) {
-                    let _ = tx.send((buf[..n].to_vec(), at));
-                }
-            }
-            // An ICMP "port unreachable" for a connected socket: every query on it is lost.
-            // An empty answer tells them so at once.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                for (_, tx) in map.drain() {
-                    let _ = tx.send((Vec::new(), at));
-                }
-            }
-            Err(_) => {
-                drop(map);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+/// Fill `buf` from the kernel's random source; false if it failed.
+fn getrandom(buf: &mut [u8]) -> bool {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into a valid, writable buffer.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) if n > 0 => filled += n,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
         }
     }
+    true
 }
 
-/// A random 16-bit query ID (the hasher's keys are random per thread; the counter makes every
-/// call differ).
-fn random_id() -> u16 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (h.finish() & 0xFFFF) as u16
+/// A random 16-bit query ID from the kernel's random source (getrandom(2)), which an
+/// off-path attacker cannot predict. Should the kernel refuse (a seccomp filter), the
+/// standard library's randomly keyed hasher stands in.
+pub fn random_id() -> u16 {
+    ENTROPY.with(|cell| {
+        let mut e = cell.borrow_mut();
+        if e.used + 2 > e.bytes.len() {
+            if !getrandom(&mut e.bytes) {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_usize(e.used);
+                return (h.finish() & 0xFFFF) as u16;
+            }
+            e.used = 0;
+        }
+        let at = e.used;
+        e.used += 2;
+        u16::from_be_bytes([e.bytes[at], e.bytes[at + 1]])
+    })
 }
 
-/// Removes a query's entry if it ends without its answer (timeout, cancellation).
-struct Waiting<'a> {
-    /// The map the entry is in.
-    pending: &'a Pending,
-    /// The entry's ID.
-    id: u16,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+/// A non-blocking UDP socket connected to `server`: the kernel binds it to a random free
+/// port as it connects (as glibc's sockets are), and drops datagrams from anywhere else.
+fn open_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    use std::os::fd::FromRawFd;
+    let family = if server.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by the UdpSocket made below or closed.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: `fd` is a fresh socket nobody else owns; the UdpSocket closes it when dropped.
+    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    // Ask the kernel to stamp each datagram as it arrives: the answer's time is then its
+    // arrival, not the moment a busy runtime got round to reading it. Failing leaves the
+    // time of the read.
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid pointer to a c_int, on
+    // a descriptor this socket owns.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    socket.connect(server)?;
+    UdpSocket::from_std(socket)
+}
+
+/// Read one datagram into `buf` without waiting: its length and when it arrived (the
+/// kernel's stamp, else now).
+fn recv_stamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Instant)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a timestamp control message, aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is a valid empty one; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg writes at most `iov_len` bytes into `buf` and at most `msg_controllen`
+    // bytes into `control`, both valid and writable for the call.
+    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_DONTWAIT) };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(std::io::Error::last_os_error());
+    };
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now();
+    let mut at = now;
+    // SAFETY: the CMSG macros walk the control buffer recvmsg filled, within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/CMSG_NXTHDR lies within the buffer.
+        let header = unsafe { &*cmsg };
+        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_TIMESTAMPNS {
+            // SAFETY: an SCM_TIMESTAMPNS message carries a timespec; read it unaligned.
+            let ts: libc::timespec =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+                let stamp = std::time::UNIX_EPOCH + Duration::new(secs, nanos);
+                // A wall clock stepped since the stamp would make it meaningless: only a
+                // stamp a little in the past is used.
+                if let Ok(ago) = wall.duration_since(stamp)
+                    && ago < Duration::from_secs(30)
+                {
+                    at = now.checked_sub(ago).unwrap_or(now);
+                }
+            }
+        }
+        // SAFETY: as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&raw const msg, cmsg) };
+    }
+    Ok((n, at))
 }
 
 /// Sends queries to the servers of one `resolv.conf`.
@@ -161,10 +202,13 @@ pub struct Client {
     rotate: bool,
     /// Which server a rotating query starts with.
     next_server: AtomicUsize,
-    /// Which socket the next query uses.
-    next_socket: AtomicUsize,
-    /// Sockets per server, opened at the first query (it needs the runtime).
-    shards: OnceLock<Result<Vec<Vec<Shard>>, String>>,
+}
+
+/// Whether an answer ends the asking: NOERROR or NXDOMAIN (any other code, or truncation,
+/// asks again).
+fn settled(outcome: &Outcome) -> bool {
+    matches!(outcome, Ok((a, _)) if !a.truncated
+        && (a.rcode == wire::rcode::NOERROR || a.rcode == wire::rcode::NXDOMAIN))
 }
 
 impl Client {
@@ -176,129 +220,146 @@ impl Client {
             attempts: conf.attempts.max(1),
             rotate: conf.rotate,
             next_server: AtomicUsize::new(0),
-            next_socket: AtomicUsize::new(0),
-            shards: OnceLock::new(),
         }
     }
 
-    /// Open the sockets: a few per server, each connected to it.
-    fn open(&self) -> Result<Vec<Vec<Shard>>, String> {
-        self.servers
-            .iter()
-            .map(|server| {
-                (0..SOCKETS_PER_SERVER)
-                    .map(|_| {
-                        let local: SocketAddr = if server.is_ipv4() {
-                            ([0, 0, 0, 0], 0).into()
-                        } else {
-                            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-                        };
-                        let std = std::net::UdpSocket::bind(local)
-                            .and_then(|s| s.connect(server).map(|()| s))
-                            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                            .map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
-                        enlarge_receive_buffer(&std);
-                        let socket = Arc::new(
-                            UdpSocket::from_std(std)
-                                .map_err(|e| format!("cannot open a socket to {server}: {e}"))?,
-                        );
-                        let pending = Arc::new(Pending::default());
-                        let reader =
-                            tokio::spawn(read_answers(socket.clone(), Arc::downgrade(&pending)));
-                        Ok(Shard {
-                            socket,
-                            pending,
-                            reader,
-                        })
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Ask for `name`'s records of `qtype`: servers in turn, `attempts` times. Returns the
-    /// first answer that is NOERROR or NXDOMAIN, with its arrival time, or the last failure.
-    pub async fn query(&self, name: &str, qtype: u16) -> Result<(Answer, Instant), QueryError> {
-        let shards = match self.shards.get_or_init(|| self.open()) {
-            Ok(s) => s,
-            Err(e) => return Err(QueryError::Unreachable(e.clone())),
-        };
+    /// Ask for `name`'s records of each of `qtypes` (at once, on one socket per server):
+    /// servers in turn, `attempts` times, a question asked again only while it has no answer
+    /// that is NOERROR or NXDOMAIN. Returns, per type in order, that answer with its arrival
+    /// time, or the last failure.
+    pub async fn query(&self, name: &str, qtypes: &[u16]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = vec![Err(QueryError::NoAnswer); qtypes.len()];
         let n = self.servers.len();
+        if n == 0 {
+            return outcomes;
+        }
         let first = if self.rotate {
             self.next_server.fetch_add(1, Ordering::Relaxed)
         } else {
             0
         };
-        let mut last = QueryError::NoAnswer;
         for _ in 0..self.attempts {
             for k in 0..n {
-                let s = (first + k) % n;
-                let pick = self.next_socket.fetch_add(1, Ordering::Relaxed) % SOCKETS_PER_SERVER;
-                let mut got = self.udp(&shards[s][pick], name, qtype).await;
-                if matches!(&got, Ok((a, _)) if a.truncated) {
-                    got = self.tcp(self.servers[s], name, qtype).await;
+                let todo: Vec<usize> = (0..qtypes.len())
+                    .filter(|&i| !settled(&outcomes[i]))
+                    .collect();
+                if todo.is_empty() {
+                    return outcomes;
                 }
-                match got {
-                    Ok((a, at))
-                        if a.rcode == wire::rcode::NOERROR || a.rcode == wire::rcode::NXDOMAIN =>
-                    {
-                        return Ok((a, at));
-                    }
-                    Ok((a, _)) => last = QueryError::Code(a.rcode),
-                    Err(e) => last = e,
+                let server = self.servers[(first + k) % n];
+                let types: Vec<u16> = todo.iter().map(|&i| qtypes[i]).collect();
+                let got = self.udp(server, name, &types).await;
+                let types = &types;
+                let tcp = got
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| matches!(o, Ok((a, _)) if a.truncated))
+                    .map(|(j, _)| async move { (j, self.tcp(server, name, types[j]).await) });
+                let again = futures_util::future::join_all(tcp).await;
+                let mut got = got;
+                for (j, outcome) in again {
+                    got[j] = outcome;
+                }
+                for (j, outcome) in got.into_iter().enumerate() {
+                    let outcome = match outcome {
+                        Ok((a, _))
+                            if a.rcode != wire::rcode::NOERROR
+                                && a.rcode != wire::rcode::NXDOMAIN =>
+                        {
+                            Err(QueryError::Code(a.rcode))
+                        }
+                        other => other,
+                    };
+                    outcomes[todo[j]] = outcome;
                 }
             }
         }
-        Err(last)
+        outcomes
     }
 
-    /// One query over UDP.
-    async fn udp(
-        &self,
-        shard: &Shard,
-        name: &str,
-        qtype: u16,
-    ) -> Result<(Answer, Instant), QueryError> {
-        let (tx, rx) = oneshot::channel();
-        let id = {
-            let mut map = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
+    /// One exchange over UDP with `server`: the questions sent on one fresh socket, then their
+    /// answers read until all came or the timeout passed. Datagrams that answer none of them
+    /// are ignored.
+    async fn udp(&self, server: SocketAddr, name: &str, qtypes: &[u16]) -> Vec<Outcome> {
+        let all = |e: QueryError| vec![Err(e); qtypes.len()];
+        let socket = match open_socket(server) {
+            Ok(s) => s,
+            Err(e) => {
+                return all(QueryError::Unreachable(format!(
+                    "cannot open a socket to {server}: {e}"
+                )));
+            }
+        };
+        let mut ids: Vec<u16> = Vec::with_capacity(qtypes.len());
+        for &qtype in qtypes {
             let mut id = random_id();
-            // 65,536 IDs a socket and far fewer in flight: a free one is found at once.
-            while map.contains_key(&id) {
+            while ids.contains(&id) {
                 id = random_id();
             }
-            map.insert(id, tx);
-            id
-        };
-        let _waiting = Waiting {
-            pending: &shard.pending,
-            id,
-        };
-        let query = wire::encode_query(id, name, qtype)
-            .map_err(|e| QueryError::Unreachable(e.to_string()))?;
-        shard
-            .socket
-            .send(&query)
-            .await
-            .map_err(|e| QueryError::Unreachable(format!("cannot send to the DNS server: {e}")))?;
-        match timeout(self.timeout, rx).await {
-            Ok(Ok((bytes, _))) if bytes.is_empty() => Err(QueryError::Unreachable(
-                "the DNS server's port is closed".into(),
-            )),
-            Ok(Ok((bytes, at))) => wire::parse_answer(&bytes, id, name, qtype)
-                .map(|a| (a, at))
-                .map_err(|e| QueryError::Unreachable(e.to_string())),
-            Ok(Err(_)) | Err(_) => Err(QueryError::NoAnswer),
+            ids.push(id);
+            let query = match wire::encode_query(id, name, qtype) {
+                Ok(q) => q,
+                Err(e) => return all(QueryError::Unreachable(e.to_string())),
+            };
+            if let Err(e) = socket.send(&query).await {
+                return all(QueryError::Unreachable(format!(
+                    "cannot send to the DNS server {server}: {e}"
+                )));
+            }
         }
+        let sent = Instant::now();
+        let deadline = sent + self.timeout;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; qtypes.len()];
+        let mut buf = vec![0u8; MAX_UDP_ANSWER];
+        while outcomes.iter().any(Option::is_none) {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+            // ERROR too: an ICMP "port unreachable" makes the socket neither readable nor
+            // writable, only in error, and the read that reports it must run.
+            let interest = Interest::READABLE.add(Interest::ERROR);
+            let read = socket.async_io(interest, || recv_stamped(fd, &mut buf));
+            let (n, at) = match timeout_at(deadline, read).await {
+                Err(_) => break,
+                // Never earlier than the query left (a wall clock that stepped back).
+                Ok(Ok((n, at))) => (n, at.max(sent)),
+                // An ICMP "port unreachable": nobody serves there.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    for o in outcomes.iter_mut().filter(|o| o.is_none()) {
+                        *o = Some(Err(QueryError::Unreachable(format!(
+                            "the DNS server {server} refused (port closed)"
+                        ))));
+                    }
+                    break;
+                }
+                Ok(Err(e)) => {
+                    for o in outcomes.iter_mut().filter(|o| o.is_none()) {
+                        *o = Some(Err(QueryError::Unreachable(format!(
+                            "reading from the DNS server {server}: {e}"
+                        ))));
+                    }
+                    break;
+                }
+            };
+            let msg = &buf[..n];
+            for (j, slot) in outcomes.iter_mut().enumerate() {
+                if slot.is_some() {
+                    continue;
+                }
+                // Another ID, another question or a malformed message: not an answer to this
+                // question (glibc and musl wait on too).
+                if let Ok(a) = wire::parse_answer(msg, ids[j], name, qtypes[j]) {
+                    *slot = Some(Ok((a, at)));
+                    break;
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(QueryError::NoAnswer)))
+            .collect()
     }
 
     /// One query over TCP (after a truncated UDP answer).
-    async fn tcp(
-        &self,
-        server: SocketAddr,
-        name: &str,
-        qtype: u16,
-    ) -> Result<(Answer, Instant), QueryError> {
+    async fn tcp(&self, server: SocketAddr, name: &str, qtype: u16) -> Outcome {
         let id = random_id();
         let query = wire::encode_query(id, name, qtype)
             .map_err(|e| QueryError::Unreachable(e.to_string()))?;
@@ -331,8 +392,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_vary() {
+    fn ids_are_random() {
         let ids: std::collections::HashSet<u16> = (0..1000).map(|_| random_id()).collect();
         assert!(ids.len() > 950, "{}", ids.len());
+        // Not a counter: consecutive IDs do not step by a constant.
+        let seq: Vec<u16> = (0..64).map(|_| random_id()).collect();
+        let steps: std::collections::HashSet<u16> =
+            seq.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert!(steps.len() > 32, "{steps:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_cannot_be_reached_fails_only_its_own_turn() {
+        // A UDP socket cannot be connected to the broadcast address without SO_BROADCAST: the
+        // first server fails at once, the second (closed port) is still asked.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let conf = ResolvConf {
+            nameservers: vec![
+                "255.255.255.255:53".parse().unwrap(),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            ],
+            timeout: Duration::from_secs(1),
+            attempts: 1,
+            ..ResolvConf::default()
+        };
+        let client = Client::new(&conf);
+        let started = std::time::Instant::now();
+        let got = client.query("x.test", &[wire::TYPE_A]).await;
+        assert!(
+            matches!(&got[0], Err(QueryError::Unreachable(m)) if m.contains("refused")),
+            "{got:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 }

@@ -227,20 +227,38 @@ pub fn parse_hosts(text: &str) -> Hosts {
     Hosts { names }
 }
 
-/// Read a resolver file: a regular file of at most [`MAX_FILE_SIZE`] bytes, as text.
+/// Read a resolver file: a regular file of at most [`MAX_FILE_SIZE`] bytes, as text. The file
+/// is checked through the descriptor that is read (a path swapped for `/dev/zero` between a
+/// check and the read changes nothing), and never more than [`MAX_FILE_SIZE`] bytes are read,
+/// whatever size it claims (files under `/proc` claim 0).
 pub fn read(file: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
     let fail = |message: String| error(file, 1, 1, message);
-    let meta = std::fs::metadata(file).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let too_big = |size: u64| {
+        fail(format!(
+            "is {size} bytes, more than the {MAX_FILE_SIZE} a resolver file may have"
+        ))
+    };
+    let opened = std::fs::File::open(file).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let meta = opened
+        .metadata()
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(fail("is not a regular file".into()));
     }
     if meta.len() > MAX_FILE_SIZE {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    opened
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(fail(format!(
-            "is {} bytes, more than the {MAX_FILE_SIZE} a resolver file may have",
-            meta.len()
+            "holds more than the {MAX_FILE_SIZE} bytes a resolver file may have"
         )));
     }
-    let bytes = std::fs::read(file).map_err(|e| fail(format!("cannot read: {e}")))?;
     String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))
 }
 
@@ -307,6 +325,27 @@ mod tests {
         assert_eq!((e.line, e.column), (1, 16), "{e}");
         let e = conf("nameserver\n").unwrap_err();
         assert!(e.message.contains("needs an address"), "{e}");
+    }
+
+    #[test]
+    fn files_are_read_bounded_whatever_size_they_claim() {
+        // /proc/kallsyms is a regular file that claims 0 bytes and holds megabytes.
+        let big = Path::new("/proc/kallsyms");
+        let claimed = std::fs::metadata(big)
+            .expect("/proc/kallsyms (procfs) exists")
+            .len();
+        assert_eq!(claimed, 0);
+        let e = read(big).unwrap_err();
+        assert!(e.message.contains("more than the 1048576 bytes"), "{e}");
+        let e = read(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("hosts");
+        std::fs::write(&ok, "127.0.0.1 a\n").unwrap();
+        assert_eq!(read(&ok).unwrap(), "127.0.0.1 a\n");
+        let over = dir.path().join("big");
+        std::fs::write(&over, vec![b'#'; (MAX_FILE_SIZE + 1) as usize]).unwrap();
+        assert!(read(&over).unwrap_err().message.contains("more than"));
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! hosts file, or the system's getaddrinfo for sites that need NSS modules.
 //!
 //! - A [`Resolver`] lives as long as its config (it is read again on reload). A round takes a
-//!   [`RoundResolver`] from it, which looks each `(name, ip_protocol)` up once and shares the
-//!   answer with every target of that host; every round resolves afresh unless `--dns.cache`
-//!   keeps answers for their TTL.
+//!   [`RoundResolver`] from it, which looks each `(name, ip_protocol)` up once, as a task of
+//!   its own, and shares the answer with every target of that host: each target waits for it
+//!   until its own deadline, and a target that gives up ends nobody else's wait. Every round
+//!   resolves afresh unless `--dns.cache` keeps answers for their TTL (bounded, see
+//!   [`cache`]).
+//! - A name goes through the search list as glibc's getaddrinfo takes it: both families of one
+//!   candidate name (A and AAAA at once for `ip_protocol: auto`), then the next candidate, so
+//!   the addresses always come from one name.
 //! - The time reported for a lookup runs from the moment its first query can be sent (a
 //!   lookup slot is held) to the answer: never the wait for a slot. A lookup shared by several
 //!   targets reports its own time to each.
@@ -13,6 +18,7 @@
 //! - Every failure is the probe reason `dns`; the [`DnsFailure`] detail tells NXDOMAIN, no
 //!   address of the family, a server failure and no answer apart.
 
+pub mod cache;
 pub mod client;
 pub mod conf;
 pub mod wire;
@@ -23,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::config::ConfigError;
@@ -73,7 +80,8 @@ pub struct Settings {
     pub resolv_conf: Option<PathBuf>,
     /// `--dns.hosts-file`; `None` is [`DEFAULT_HOSTS_FILE`], whose absence means no entries.
     pub hosts_file: Option<PathBuf>,
-    /// `--dns.cache`: keep answers across rounds for their TTL.
+    /// `--dns.cache`: keep answers across rounds for their TTL (at most
+    /// [`cache::MAX_ENTRIES`] names).
     pub cache: bool,
     /// `--dns.concurrency`: most lookups in flight; `None` derives it from the fd limit.
     pub concurrency: Option<usize>,
@@ -91,8 +99,9 @@ impl Default for Settings {
     }
 }
 
-/// Lookups in flight by default for a soft open-file limit: each lookup of both families holds
-/// two sockets, and probes hold one each, so a quarter of what probes may use is left to DNS.
+/// Lookups in flight by default for a soft open-file limit: each lookup holds a socket (two
+/// while it asks again over TCP), and probes hold one each, so a quarter of what probes may
+/// use is left to DNS.
 pub fn default_concurrency(fd_limit: u64) -> usize {
     let usable = fd_limit.saturating_sub(crate::sys::FD_RESERVE) / 4;
     usize::try_from(usable)
@@ -138,19 +147,6 @@ pub enum DnsFailure {
     },
 }
 
-impl DnsFailure {
-    /// Which failure to report when both families failed: the more telling one.
-    fn rank(&self) -> u8 {
-        match self {
-            DnsFailure::NxDomain(_) => 0,
-            DnsFailure::ServerFailure { .. } => 1,
-            DnsFailure::NoAnswer(_) | DnsFailure::Deadline(_) => 2,
-            DnsFailure::Other { .. } => 3,
-            DnsFailure::NoAddress { .. } => 4,
-        }
-    }
-}
-
 /// A lookup's answer: addresses in the resolver's order, or why there are none; and how long
 /// the lookup itself took.
 #[derive(Debug, Clone)]
@@ -167,14 +163,11 @@ pub struct Answer {
 struct Stub {
     /// Name servers, search list and options.
     conf: ResolvConf,
-    /// Sends the queries; its sockets live as long as the resolver.
+    /// Sends the queries.
     client: client::Client,
-    /// `(name, type)` → addresses and when they expire; `None` when caching is off.
-    cache: Option<Mutex<CacheMap>>,
+    /// `(name, ip_protocol)` → addresses until their TTL runs out; `None` when caching is off.
+    cache: Option<Mutex<cache::Cache>>,
 }
-
-/// Answers kept across rounds: `(name, type)` → (expiry, addresses).
-type CacheMap = HashMap<(String, u16), (Instant, Arc<[IpAddr]>)>;
 
 /// Resolves host names for probes; built from [`Settings`] and the files they name.
 #[derive(Debug)]
@@ -290,19 +283,85 @@ impl Resolver {
             cells: Mutex::new(HashMap::new()),
         }
     }
+
+    /// The answer for a name that needs no query: one in the hosts file, `localhost` and
+    /// `.invalid` names (RFC 6761).
+    fn without_query(&self, name: &str, proto: IpProtocol) -> Option<Answer> {
+        let bare = name.strip_suffix('.').unwrap_or(name);
+        if let Some(addrs) = self.hosts.get(bare) {
+            return Some(fixed(name, addrs, proto));
+        }
+        // RFC 6761 §6.3 and §6.4: answered without asking anyone.
+        if bare == "localhost" || bare.ends_with(".localhost") {
+            return Some(fixed(
+                name,
+                &[
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ],
+                proto,
+            ));
+        }
+        if bare == "invalid" || bare.ends_with(".invalid") {
+            return Some(Answer {
+                result: Err(DnsFailure::NxDomain(name.to_owned())),
+                took: Duration::ZERO,
+            });
+        }
+        None
+    }
+
+    /// Look `name` up (a lookup slot first).
+    async fn lookup(&self, name: &str, proto: IpProtocol) -> Answer {
+        // The semaphore is never closed, so acquire cannot fail.
+        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+            return Answer {
+                result: Err(DnsFailure::Other {
+                    name: name.to_owned(),
+                    message: "resolver shut down".into(),
+                }),
+                took: Duration::ZERO,
+            };
+        };
+        match &self.stub {
+            // The permit goes with the thread: a hung getaddrinfo keeps its slot until it returns.
+            None => system_lookup(name, proto, permit).await,
+            Some(stub) => {
+                let answer = stub.lookup(name, proto).await;
+                drop(permit);
+                answer
+            }
+        }
+    }
 }
 
-/// One shared lookup of a round.
-type Cell = Arc<OnceCell<Answer>>;
+/// One shared lookup of a round: its answer once there is one, and the task that finds it.
+#[derive(Debug)]
+struct Shared {
+    /// `None` until the answer is in.
+    answer: watch::Receiver<Option<Answer>>,
+    /// The lookup's task, stopped with the round.
+    task: AbortHandle,
+}
 
-/// Resolves for one round: the first probe of a `(name, ip_protocol)` looks it up, the others
-/// wait for that answer.
+/// Resolves for one round: the first probe of a `(name, ip_protocol)` starts its lookup as a
+/// task of its own, and every probe of that host waits for that answer, each until its own
+/// deadline. The lookups still running when the round ends are stopped.
 #[derive(Debug)]
 pub struct RoundResolver {
     /// The long-lived resolver.
     resolver: Arc<Resolver>,
-    /// One cell per name and family.
-    cells: Mutex<HashMap<(String, IpProtocol), Cell>>,
+    /// One lookup per name and family.
+    cells: Mutex<HashMap<(String, IpProtocol), Shared>>,
+}
+
+impl Drop for RoundResolver {
+    fn drop(&mut self) {
+        let cells = self.cells.get_mut().unwrap_or_else(|p| p.into_inner());
+        for shared in cells.values() {
+            shared.task.abort();
+        }
+    }
 }
 
 /// Keep the allowed families and interleave them, starting with the resolver's first choice
@@ -362,63 +421,53 @@ fn fixed(name: &str, addrs: &[IpAddr], proto: IpProtocol) -> Answer {
 
 impl RoundResolver {
     /// The addresses to try for `host`, filtered by `proto` and ordered for Happy Eyeballs,
-    /// with the lookup's own time.
+    /// with the lookup's own time. A caller that stops waiting (its deadline) leaves the
+    /// lookup running for the others.
     pub async fn resolve(&self, host: &Host, proto: IpProtocol) -> Answer {
         let name = match host {
             Host::Ip(ip) => return fixed(&host.to_string(), &[*ip], proto),
             Host::Name(name) => name,
         };
-        let cell = {
+        if let Some(answer) = self.resolver.without_query(name, proto) {
+            return answer;
+        }
+        let mut answer = {
             // A poisoned lock only means another probe panicked mid-insert; the map itself is
             // still consistent.
             let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-            cells.entry((name.clone(), proto)).or_default().clone()
+            cells
+                .entry((name.clone(), proto))
+                .or_insert_with(|| {
+                    let (tx, rx) = watch::channel(None);
+                    let (resolver, name) = (self.resolver.clone(), name.clone());
+                    let task = tokio::spawn(async move {
+                        let answer = resolver.lookup(&name, proto).await;
+                        let _ = tx.send(Some(answer));
+                    });
+                    Shared {
+                        answer: rx,
+                        task: task.abort_handle(),
+                    }
+                })
+                .answer
+                .clone()
         };
-        cell.get_or_init(|| self.lookup(name, proto)).await.clone()
+        match answer.wait_for(Option::is_some).await {
+            Ok(got) => got.clone().unwrap_or_else(|| lost(name)),
+            // The task ended without an answer: it panicked.
+            Err(_) => lost(name),
+        }
     }
+}
 
-    /// Look `name` up, once for the round.
-    async fn lookup(&self, name: &str, proto: IpProtocol) -> Answer {
-        let bare = name.strip_suffix('.').unwrap_or(name);
-        if let Some(addrs) = self.resolver.hosts.get(bare) {
-            return fixed(name, addrs, proto);
-        }
-        // RFC 6761 §6.3 and §6.4: answered without asking anyone.
-        if bare == "localhost" || bare.ends_with(".localhost") {
-            return fixed(
-                name,
-                &[
-                    IpAddr::V6(Ipv6Addr::LOCALHOST),
-                    IpAddr::V4(Ipv4Addr::LOCALHOST),
-                ],
-                proto,
-            );
-        }
-        if bare == "invalid" || bare.ends_with(".invalid") {
-            return Answer {
-                result: Err(DnsFailure::NxDomain(name.to_owned())),
-                took: Duration::ZERO,
-            };
-        }
-        // The semaphore is never closed, so acquire cannot fail.
-        let Ok(permit) = self.resolver.slots.clone().acquire_owned().await else {
-            return Answer {
-                result: Err(DnsFailure::Other {
-                    name: name.to_owned(),
-                    message: "resolver shut down".into(),
-                }),
-                took: Duration::ZERO,
-            };
-        };
-        match &self.resolver.stub {
-            // The permit goes with the thread: a hung getaddrinfo keeps its slot until it returns.
-            None => system_lookup(name, proto, permit).await,
-            Some(stub) => {
-                let answer = stub.lookup(name, proto).await;
-                drop(permit);
-                answer
-            }
-        }
+/// The answer when a lookup's task ended without one.
+fn lost(name: &str) -> Answer {
+    Answer {
+        result: Err(DnsFailure::Other {
+            name: name.to_owned(),
+            message: "the lookup failed".into(),
+        }),
+        took: Duration::ZERO,
     }
 }
 
@@ -452,92 +501,135 @@ fn failure(name: &str, e: client::QueryError) -> DnsFailure {
     }
 }
 
-/// The record type's name.
-fn type_name(qtype: u16) -> &'static str {
-    if qtype == wire::TYPE_A { "A" } else { "AAAA" }
+/// The record types a family asks for, in the order their addresses are listed.
+fn record_types(proto: IpProtocol) -> &'static [u16] {
+    match proto {
+        IpProtocol::Auto => &[wire::TYPE_AAAA, wire::TYPE_A],
+        IpProtocol::Ip4 => &[wire::TYPE_A],
+        IpProtocol::Ip6 => &[wire::TYPE_AAAA],
+    }
 }
 
-/// The lookup of one record type: addresses or why none, and when the deciding answer arrived.
-type Records = (Result<Arc<[IpAddr]>, DnsFailure>, Instant);
+/// What the answers for one candidate name say, as glibc's `res_search` reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A NOERROR answer with records: the search ends at this name, with these addresses
+    /// (possibly none, when the records were only aliases) and their smallest TTL.
+    Found(Vec<IpAddr>, u32),
+    /// The name exists without records of the types asked for: next candidate.
+    NoData,
+    /// The name does not exist: next candidate.
+    NxDomain,
+    /// Every server answered SERVFAIL: next candidate (glibc moves on too).
+    ServFail,
+    /// No server answered usefully (silence, REFUSED, unreachable): the search ends.
+    Stop(client::QueryError),
+}
+
+/// The verdict on one candidate from its answers, one per record type.
+pub fn verdict(outcomes: &[client::Outcome]) -> Verdict {
+    let mut found: Option<(Vec<IpAddr>, u32)> = None;
+    let (mut nodata, mut servfail, mut stop) = (false, false, None);
+    for outcome in outcomes {
+        match outcome {
+            Ok((a, _)) if a.rcode == wire::rcode::NOERROR && a.answer_count > 0 => {
+                let (addrs, ttl) = found.get_or_insert((Vec::new(), u32::MAX));
+                if !a.addrs.is_empty() {
+                    addrs.extend_from_slice(&a.addrs);
+                    *ttl = (*ttl).min(a.ttl);
+                }
+            }
+            Ok((a, _)) if a.rcode == wire::rcode::NOERROR => nodata = true,
+            Ok(_) => {}
+            Err(client::QueryError::Code(wire::rcode::SERVFAIL)) => servfail = true,
+            Err(e) => {
+                stop.get_or_insert(e.clone());
+            }
+        }
+    }
+    match (found, stop) {
+        (Some((addrs, ttl)), _) => Verdict::Found(addrs, if ttl == u32::MAX { 0 } else { ttl }),
+        (None, Some(e)) => Verdict::Stop(e),
+        (None, None) if nodata => Verdict::NoData,
+        (None, None) if servfail => Verdict::ServFail,
+        (None, None) => Verdict::NxDomain,
+    }
+}
 
 impl Stub {
-    /// Look `name` up: A, AAAA or both at once. The time runs from the first query sent to
-    /// the arrival of the last answer used.
+    /// Look `name` up: for each candidate of the search list, every record type of `proto` at
+    /// once; the first candidate with records ends the search. The time runs from the first
+    /// query sent to the arrival of the last answer used.
     async fn lookup(&self, name: &str, proto: IpProtocol) -> Answer {
         let start = Instant::now();
-        let ask = |qtype: u16| self.records(name, qtype, start);
-        let (result, end) = match proto {
-            IpProtocol::Ip4 => ask(wire::TYPE_A).await,
-            IpProtocol::Ip6 => ask(wire::TYPE_AAAA).await,
-            IpProtocol::Auto => match tokio::join!(ask(wire::TYPE_AAAA), ask(wire::TYPE_A)) {
-                ((Ok(v6), e6), (Ok(v4), e4)) => {
-                    let mut all = v6.to_vec();
-                    all.extend_from_slice(&v4);
-                    (Ok(all.into()), e6.max(e4))
-                }
-                ((Ok(one), e6), (Err(_), e4)) | ((Err(_), e6), (Ok(one), e4)) => {
-                    (Ok(one), e6.max(e4))
-                }
-                ((Err(a), e6), (Err(b), e4)) => {
-                    let worst = match (a, b) {
-                        (DnsFailure::NoAddress { name, .. }, DnsFailure::NoAddress { .. }) => {
-                            DnsFailure::NoAddress {
-                                name,
-                                family: "A or AAAA",
-                            }
-                        }
-                        (a, b) if b.rank() < a.rank() => b,
-                        (a, _) => a,
-                    };
-                    (Err(worst), e6.max(e4))
-                }
-            },
-        };
+        let key = (name.to_owned(), proto);
+        if let Some(cache) = &self.cache {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(addrs) = cache.get(&key, start.into_std()) {
+                return Answer {
+                    result: Ok(addrs),
+                    took: Duration::ZERO,
+                };
+            }
+        }
+        let (result, end) = self.search(name, proto, start).await;
+        if let (Ok((addrs, ttl)), Some(cache)) = (&result, &self.cache) {
+            cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                key,
+                addrs.clone(),
+                Duration::from_secs(u64::from(*ttl)),
+                end.into_std(),
+            );
+        }
         Answer {
-            result: result.map(|addrs| order(&addrs, proto).into()),
+            result: result.map(|(addrs, _)| addrs),
             took: end.saturating_duration_since(start),
         }
     }
 
-    /// The addresses of one record type, through the search list.
-    async fn records(&self, name: &str, qtype: u16, start: Instant) -> Records {
-        let key = (name.to_owned(), qtype);
-        if let Some(cache) = &self.cache {
-            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((until, addrs)) = cache.get(&key)
-                && *until > Instant::now()
-            {
-                return (Ok(addrs.clone()), start);
-            }
-        }
+    /// The search list, candidate by candidate: the ordered addresses and their TTL, or why
+    /// there are none; and when the deciding answer arrived.
+    async fn search(
+        &self,
+        name: &str,
+        proto: IpProtocol,
+        start: Instant,
+    ) -> (Result<(Arc<[IpAddr]>, u32), DnsFailure>, Instant) {
+        let types = record_types(proto);
         let mut end = start;
-        let mut nodata = false;
+        let (mut nodata, mut servfail) = (false, false);
         for candidate in candidates(name, &self.conf.search, self.conf.ndots) {
-            match self.client.query(&candidate, qtype).await {
-                Ok((answer, at)) => {
-                    end = at;
-                    if !answer.addrs.is_empty() {
-                        let addrs: Arc<[IpAddr]> = answer.addrs.into();
-                        if let Some(cache) = &self.cache {
-                            let until = at + Duration::from_secs(u64::from(answer.ttl));
-                            cache
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(key, (until, addrs.clone()));
-                        }
-                        return (Ok(addrs), end);
+            let outcomes = self.client.query(&candidate, types).await;
+            for (_, at) in outcomes.iter().flatten() {
+                end = end.max(*at);
+            }
+            match verdict(&outcomes) {
+                Verdict::Found(addrs, ttl) => {
+                    let ordered = order(&addrs, proto);
+                    if ordered.is_empty() {
+                        let e = DnsFailure::NoAddress {
+                            name: name.to_owned(),
+                            family: family_name(proto),
+                        };
+                        return (Err(e), end);
                     }
-                    // NXDOMAIN or no record of the type: the next candidate may have it.
-                    nodata |= answer.rcode == wire::rcode::NOERROR;
+                    return (Ok((ordered.into(), ttl)), end);
                 }
-                // A server failure or silence ends the search: a broken zone shows as such.
-                Err(e) => return (Err(failure(name, e)), Instant::now()),
+                Verdict::NoData => nodata = true,
+                Verdict::ServFail => servfail = true,
+                Verdict::NxDomain => {}
+                Verdict::Stop(e) => return (Err(failure(name, e)), Instant::now()),
             }
         }
         let e = if nodata {
             DnsFailure::NoAddress {
                 name: name.to_owned(),
-                family: type_name(qtype),
+                family: family_name(proto),
+            }
+        } else if servfail {
+            DnsFailure::ServerFailure {
+                name: name.to_owned(),
+                code: wire::rcode::name(wire::rcode::SERVFAIL),
             }
         } else {
             DnsFailure::NxDomain(name.to_owned())
@@ -701,6 +793,70 @@ mod tests {
         );
         assert_eq!(candidates("abs.", &search, 5), ["abs"]);
         assert_eq!(candidates("x", &[], 1), ["x"]);
+    }
+
+    /// An answer of `rcode` with `records` in the answer section and these addresses.
+    fn answered(rcode: u8, records: u16, addrs: &[&str]) -> client::Outcome {
+        Ok((
+            wire::Answer {
+                rcode,
+                truncated: false,
+                addrs: ips(addrs),
+                ttl: 30,
+                answer_count: records,
+            },
+            Instant::now(),
+        ))
+    }
+
+    #[test]
+    fn a_candidate_is_taken_as_glibc_takes_it() {
+        use client::QueryError;
+        use wire::rcode::{NOERROR, NXDOMAIN, REFUSED, SERVFAIL};
+        let v6 = answered(NOERROR, 1, &["::1"]);
+        let v4 = answered(NOERROR, 1, &["127.0.0.1"]);
+        let nodata = answered(NOERROR, 0, &[]);
+        let nx = answered(NXDOMAIN, 0, &[]);
+        // Either family with records takes the name, with the addresses of both.
+        assert_eq!(
+            verdict(&[v6.clone(), v4.clone()]),
+            Verdict::Found(ips(&["::1", "127.0.0.1"]), 30)
+        );
+        assert_eq!(
+            verdict(&[v6.clone(), nodata.clone()]),
+            Verdict::Found(ips(&["::1"]), 30)
+        );
+        assert_eq!(
+            verdict(&[nx.clone(), v4.clone()]),
+            Verdict::Found(ips(&["127.0.0.1"]), 30)
+        );
+        // One family answered, the other's server failed: the name is taken.
+        assert_eq!(
+            verdict(&[Err(QueryError::NoAnswer), v4]),
+            Verdict::Found(ips(&["127.0.0.1"]), 30)
+        );
+        // Only an alias: the name is taken, without an address (glibc stops there too).
+        assert_eq!(
+            verdict(&[answered(NOERROR, 1, &[]), nodata.clone()]),
+            Verdict::Found(vec![], 0)
+        );
+        // NODATA and NXDOMAIN go on to the next candidate; SERVFAIL too.
+        assert_eq!(verdict(&[nodata.clone(), nodata.clone()]), Verdict::NoData);
+        assert_eq!(verdict(&[nodata, nx.clone()]), Verdict::NoData);
+        assert_eq!(verdict(&[nx.clone(), nx.clone()]), Verdict::NxDomain);
+        assert_eq!(
+            verdict(&[Err(QueryError::Code(SERVFAIL)), nx.clone()]),
+            Verdict::ServFail
+        );
+        // Silence or a refusal ends the search.
+        assert_eq!(
+            verdict(&[nx.clone(), Err(QueryError::NoAnswer)]),
+            Verdict::Stop(QueryError::NoAnswer)
+        );
+        assert_eq!(
+            verdict(&[Err(QueryError::Code(REFUSED)), nx]),
+            Verdict::Stop(QueryError::Code(REFUSED))
+        );
     }
 
     #[test]

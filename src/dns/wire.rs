@@ -19,8 +19,6 @@ const CLASS_IN: u16 = 1;
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Longest name on the wire (RFC 1035 §2.3.4).
 const MAX_NAME: usize = 255;
-/// CNAME links followed within one answer.
-const MAX_CHAIN: usize = 16;
 
 /// Response codes that matter to a stub resolver.
 pub mod rcode {
@@ -74,8 +72,12 @@ pub struct Answer {
     pub truncated: bool,
     /// Addresses of the asked type at the end of the CNAME chain.
     pub addrs: Vec<IpAddr>,
-    /// Smallest TTL of the records used, seconds (0 when there are none).
+    /// Smallest TTL of the records used, seconds (0 when there are none). A TTL with the top
+    /// bit set counts as 0 (RFC 2181 §8).
     pub ttl: u32,
+    /// Records in the answer section, whatever their type: glibc takes a NOERROR answer with
+    /// any as the one that ends the search list, even when no address is among them.
+    pub answer_count: u16,
 }
 
 /// A query for `name` (ASCII, with or without the final dot) of `qtype`, recursion desired,
@@ -231,7 +233,11 @@ pub fn parse_answer(msg: &[u8], id: u16, qname: &str, qtype: u16) -> Result<Answ
         let owner = r.name()?;
         let rtype = r.u16()?;
         let _class = r.u16()?;
-        let ttl = r.u32()?;
+        // RFC 2181 §8: a value with the top bit set is to be taken as zero.
+        let ttl = match r.u32()? {
+            t if t & 0x8000_0000 != 0 => 0,
+            t => t,
+        };
         let len = usize::from(r.u16()?);
         let start = r.pos;
         let data = match (rtype, len) {
@@ -256,10 +262,12 @@ pub fn parse_answer(msg: &[u8], id: u16, qname: &str, qtype: u16) -> Result<Answ
             data,
         });
     }
-    // Follow the chain from the question's name.
+    // Follow the chain from the question's name, as far as the answer goes (glibc follows
+    // every alias in the answer section): each link is a record of its own, so a chain has at
+    // most as many links as there are records, and a loop ends there.
     let mut current = asked.to_ascii_lowercase();
     let mut ttl = u32::MAX;
-    for _ in 0..MAX_CHAIN {
+    for _ in 0..records.len() {
         let next = records.iter().find_map(|rr| match &rr.data {
             RrData::Alias(target) if rr.owner == current => Some((target.clone(), rr.ttl)),
             _ => None,
@@ -287,6 +295,7 @@ pub fn parse_answer(msg: &[u8], id: u16, qname: &str, qtype: u16) -> Result<Answ
         truncated,
         addrs,
         ttl: if ttl == u32::MAX { 0 } else { ttl },
+        answer_count: an,
     })
 }
 
@@ -365,6 +374,45 @@ mod tests {
             ]
         );
         assert_eq!(a.ttl, 60);
+    }
+
+    #[test]
+    fn a_chain_of_twenty_aliases_is_followed_and_a_loop_ends() {
+        let q = encode_query(5, "c0.test", TYPE_A).unwrap();
+        let mut answers: Vec<Vec<u8>> = (0..20)
+            .map(|i| {
+                rr(
+                    &labels(&format!("c{i}.test")),
+                    TYPE_CNAME,
+                    300,
+                    &labels(&format!("c{}.test", i + 1)),
+                )
+            })
+            .collect();
+        answers.push(rr(&labels("c20.test"), TYPE_A, 30, &[127, 0, 0, 20]));
+        // Records in any order: the chain is found by owner, not by position.
+        answers.reverse();
+        let a = parse_answer(&respond(&q, 0x8180, &answers), 5, "c0.test", TYPE_A).unwrap();
+        assert_eq!(a.addrs, ["127.0.0.20".parse::<IpAddr>().unwrap()]);
+        assert_eq!((a.ttl, a.answer_count), (30, 21));
+        // A loop of aliases ends without an address and without hanging.
+        let q = encode_query(6, "l0.test", TYPE_A).unwrap();
+        let looped = vec![
+            rr(&labels("l0.test"), TYPE_CNAME, 1, &labels("l1.test")),
+            rr(&labels("l1.test"), TYPE_CNAME, 1, &labels("l0.test")),
+        ];
+        let a = parse_answer(&respond(&q, 0x8180, &looped), 6, "l0.test", TYPE_A).unwrap();
+        assert!(a.addrs.is_empty());
+    }
+
+    #[test]
+    fn a_ttl_with_the_top_bit_set_counts_as_zero() {
+        let q = encode_query(4, "t.test", TYPE_A).unwrap();
+        for (raw, want) in [(0x8000_0000, 0), (u32::MAX, 0), (0x7FFF_FFFF, 0x7FFF_FFFF)] {
+            let answer = respond(&q, 0x8180, &[rr(&[0xC0, 12], TYPE_A, raw, &[1, 2, 3, 4])]);
+            let a = parse_answer(&answer, 4, "t.test", TYPE_A).unwrap();
+            assert_eq!(a.ttl, want, "{raw:#x}");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! A DNS server for tests and the benchmark: UDP and TCP on one free loopback port, a zone given
 //! as a table, a fixed answer delay, and misbehaviours per name (NXDOMAIN, SERVFAIL, REFUSED,
-//! silence, truncation over UDP). It counts every query it gets.
+//! silence, truncation over UDP, answers to another question sent first). It counts every
+//! query it gets and the source ports they came from.
+//!
+//! [`Unbound`] runs a real caching resolver (Debian package `unbound`) in front of it.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,6 +43,9 @@ pub enum Entry {
     Refused,
     /// Never answer.
     Silent,
+    /// Over UDP, first (5 ms before the right answer) answers with the query's ID to another
+    /// question: another name, then another type; then these records.
+    Mismatched(Vec<Rec>),
 }
 
 /// The zone and how fast it is served.
@@ -51,6 +57,8 @@ pub struct Zone {
     pub wildcard: Option<(String, Vec<Rec>)>,
     /// How long every answer waits before it is sent.
     pub delay: Duration,
+    /// The TTL of every record; 60 when `None`.
+    pub ttl: Option<u32>,
 }
 
 impl Zone {
@@ -82,6 +90,10 @@ impl Zone {
 pub struct Seen {
     /// `(name, "A" | "AAAA" | ..., "udp" | "tcp")` → count.
     pub queries: HashMap<(String, String, &'static str), usize>,
+    /// The source ports UDP queries came from.
+    pub ports: HashSet<u16>,
+    /// The IDs of UDP queries, in arrival order.
+    pub ids: Vec<u16>,
 }
 
 impl Seen {
@@ -128,7 +140,8 @@ impl DnsServer {
     }
 
     /// Start serving `zone` on `addr` (port 0: a free port, the same for UDP and TCP).
-    pub fn start_on(addr: &'static str, zone: Zone) -> DnsServer {
+    pub fn start_on(addr: &str, zone: Zone) -> DnsServer {
+        let addr = addr.to_owned();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (tx, rx) = std::sync::mpsc::channel();
         let s = seen.clone();
@@ -138,7 +151,7 @@ impl DnsServer {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(addr, Arc::new(zone), s, tx));
+            rt.block_on(serve(&addr, Arc::new(zone), s, tx));
         });
         let addr = rx.recv().expect("DNS server started");
         DnsServer { addr, seen }
@@ -213,7 +226,7 @@ async fn serve(
                     if stream.read_exact(&mut buf).await.is_err() {
                         return;
                     }
-                    let Some(reply) = answer(&z, &s, &buf, "tcp") else {
+                    let Some((reply, _)) = answer(&z, &s, &buf, "tcp") else {
                         continue;
                     };
                     tokio::time::sleep(z.delay).await;
@@ -231,24 +244,38 @@ async fn serve(
         let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
             continue;
         };
-        let Some(reply) = answer(&zone, &seen, &buf[..n], "udp") else {
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.ports.insert(peer.port());
+            if n >= 2 {
+                seen.ids.push(u16::from_be_bytes([buf[0], buf[1]]));
+            }
+        }
+        let Some((reply, decoys)) = answer(&zone, &seen, &buf[..n], "udp") else {
             continue;
         };
         let (udp, delay) = (udp.clone(), zone.delay);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            if !decoys.is_empty() {
+                for decoy in decoys {
+                    let _ = udp.send_to(&decoy, peer).await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let _ = udp.send_to(&reply, peer).await;
         });
     }
 }
 
-/// The reply to one query, or `None` to stay silent.
+/// The reply to one query and the answers to other questions to send before it, or `None` to
+/// stay silent.
 fn answer(
     zone: &Zone,
     seen: &Mutex<Seen>,
     query: &[u8],
     transport: &'static str,
-) -> Option<Vec<u8>> {
+) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
     let msg = Message::from_vec(query).ok()?;
     let q = msg.queries.first()?.clone();
     let name = q
@@ -267,30 +294,60 @@ fn answer(
     reply.metadata.message_type = MessageType::Response;
     reply.metadata.recursion_desired = msg.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
+    let bare = reply.clone();
     reply.add_query(q.clone());
+    let only = |reply: Message| reply.to_vec().ok().map(|r| (r, Vec::new()));
+    let ttl = zone.ttl.unwrap_or(60);
+    let mut decoys = Vec::new();
     let mut records = match zone.entry(&name) {
         Entry::Silent => return None,
         Entry::NxDomain => {
             reply.metadata.response_code = ResponseCode::NXDomain;
-            return reply.to_vec().ok();
+            negative(&mut reply, q.name());
+            return only(reply);
         }
         Entry::ServFail => {
             reply.metadata.response_code = ResponseCode::ServFail;
-            return reply.to_vec().ok();
+            return only(reply);
         }
         Entry::Refused => {
             reply.metadata.response_code = ResponseCode::Refused;
-            return reply.to_vec().ok();
+            return only(reply);
         }
         Entry::Truncated(_) if transport == "udp" => {
             reply.metadata.truncation = true;
-            return reply.to_vec().ok();
+            return only(reply);
+        }
+        Entry::Mismatched(r) => {
+            if transport == "udp" {
+                // Same ID, other name; same ID and name, other type: each with an address.
+                let other_name = Name::from_ascii("decoy.test.").unwrap();
+                let other_type = if rtype == RecordType::A {
+                    RecordType::AAAA
+                } else {
+                    RecordType::A
+                };
+                for (qname, qtype) in [(other_name, rtype), (q.name().clone(), other_type)] {
+                    let mut decoy = bare.clone();
+                    let mut dq = q.clone();
+                    dq.set_name(qname.clone()).set_query_type(qtype);
+                    decoy.add_query(dq);
+                    let data = if qtype == RecordType::A {
+                        RData::A(A([192, 0, 2, 66].into()))
+                    } else {
+                        RData::AAAA(AAAA("2001:db8::66".parse().unwrap()))
+                    };
+                    decoy.add_answer(Record::from_rdata(qname, ttl, data));
+                    decoys.extend(decoy.to_vec().ok());
+                }
+            }
+            r
         }
         Entry::Records(r) | Entry::Truncated(r) => r,
     };
     let mut owner = q.name().clone();
-    // Follow CNAMEs within the zone, at most 8 deep.
-    for _ in 0..8 {
+    // Follow CNAMEs within the zone, at most 64 deep.
+    for _ in 0..64 {
         let mut next = None;
         for rec in &records {
             let data = match (rec, rtype) {
@@ -303,15 +360,153 @@ fn answer(
                 }
                 _ => continue,
             };
-            reply.add_answer(Record::from_rdata(owner.clone(), 60, data));
+            reply.add_answer(Record::from_rdata(owner.clone(), ttl, data));
         }
         let Some(target) = next else { break };
         let key = target.to_ascii().trim_end_matches('.').to_ascii_lowercase();
         records = match zone.entry(&key) {
-            Entry::Records(r) | Entry::Truncated(r) => r,
+            Entry::Records(r) | Entry::Truncated(r) | Entry::Mismatched(r) => r,
             _ => break,
         };
         owner = target;
     }
-    reply.to_vec().ok()
+    if reply.answers.is_empty() {
+        negative(&mut reply, q.name());
+    }
+    reply.to_vec().ok().map(|r| (r, decoys))
+}
+
+/// The SOA record of the name's top-level zone in the authority section of a negative answer,
+/// so that caching resolvers keep it (RFC 2308), for 60 s.
+fn negative(reply: &mut Message, name: &Name) {
+    let tld = name
+        .to_ascii()
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let Ok(zone) = Name::from_ascii(format!("{tld}.")) else {
+        return;
+    };
+    let soa = SOA::new(
+        Name::from_ascii(format!("ns.{tld}.")).unwrap(),
+        Name::from_ascii(format!("hostmaster.{tld}.")).unwrap(),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    reply.add_authority(Record::from_rdata(zone, 60, RData::SOA(soa)));
+}
+
+/// Find a program on PATH or in the sbin folders; panic naming its Debian package if absent.
+pub fn program(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').chain(["/usr/sbin", "/sbin", "/usr/bin"]) {
+        let candidate = Path::new(dir).join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not installed: install the Debian package `{package}` (apt-get install -y {package})"
+    );
+}
+
+/// A real caching resolver, unbound, on `addr` with a private config in a folder of its own,
+/// forwarding every name to our servers (`test.` included, which unbound answers NXDOMAIN
+/// itself by default, RFC 6761); stopped by its pid when dropped.
+pub struct Unbound {
+    /// Where it answers, UDP and TCP.
+    pub addr: SocketAddr,
+    /// The process.
+    child: std::process::Child,
+    /// Its config, pid file and working folder.
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    /// Start unbound on `addr` (port 0: a free port), forwarding to `upstream` in order, with
+    /// `extra` lines in its `server:` clause.
+    pub fn start(addr: &str, upstream: &[SocketAddr], extra: &str) -> Unbound {
+        let unbound = program("unbound", "unbound");
+        let mut addr: SocketAddr = addr.parse().expect("an address with a port");
+        // A port free for both UDP and TCP (a busy machine has many TCP ports taken).
+        while addr.port() == 0 {
+            let udp = std::net::UdpSocket::bind(addr).expect("a free UDP port");
+            let port = udp.local_addr().unwrap().port();
+            if std::net::TcpListener::bind((addr.ip(), port)).is_ok() {
+                addr.set_port(port);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let forward: String = upstream
+            .iter()
+            .map(|u| format!("    forward-addr: {}@{}\n", u.ip(), u.port()))
+            .collect();
+        let conf = format!(
+            "server:\n    interface: {ip}\n    port: {port}\n    do-daemonize: no\n    chroot: \"\"\n    \
+             username: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    \
+             use-syslog: no\n    logfile: \"{d}/unbound.log\"\n    verbosity: 0\n    num-threads: 1\n    \
+             do-not-query-localhost: no\n    do-ip6: no\n    module-config: \"iterator\"\n    \
+             access-control: 127.0.0.0/8 allow\n    qname-minimisation: no\n    \
+             so-reuseport: no\n    local-zone: \"test.\" nodefault\n    rrset-roundrobin: no\n{extra}\n\
+             remote-control:\n    control-enable: no\n\
+             forward-zone:\n    name: \".\"\n{forward}",
+            ip = addr.ip(),
+            port = addr.port(),
+        );
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = std::process::Command::new(unbound)
+            .arg("-d")
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("unbound starts");
+        let mut child = child;
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            let log =
+                || std::fs::read_to_string(dir.path().join("unbound.log")).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("unbound exited ({status}) on {addr}: {}", log());
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "unbound did not start on {addr}: {}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Unbound {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill only sends a signal to our own child, by its pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
