@@ -386,8 +386,9 @@ async fn follow(
                 if next.is_none() {
                     // A Location that does not make a probe URL leaves the 3xx as the answer.
                     let shown = text::printable(&location);
-                    facts
-                        .not_followed(format_args!("its Location {shown:?} is not an http(s) URL"));
+                    facts.not_followed(format_args!(
+                        "its Location \"{shown}\" is not an http(s) URL"
+                    ));
                 }
                 next
             }
