@@ -865,6 +865,9 @@ struct Head {
     location: Option<String>,
     /// Bytes followed the head ([`Want::Whole`] only).
     extra: bool,
+    /// The largest the buffer grew, in bytes: what the reader held at most.
+    #[cfg(test)]
+    held: usize,
 }
 
 /// Read until the final status line is complete, holding at most [`MAX_LINE`] bytes, and put
@@ -905,6 +908,8 @@ async fn read_head<S: AsyncRead + Unpin>(
         return Ok(Head {
             location: None,
             extra: false,
+            #[cfg(test)]
+            held: buf.capacity(),
         });
     }
     buf.drain(..parser.end());
@@ -916,17 +921,23 @@ async fn read_head<S: AsyncRead + Unpin>(
             Headers::Location { start, end } => {
                 buf.truncate(end);
                 buf.drain(..start);
+                #[cfg(test)]
+                let held = buf.capacity();
                 // The scan found UTF-8 there.
                 let location = String::from_utf8(buf).ok();
                 return Ok(Head {
                     location,
                     extra: false,
+                    #[cfg(test)]
+                    held,
                 });
             }
             Headers::End { end } => {
                 return Ok(Head {
                     location: None,
                     extra: buf.len() > end,
+                    #[cfg(test)]
+                    held: buf.capacity(),
                 });
             }
             Headers::NeedMore { consumed } => {
@@ -974,4 +985,85 @@ fn fail_io(facts: &mut Facts, e: &io::Error, handshake: bool) {
         _ => FailureReason::Closed,
     };
     facts.fail(reason, e.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read a head from `bytes` as `want` says: the outcome, the status line, and how many
+    /// bytes were read.
+    async fn read_from(bytes: &[u8], want: Want) -> (Result<Head, ReadError>, Option<u16>, usize) {
+        let mut rest = bytes;
+        let mut answer = None;
+        let outcome = read_head(&mut rest, want, &mut answer).await;
+        (outcome, answer.map(|s| s.code), bytes.len() - rest.len())
+    }
+
+    /// `n` header lines of 4 KiB cookies.
+    fn cookies(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| format!("Set-Cookie: c{i}={}\r\n", "v".repeat(4096)).into_bytes())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_status_line_costs_at_most_4_kib_held_and_12_kib_read() {
+        // Interim responses up to their limit, then a status line and a large head.
+        let mut bytes = Vec::new();
+        for _ in 0..status::MAX_INTERIM {
+            let link = format!("Link: </{}>\r\n", "a".repeat(980));
+            bytes.extend(format!("HTTP/1.1 103 Early Hints\r\n{link}\r\n").bytes());
+        }
+        assert!(bytes.len() > status::MAX_INTERIM_BYTES - 200);
+        bytes.extend(b"HTTP/1.1 200 OK\r\n");
+        bytes.extend(cookies(50));
+        let (head, code, read) = read_from(&bytes, Want::Status).await;
+        assert_eq!(code, Some(200));
+        assert!(head.unwrap().held <= MAX_LINE);
+        assert!(read <= status::MAX_INTERIM_BYTES + MAX_LINE, "{read}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_head_is_read_one_line_at_a_time_up_to_16_kib() {
+        // The Location after 40 KiB of cookies: not reached.
+        let mut late = b"HTTP/1.1 302 Found\r\n".to_vec();
+        late.extend(cookies(10));
+        late.extend(b"Location: /ok\r\n\r\n");
+        let (head, code, read) = read_from(&late, Want::Location).await;
+        assert!(matches!(
+            head,
+            Err(ReadError::Parse(ParseError::HeadTooLong))
+        ));
+        assert_eq!(code, Some(302));
+        assert!(read <= 20 + MAX_HEAD, "{read}");
+        // The Location first: found, held in the one buffer, the cookies never read.
+        let mut early = b"HTTP/1.1 302 Found\r\nLocation: /ok\r\n".to_vec();
+        early.extend(cookies(10));
+        let (head, _, read) = read_from(&early, Want::Location).await;
+        let head = head.unwrap();
+        assert_eq!(head.location.as_deref(), Some("/ok"));
+        assert!(
+            head.held <= MAX_LINE && read <= INITIAL_READ,
+            "{} {read}",
+            head.held
+        );
+        // A proxy's answer to CONNECT is bounded the same way.
+        let mut proxy = b"HTTP/1.1 200 Connection established\r\n".to_vec();
+        proxy.extend(cookies(10));
+        let (head, code, read) = read_from(&proxy, Want::Whole).await;
+        assert!(matches!(
+            head,
+            Err(ReadError::Parse(ParseError::HeadTooLong))
+        ));
+        assert_eq!(code, Some(200));
+        assert!(read <= 40 + MAX_HEAD, "{read}");
+        // A whole head with cookies just under the limit: held one line at a time.
+        let mut fits = b"HTTP/1.1 200 Connection established\r\n".to_vec();
+        fits.extend(cookies(3));
+        fits.extend(b"\r\n");
+        let (head, _, _) = read_from(&fits, Want::Whole).await;
+        let head = head.unwrap();
+        assert!(!head.extra && head.held <= MAX_LINE, "{}", head.held);
+    }
 }
