@@ -209,7 +209,8 @@ impl NoProxy {
             } else if let Ok(ip) = bare.parse::<IpAddr>() {
                 out.nets.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
             } else {
-                let name = bare.to_ascii_lowercase();
+                // `example.com.` is `example.com`, as in curl and Go.
+                let name = bare.strip_suffix('.').unwrap_or(bare).to_ascii_lowercase();
                 let valid = !name.is_empty()
                     && name
                         .bytes()
@@ -229,23 +230,23 @@ impl NoProxy {
             return true;
         }
         match host {
-            Host::Name(n) => self.names.iter().any(|e| {
-                n == e
-                    || n.len() > e.len()
-                        && n.ends_with(e.as_str())
-                        && n.as_bytes()[n.len() - e.len() - 1] == b'.'
-            }),
+            Host::Name(n) => {
+                let n = n.strip_suffix('.').unwrap_or(n);
+                self.names.iter().any(|e| {
+                    n == e
+                        || n.len() > e.len()
+                            && n.ends_with(e.as_str())
+                            && n.as_bytes()[n.len() - e.len() - 1] == b'.'
+                })
+            }
             Host::Ip(ip) => self.nets.iter().any(|(net, len)| in_net(*ip, *net, *len)),
         }
     }
 }
 
-/// Whether `ip` is inside `net/len` (an IPv4-mapped IPv6 address counts as IPv4).
+/// Whether `ip` is inside `net/len`. An IPv4 address and its IPv4-mapped IPv6 form
+/// (`::ffff:10.0.0.1`) are the same address, on either side, as in Go.
 fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
@@ -255,7 +256,10 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
             let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
             u128::from(a) & mask == u128::from(n) & mask
         }
-        _ => false,
+        (IpAddr::V6(a), IpAddr::V4(_)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a| in_net(IpAddr::V4(a), net, len)),
+        (IpAddr::V4(a), IpAddr::V6(_)) => in_net(IpAddr::V6(a.to_ipv6_mapped()), net, len),
     }
 }
 
@@ -375,6 +379,36 @@ mod tests {
             assert!(!n.matches(&host(no)), "{no}");
         }
         assert!(NoProxy::parse(["*"]).unwrap().matches(&host("any")));
+        // A trailing dot names the same host, on either side.
+        let dotted = NoProxy::parse(["example.com.", "corp"]).unwrap();
+        for yes in ["example.com", "example.com.", "a.example.com.", "x.corp."] {
+            assert!(dotted.matches(&host(yes)), "{yes}");
+        }
+        assert!(!dotted.matches(&host("example.org.")));
+        assert!(NoProxy::parse(["."]).is_err());
+        // An IPv4 address and its IPv4-mapped IPv6 form are one address, on either side.
+        let mapped = NoProxy::parse(["::ffff:192.168.0.0/112", "::ffff:172.16.0.1"]).unwrap();
+        for yes in [
+            "[::ffff:10.9.8.7]",
+            "192.168.3.4",
+            "[::ffff:192.168.3.4]",
+            "172.16.0.1",
+        ] {
+            let n = if yes.contains("::ffff:10.") {
+                &n
+            } else {
+                &mapped
+            };
+            assert!(n.matches(&host(yes)), "{yes}");
+        }
+        for no in [
+            "[::ffff:11.0.0.1]",
+            "192.169.0.1",
+            "172.16.0.2",
+            "[::1:10.0.0.1]",
+        ] {
+            assert!(!n.matches(&host(no)) && !mapped.matches(&host(no)), "{no}");
+        }
         assert!(NoProxy::parse(["10.0.0.0/33"]).is_err());
         assert!(NoProxy::parse(["a b"]).is_err());
     }

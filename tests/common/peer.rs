@@ -232,3 +232,17 @@ pub fn spawn_thread(addr: &'static str) -> SocketAddr {
     });
     rx.recv().unwrap()
 }
+
+/// A server that accepts every connection and never answers nor closes it (for 30 s): a
+/// stalled proxy. Returns its address.
+pub fn silent_listener() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
