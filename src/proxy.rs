@@ -18,7 +18,7 @@ pub enum ProxyError {
     /// The proxy URL does not parse, or is not `http://host:port`.
     #[error("invalid proxy URL {shown}: {reason}")]
     Url {
-        /// The URL with its password masked.
+        /// The URL as written, everything up to its last `@` hidden.
         shown: String,
         /// What is wrong.
         reason: String,
@@ -83,13 +83,15 @@ pub fn parse(raw: &str, connect_headers: Secret) -> Result<Proxy, ProxyError> {
     } else {
         format!("http://{raw}")
     };
+    // An error shows the URL as written, but never what stands before its last `@`: the URL
+    // parser may have split a malformed one elsewhere (`http://user:12/34@host` has host
+    // `user` and port 12), and that part can be a password.
     let url = url::Url::parse(&with_scheme).map_err(|e| ProxyError::Url {
-        shown: mask_unparsed(raw),
+        shown: crate::target::hide_userinfo(raw),
         reason: e.to_string(),
     })?;
-    let shown = mask(&url);
     let fail = |reason: &str| ProxyError::Url {
-        shown: shown.clone(),
+        shown: crate::target::hide_userinfo(raw),
         reason: reason.into(),
     };
     if url.scheme() != "http" {
@@ -124,29 +126,21 @@ pub fn parse(raw: &str, connect_headers: Secret) -> Result<Proxy, ProxyError> {
         port,
         authorization,
         connect_headers,
-        shown,
+        shown: mask(&url),
     })
 }
 
-/// A parsed URL as shown: `http://user:<secret>@host:port`.
+/// A parsed proxy URL as shown: `http://<secret>@host:port`, the user name hidden with the
+/// password.
 fn mask(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("");
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let user = match (url.username(), url.password()) {
-        ("", None) => String::new(),
-        (u, None) => format!("{u}@"),
-        (u, Some(_)) => format!("{u}:<secret>@"),
+    let user = if url.username().is_empty() && url.password().is_none() {
+        ""
+    } else {
+        "<secret>@"
     };
     format!("{}://{user}{host}{port}", url.scheme())
-}
-
-/// A proxy URL that did not parse, as shown: everything between `://` and the last `@` hidden.
-fn mask_unparsed(raw: &str) -> String {
-    let start = raw.find("://").map_or(0, |i| i + 3);
-    match raw[start..].rfind('@') {
-        Some(at) => format!("{}<secret>{}", &raw[..start], &raw[start + at..]),
-        None => raw.to_owned(),
-    }
 }
 
 /// `%XX` decoding of a URL's user or password.
@@ -332,7 +326,7 @@ mod tests {
         let p = parse("http://probe:p%40ss@proxy.example:3128", none()).unwrap();
         assert_eq!(p.host, Host::Name("proxy.example".into()));
         assert_eq!(p.port, 3128);
-        assert_eq!(p.shown, "http://probe:<secret>@proxy.example:3128");
+        assert_eq!(p.shown, "http://<secret>@proxy.example:3128");
         // "probe:p@ss" in base64.
         assert_eq!(p.authorization.unwrap().expose(), "Basic cHJvYmU6cEBzcw==");
         let p = parse("10.0.0.1:8080", none()).unwrap();
@@ -353,6 +347,19 @@ mod tests {
         }
         let e = parse("http://u:pw@[bad", none()).unwrap_err().to_string();
         assert!(e.contains("<secret>") && !e.contains("pw"), "{e}");
+        // Neither the user nor a password the URL parser took for a host and port is shown.
+        for raw in [
+            "http://user:12/34@p:1",
+            "ftp://user:pw@p:1",
+            "http://user:pw@p:1/x",
+        ] {
+            let e = parse(raw, none()).unwrap_err().to_string();
+            assert!(e.contains("<secret>@p:1"), "{e}");
+            assert!(
+                !e.contains("user") && !e.contains("12") && !e.contains("pw"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
