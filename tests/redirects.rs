@@ -448,6 +448,18 @@ fn a_redirect_whose_location_cannot_be_had_is_judged_as_an_answer() {
             .contains("closed before its Location"),
         "{v}"
     );
+    // The table says it too.
+    let table = std::process::Command::new(common::exporter_bin())
+        .args(["check", "--config.file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .contains("HTTP/1.1 302 Found (302 not followed: its head is longer than 16384 bytes)"),
+        "{table}"
+    );
     // The stalled head took the probe's whole timeout, and no more.
     let stall = line_of(&lines, &url("/r302-stall"));
     let took = stall["duration_seconds"].as_f64().unwrap();
