@@ -307,8 +307,7 @@ impl Facts {
 /// Probe `target` once, giving up at `deadline`. The probe's clock starts now.
 pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
     let start = Instant::now();
-    let mut result = ProbeResult::default();
-    run(target, deadline, resolver, &mut result).await;
+    let mut result = run(target, deadline, resolver).await;
     result.duration = Instant::now().saturating_duration_since(start);
     result
 }
@@ -319,16 +318,10 @@ fn is_redirect(code: u16) -> bool {
 }
 
 /// The body of [`probe`]: one request, or one per hop of a redirect chain; then the verdict
-/// on the final answer.
-async fn run(
-    target: &Target,
-    deadline: Instant,
-    resolver: &RoundResolver,
-    result: &mut ProbeResult,
-) {
-    // Boxed: the state of a chain is not carried by the probes that follow none.
-    let chained;
-    let url = if target.follow_redirects == 0 {
+/// on the final answer. While a request runs, only its own facts are held: the result is made
+/// from them once it is over.
+async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
+    if target.follow_redirects == 0 {
         let mut facts = Facts::default();
         request(
             target,
@@ -339,12 +332,21 @@ async fn run(
             &mut facts,
         )
         .await;
+        let mut result = ProbeResult::default();
         result.settle(facts);
-        &target.url
+        judge(target, &target.url, &mut result);
+        result
     } else {
-        chained = Box::pin(follow(target, deadline, resolver, result)).await;
-        &chained
-    };
+        // Boxed: the state of a chain is not carried by the probes that follow none.
+        let (mut result, url) = Box::pin(follow(target, deadline, resolver)).await;
+        judge(target, &url, &mut result);
+        result
+    }
+}
+
+/// The verdict on the final answer, to `url`, when no request failed: its code, and TLS as
+/// `fail_if_ssl` and `fail_if_not_ssl` want it.
+fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
     if result.failure.is_some() {
         return;
     }
@@ -365,14 +367,14 @@ async fn run(
     }
 }
 
-/// The requests of a redirect chain, up to `follow_redirects` hops: returns the URL of the
-/// final request (a failure, `redirect_limit` among them, is in `result`).
+/// The requests of a redirect chain, up to `follow_redirects` hops: returns the result (a
+/// failure, `redirect_limit` among them, is in it) and the URL of the final request.
 async fn follow(
     target: &Target,
     deadline: Instant,
     resolver: &RoundResolver,
-    result: &mut ProbeResult,
-) -> ProbeUrl {
+) -> (ProbeResult, ProbeUrl) {
+    let mut result = ProbeResult::default();
     let mut url = target.url.clone();
     let mut hop = Hop::FIRST;
     let mut visited: Vec<ProbeUrl> = Vec::new();
@@ -431,7 +433,7 @@ async fn follow(
         };
         url = next;
     }
-    url
+    (result, url)
 }
 
 /// `1.5 s`: a wait, for a failure's detail.
