@@ -104,7 +104,11 @@ pub async fn run(
 /// The URL column is `width` characters wide: the widest URL of the run.
 pub fn table_row(t: &Target, r: &ProbeResult, width: usize, style: Style) -> String {
     let result = match (&r.status, r.failure) {
-        (Some(s), None) => s.to_string(),
+        // A note on a success: why a redirect was not followed.
+        (Some(s), None) => match &r.detail {
+            Some(d) => format!("{s} ({d})"),
+            None => s.to_string(),
+        },
         (Some(s), Some(f)) => format!("{s} ({f})"),
         (None, Some(f)) => match &r.detail {
             Some(d) => format!("{f}: {d}"),

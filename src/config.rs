@@ -209,9 +209,10 @@ impl<'de> Deserialize<'de> for HeaderSource {
                 let mut file = None;
                 while let Some(key) = map.next_key::<String>()? {
                     if key != "file" || file.is_some() {
-                        return Err(de::Error::custom(format!(
-                            "unknown field `{key}`, expected `file`"
-                        )));
+                        // The key is not quoted: it may be a value written in the wrong place.
+                        return Err(de::Error::custom(
+                            "a header value is a string, a list of strings or {file: PATH}",
+                        ));
                     }
                     file = Some(map.next_value::<PathBuf>()?);
                 }
@@ -732,13 +733,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let (line, column) = match e.location() {
             // The decoder reports some errors at the start of the enclosing mapping: move to
             // the offending value when the message quotes it.
-            Some(l) => match quoted(&message) {
-                Some(value) => locate(text, value, l.index()).0,
+            Some(l) => match quoted(&message)
+                .and_then(|v| find_from(text, v, l.index()).or_else(|| text.find(v)))
+            {
+                Some(i) => line_col(text, i),
                 None => (l.line(), l.column()),
             },
             None => (1, 1),
         };
-        err_at(line, column, message)
+        err_at(line, column, without_strings(&message))
     };
     refuse_aliases(path, text)?;
     let is_sd = text
@@ -1524,6 +1527,38 @@ fn line_col(text: &str, i: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A decoder's message without the strings it quotes: `invalid type: string "probe:pw",
+/// expected struct BasicAuth` becomes `invalid type: a string, expected struct BasicAuth`. A
+/// value in the wrong place can be a secret (a `basic_auth` written as `user:password`, a
+/// header written as one string), and the line and column point at it anyway.
+fn without_strings(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(QUOTED) {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        // The string is Debug-quoted: it ends at the first quote that is not escaped.
+        let mut chars = rest[i + QUOTED.len()..].char_indices();
+        let mut end = rest.len() - i - QUOTED.len();
+        while let Some((j, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = j + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[i + QUOTED.len() + end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The first `"quoted"` part of a message, when it has no escapes.
 fn quoted(message: &str) -> Option<&str> {
     let start = message.find('"')? + 1;
@@ -1769,6 +1804,37 @@ mod tests {
         }
         for bad in ["", "5", "s", "5x", "-1s", "0s", "25h", "1.2.3s", "5 s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decoder_messages_lose_the_strings_they_quote() {
+        assert_eq!(
+            without_strings("invalid type: string \"probe:pw\", expected struct BasicAuth"),
+            "invalid type: a string, expected struct BasicAuth"
+        );
+        assert_eq!(
+            without_strings("x: string \"a\\\"b\", y: string \"c\""),
+            "x: a string, y: a string"
+        );
+        assert_eq!(
+            without_strings("unterminated string \"abc"),
+            "unterminated a string"
+        );
+        assert_eq!(without_strings("no quotes"), "no quotes");
+        for yaml in [
+            "{url: 'http://a/', basic_auth: 'probe:pw-1234'}",
+            "{url: 'http://a/', headers: 'Authorization: Bearer pw-1234'}",
+            "{url: 'http://a/', proxy_connect_header: 'X: pw-1234'}",
+            "{url: 'http://a/', headers: {X: {pw-1234: 1}}}",
+            "{url: 'http://u:pw-1234@a/'}",
+            "'http://u:pw-1234@a b/'",
+            "'u:pw-1234@a/'",
+        ] {
+            let text = format!("targets:\n  - {yaml}\n");
+            let e = parse(Path::new("t.yml"), &text).unwrap_err().to_string();
+            assert!(e.starts_with("t.yml:2:"), "{e}");
+            assert!(!e.contains("pw-1") && !e.contains("1234"), "{yaml}: {e}");
         }
     }
 

@@ -18,7 +18,7 @@ pub enum ProxyError {
     /// The proxy URL does not parse, or is not `http://host:port`.
     #[error("invalid proxy URL {shown}: {reason}")]
     Url {
-        /// The URL with its password masked.
+        /// The URL as written, everything up to its last `@` hidden.
         shown: String,
         /// What is wrong.
         reason: String,
@@ -83,13 +83,15 @@ pub fn parse(raw: &str, connect_headers: Secret) -> Result<Proxy, ProxyError> {
     } else {
         format!("http://{raw}")
     };
+    // An error shows the URL as written, but never what stands before its last `@`: the URL
+    // parser may have split a malformed one elsewhere (`http://user:12/34@host` has host
+    // `user` and port 12), and that part can be a password.
     let url = url::Url::parse(&with_scheme).map_err(|e| ProxyError::Url {
-        shown: mask_unparsed(raw),
+        shown: crate::target::hide_userinfo(raw),
         reason: e.to_string(),
     })?;
-    let shown = mask(&url);
     let fail = |reason: &str| ProxyError::Url {
-        shown: shown.clone(),
+        shown: crate::target::hide_userinfo(raw),
         reason: reason.into(),
     };
     if url.scheme() != "http" {
@@ -124,29 +126,21 @@ pub fn parse(raw: &str, connect_headers: Secret) -> Result<Proxy, ProxyError> {
         port,
         authorization,
         connect_headers,
-        shown,
+        shown: mask(&url),
     })
 }
 
-/// A parsed URL as shown: `http://user:<secret>@host:port`.
+/// A parsed proxy URL as shown: `http://<secret>@host:port`, the user name hidden with the
+/// password.
 fn mask(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("");
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let user = match (url.username(), url.password()) {
-        ("", None) => String::new(),
-        (u, None) => format!("{u}@"),
-        (u, Some(_)) => format!("{u}:<secret>@"),
+    let user = if url.username().is_empty() && url.password().is_none() {
+        ""
+    } else {
+        "<secret>@"
     };
     format!("{}://{user}{host}{port}", url.scheme())
-}
-
-/// A proxy URL that did not parse, as shown: everything between `://` and the last `@` hidden.
-fn mask_unparsed(raw: &str) -> String {
-    let start = raw.find("://").map_or(0, |i| i + 3);
-    match raw[start..].rfind('@') {
-        Some(at) => format!("{}<secret>{}", &raw[..start], &raw[start + at..]),
-        None => raw.to_owned(),
-    }
 }
 
 /// `%XX` decoding of a URL's user or password.
@@ -209,7 +203,8 @@ impl NoProxy {
             } else if let Ok(ip) = bare.parse::<IpAddr>() {
                 out.nets.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
             } else {
-                let name = bare.to_ascii_lowercase();
+                // `example.com.` is `example.com`, as in curl and Go.
+                let name = bare.strip_suffix('.').unwrap_or(bare).to_ascii_lowercase();
                 let valid = !name.is_empty()
                     && name
                         .bytes()
@@ -229,23 +224,23 @@ impl NoProxy {
             return true;
         }
         match host {
-            Host::Name(n) => self.names.iter().any(|e| {
-                n == e
-                    || n.len() > e.len()
-                        && n.ends_with(e.as_str())
-                        && n.as_bytes()[n.len() - e.len() - 1] == b'.'
-            }),
+            Host::Name(n) => {
+                let n = n.strip_suffix('.').unwrap_or(n);
+                self.names.iter().any(|e| {
+                    n == e
+                        || n.len() > e.len()
+                            && n.ends_with(e.as_str())
+                            && n.as_bytes()[n.len() - e.len() - 1] == b'.'
+                })
+            }
             Host::Ip(ip) => self.nets.iter().any(|(net, len)| in_net(*ip, *net, *len)),
         }
     }
 }
 
-/// Whether `ip` is inside `net/len` (an IPv4-mapped IPv6 address counts as IPv4).
+/// Whether `ip` is inside `net/len`. An IPv4 address and its IPv4-mapped IPv6 form
+/// (`::ffff:10.0.0.1`) are the same address, on either side, as in Go.
 fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
@@ -255,7 +250,10 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
             let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
             u128::from(a) & mask == u128::from(n) & mask
         }
-        _ => false,
+        (IpAddr::V6(a), IpAddr::V4(_)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a| in_net(IpAddr::V4(a), net, len)),
+        (IpAddr::V4(a), IpAddr::V6(_)) => in_net(IpAddr::V6(a.to_ipv6_mapped()), net, len),
     }
 }
 
@@ -328,7 +326,7 @@ mod tests {
         let p = parse("http://probe:p%40ss@proxy.example:3128", none()).unwrap();
         assert_eq!(p.host, Host::Name("proxy.example".into()));
         assert_eq!(p.port, 3128);
-        assert_eq!(p.shown, "http://probe:<secret>@proxy.example:3128");
+        assert_eq!(p.shown, "http://<secret>@proxy.example:3128");
         // "probe:p@ss" in base64.
         assert_eq!(p.authorization.unwrap().expose(), "Basic cHJvYmU6cEBzcw==");
         let p = parse("10.0.0.1:8080", none()).unwrap();
@@ -349,6 +347,19 @@ mod tests {
         }
         let e = parse("http://u:pw@[bad", none()).unwrap_err().to_string();
         assert!(e.contains("<secret>") && !e.contains("pw"), "{e}");
+        // Neither the user nor a password the URL parser took for a host and port is shown.
+        for raw in [
+            "http://user:12/34@p:1",
+            "ftp://user:pw@p:1",
+            "http://user:pw@p:1/x",
+        ] {
+            let e = parse(raw, none()).unwrap_err().to_string();
+            assert!(e.contains("<secret>@p:1"), "{e}");
+            assert!(
+                !e.contains("user") && !e.contains("12") && !e.contains("pw"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -375,6 +386,36 @@ mod tests {
             assert!(!n.matches(&host(no)), "{no}");
         }
         assert!(NoProxy::parse(["*"]).unwrap().matches(&host("any")));
+        // A trailing dot names the same host, on either side.
+        let dotted = NoProxy::parse(["example.com.", "corp"]).unwrap();
+        for yes in ["example.com", "example.com.", "a.example.com.", "x.corp."] {
+            assert!(dotted.matches(&host(yes)), "{yes}");
+        }
+        assert!(!dotted.matches(&host("example.org.")));
+        assert!(NoProxy::parse(["."]).is_err());
+        // An IPv4 address and its IPv4-mapped IPv6 form are one address, on either side.
+        let mapped = NoProxy::parse(["::ffff:192.168.0.0/112", "::ffff:172.16.0.1"]).unwrap();
+        for yes in [
+            "[::ffff:10.9.8.7]",
+            "192.168.3.4",
+            "[::ffff:192.168.3.4]",
+            "172.16.0.1",
+        ] {
+            let n = if yes.contains("::ffff:10.") {
+                &n
+            } else {
+                &mapped
+            };
+            assert!(n.matches(&host(yes)), "{yes}");
+        }
+        for no in [
+            "[::ffff:11.0.0.1]",
+            "192.169.0.1",
+            "172.16.0.2",
+            "[::1:10.0.0.1]",
+        ] {
+            assert!(!n.matches(&host(no)) && !mapped.matches(&host(no)), "{no}");
+        }
         assert!(NoProxy::parse(["10.0.0.0/33"]).is_err());
         assert!(NoProxy::parse(["a b"]).is_err());
     }

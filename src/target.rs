@@ -90,10 +90,20 @@ pub enum UrlError {
     Credentials(String),
 }
 
+/// A URL as written, fit to show in an error: everything between its scheme and its last `@`
+/// (a user and password, or whatever a malformed URL has there) becomes `<secret>`.
+pub fn hide_userinfo(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    match raw[start..].rfind('@') {
+        Some(at) => format!("{}<secret>{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_owned(),
+    }
+}
+
 /// Parse and check a target URL.
 pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
     if raw.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(UrlError::Whitespace(raw.to_owned()));
+        return Err(UrlError::Whitespace(hide_userinfo(raw)));
     }
     let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
     let scheme = if lower.starts_with("http://") {
@@ -101,21 +111,21 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
     } else if lower.starts_with("https://") {
         Scheme::Https
     } else {
-        return Err(UrlError::Scheme(raw.to_owned()));
+        return Err(UrlError::Scheme(hide_userinfo(raw)));
     };
     // `http:///ok` would be read as host `ok`: a host must follow the `//`.
     if raw[lower.find("//").map_or(0, |i| i + 2)..].starts_with('/') {
         return Err(UrlError::Parse {
-            url: raw.to_owned(),
+            url: hide_userinfo(raw),
             reason: "no host".into(),
         });
     }
     let url = url::Url::parse(raw).map_err(|e| UrlError::Parse {
-        url: raw.to_owned(),
+        url: hide_userinfo(raw),
         reason: e.to_string(),
     })?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(UrlError::Credentials(raw.to_owned()));
+        return Err(UrlError::Credentials(hide_userinfo(raw)));
     }
     let host = match url.host() {
         Some(url::Host::Domain(d)) => Host::Name(d.to_ascii_lowercase()),
@@ -123,7 +133,7 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
         Some(url::Host::Ipv6(a)) => Host::Ip(IpAddr::V6(a)),
         None => {
             return Err(UrlError::Parse {
-                url: raw.to_owned(),
+                url: hide_userinfo(raw),
                 reason: "no host".into(),
             });
         }
@@ -131,7 +141,7 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
     let port = url.port().unwrap_or(scheme.default_port());
     if port == 0 {
         return Err(UrlError::Parse {
-            url: raw.to_owned(),
+            url: hide_userinfo(raw),
             reason: "port 0 cannot be connected to".into(),
         });
     }

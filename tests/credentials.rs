@@ -125,8 +125,9 @@ fn secrets_are_sent_reread_on_reload_and_never_shown() {
         config_page.contains("X-Api-Key") && config_page.contains("Authorization"),
         "{config_page}"
     );
+    // The proxy's user name is hidden with its password.
     assert!(
-        config_page.contains("puser:<secret>@127.0.0.1"),
+        config_page.contains("\"http://<secret>@127.0.0.1:") && !config_page.contains("puser"),
         "{config_page}"
     );
     let proxied = &outputs[5].1;
@@ -259,5 +260,192 @@ fn credential_settings_that_contradict_each_other_are_config_errors() {
         assert!(err.contains(want), "{yaml}: {err}");
         assert!(err.contains("targets.yaml:2:"), "{yaml}: no line in {err}");
         assert!(!err.contains("hunter2"), "{yaml}: {err}");
+    }
+}
+
+/// Secrets planted below, each with a prefix of its own: no output may hold any secret, nor
+/// its first four characters, nor the base64 form it is sent in.
+const PLANTED: &[&str] = &[
+    // In the valid config, in use.
+    "Bx4q-basic-inline",
+    "Fk2w-basic-file",
+    "Tn6r-bearer-inline",
+    "Tf3m-bearer-file",
+    "Hv5s-header-plain",
+    "Hf8d-header-file",
+    "Pu7k-proxyuser",
+    "Pp9z-proxypass",
+    "Cq2j-connect",
+    // In the invalid configs, which must fail without quoting them.
+    "Uw3e-urluser",
+    "Ux5y-urlpass",
+    "Uy7z-urlpass-spaced",
+    "Ua6b-urlpass-scheme",
+    "Bs1a-basic-string",
+    "Hs4b-header-string",
+    "Cs6c-connect-string",
+    "Pm8d-proxy-malformed",
+    "Pf2e-proxy-ftp",
+    "Pn3v-proxy-noport",
+    "Bc9f-token-control",
+    "Fc5g-file-control",
+    "Hc3h-header-control",
+    "Hm2k-header-mapkey",
+    "Cf4n-connect-wrongtype",
+];
+
+/// Fails naming the output and the planted secret (or its prefix, or its base64 form) found.
+fn assert_none_planted(what: &str, text: &str) {
+    for s in PLANTED {
+        assert!(
+            !text.contains(&s[..4]),
+            "{what} shows {s} (or its start):\n{text}"
+        );
+    }
+    for (user, pw) in [
+        ("probe", "Bx4q-basic-inline"),
+        ("probe", "Fk2w-basic-file"),
+        ("Pu7k-proxyuser", "Pp9z-proxypass"),
+    ] {
+        let sent = b64(&format!("{user}:{pw}"));
+        assert!(!text.contains(&sent), "{what} shows {sent}:\n{text}");
+    }
+}
+
+#[test]
+fn no_secret_nor_its_start_is_shown_by_any_output_of_a_good_or_a_bad_config() {
+    let (addr, seen) = recording_server();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("pw.txt"), "Fk2w-basic-file\n").unwrap();
+    std::fs::write(d.join("token.txt"), "Tf3m-bearer-file\n").unwrap();
+    std::fs::write(d.join("key.txt"), "Hf8d-header-file").unwrap();
+    std::fs::write(d.join("ctl.txt"), "Fc5g-file-control\u{7}\n").unwrap();
+    let base = format!("http://{addr}");
+    let proxy = format!(
+        "http://Pu7k-proxyuser:Pp9z-proxypass@127.0.0.1:{}",
+        closed_port()
+    );
+    let good = format!(
+        "targets:\n\
+         \x20 - {{url: '{base}/a', basic_auth: {{username: probe, password: Bx4q-basic-inline}}}}\n\
+         \x20 - {{url: '{base}/b', basic_auth: {{username: probe, password_file: pw.txt}}}}\n\
+         \x20 - {{url: '{base}/c', bearer_token: Tn6r-bearer-inline}}\n\
+         \x20 - {{url: '{base}/d', bearer_token_file: token.txt}}\n\
+         \x20 - {{url: '{base}/e', headers: {{X-Plain-Key: Hv5s-header-plain, X-File-Key: {{file: key.txt}}}}}}\n\
+         \x20 - {{url: 'http://127.0.0.1:9/via', proxy_url: '{proxy}'}}\n\
+         \x20 - {{url: 'https://127.0.0.1:9/', proxy_url: '{proxy}', proxy_connect_header: {{X-Connect: [Cq2j-connect]}}}}\n"
+    );
+    let bad: &[&str] = &[
+        "{url: 'http://Uw3e-urluser:Ux5y-urlpass@a/'}",
+        "'http://Uw3e-urluser:Uy7z-urlpass-spaced@a b/'",
+        "'Uw3e-urluser:Ua6b-urlpass-scheme@a/'",
+        "{url: 'http://a/', basic_auth: 'probe:Bs1a-basic-string'}",
+        "{url: 'http://a/', headers: 'Authorization: Bearer Hs4b-header-string'}",
+        "{url: 'http://a/', proxy_url: 'http://p:1', proxy_connect_header: 'X: Cs6c-connect-string'}",
+        "{url: 'http://a/', proxy_url: 'http://Pu7k-proxyuser:12/Pm8d-proxy-malformed@p:1'}",
+        "{url: 'http://a/', proxy_url: 'ftp://Pu7k-proxyuser:Pf2e-proxy-ftp@p:1'}",
+        "{url: 'http://a/', proxy_url: 'http://Pu7k-proxyuser:Pn3v-proxy-noport@p:99999'}",
+        "{url: 'http://a/', bearer_token: \"Bc9f-token-control\\a\"}",
+        "{url: 'http://a/', bearer_token_file: ctl.txt}",
+        "{url: 'http://a/', headers: {X-Key: \"Hc3h-header-control\\a\"}}",
+        "{url: 'http://a/', headers: {X-Key: {Hm2k-header-mapkey: 1}}}",
+        "{url: 'http://a/', proxy_url: 'http://p:1', proxy_connect_header: {X: {file: a, Cf4n-connect-wrongtype: 1}}}",
+    ];
+    let path = d.join("targets.yaml");
+    std::fs::write(&path, &good).unwrap();
+    let exporter = Exporter::start_file(&path, &["--log.level", "debug", "--web.enable-lifecycle"]);
+    let metrics = exporter.scrape(Some(10.0));
+    for p in ["/a", "/b", "/c", "/d", "/e"] {
+        let url = format!("{base}{p}");
+        assert_eq!(
+            target_sample(&metrics, "probe_success", &url),
+            Some(1.0),
+            "{url}"
+        );
+    }
+    // The secrets are in use: they went on the wire.
+    {
+        let seen = seen.lock().unwrap();
+        let all: String = seen.iter().map(|s| s.head.as_str()).collect();
+        for s in [
+            "Hv5s-header-plain",
+            "Hf8d-header-file",
+            "Tn6r-bearer-inline",
+        ] {
+            assert!(all.contains(s), "{s} not sent: {all}");
+        }
+    }
+    let mut outputs = vec![("metrics".to_owned(), metrics)];
+    for page in [
+        "/config".to_owned(),
+        "/".to_owned(),
+        "/?state=down".to_owned(),
+        format!("/target?url={}", url_encode("http://127.0.0.1:9/via")),
+        format!("/target?url={}", url_encode("https://127.0.0.1:9/")),
+        format!("/target?url={}", url_encode(&format!("{base}/a"))),
+    ] {
+        let r = http(exporter.addr, "GET", &page, &[]);
+        assert_eq!(r.status, 200, "{page}");
+        outputs.push((page, r.body));
+    }
+    assert!(
+        outputs[1].1.contains("<secret>@127.0.0.1"),
+        "{}",
+        outputs[1].1
+    );
+    for args in [
+        vec!["check", "--output", "json", "--config.file"],
+        vec!["check", "--config.file"],
+        vec!["--config.check", "--config.file"],
+    ] {
+        let out = Command::new(exporter_bin())
+            .args(&args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push((format!("{args:?}"), text));
+    }
+
+    // Every bad config: refused by --config.check and by a reload, neither quoting it.
+    for yaml in bad {
+        let text = format!("targets:\n  - {yaml}\n");
+        let bad_path = d.join("bad.yaml");
+        std::fs::write(&bad_path, &text).unwrap();
+        let out = Command::new(exporter_bin())
+            .args(["--config.check", "--config.file"])
+            .arg(&bad_path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{yaml} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains("bad.yaml:2:"), "{yaml}: {err}");
+        outputs.push((format!("--config.check of {yaml}"), err));
+        std::fs::write(&path, &text).unwrap();
+        let r = http(exporter.addr, "POST", "/-/reload", &[]);
+        assert_eq!(r.status, 500, "{yaml}: {}", r.body);
+        outputs.push((format!("reload of {yaml}"), r.body));
+    }
+    // The old config kept running; one more scrape and page after the failed reloads.
+    let after = exporter.scrape(Some(10.0));
+    assert_eq!(
+        target_sample(&after, "probe_success", &format!("{base}/a")),
+        Some(1.0)
+    );
+    outputs.push(("metrics after".into(), after));
+    let r = http(exporter.addr, "GET", "/config", &[]);
+    outputs.push(("/config after".into(), r.body));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = exporter.log.lock().unwrap().join("\n");
+    // The log has each failed reload, with its place in the file.
+    assert!(log.matches("targets.yaml:2:").count() >= bad.len(), "{log}");
+    outputs.push(("log".into(), log));
+    for (what, text) in &outputs {
+        assert_none_planted(what, text);
     }
 }

@@ -244,3 +244,68 @@ fn the_environment_names_the_proxy() {
     );
     assert!(!err.contains("hidden"), "{err}");
 }
+
+#[test]
+fn a_proxy_that_never_answers_is_named_with_the_time_waited() {
+    let silent = common::peer::silent_listener();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "defaults:\n  proxy_url: 'http://{silent}'\n  timeout: 1s\n\
+         targets:\n  - https://127.0.0.1:9/\n  - http://127.0.0.1:9/plain\n"
+    );
+    let all = check(dir.path(), &config, &[]);
+    let tunnel = result(&all, "https://127.0.0.1:9/", None);
+    assert_eq!(tunnel["reason"], "timeout", "{tunnel}");
+    let detail = tunnel["detail"].as_str().unwrap();
+    let waited = |detail: &str, prefix: &str| {
+        let rest = detail.strip_prefix(prefix)?.strip_suffix(" s")?;
+        rest.parse::<f64>().ok()
+    };
+    // The time waited: the probe's second, less what connecting took.
+    let prefix = format!("proxy {silent}: no answer to CONNECT within ");
+    let secs = waited(detail, &prefix).unwrap_or_else(|| panic!("{detail}"));
+    assert!((0.5..=1.1).contains(&secs), "{detail}");
+    let plain = result(&all, "http://127.0.0.1:9/plain", None);
+    assert_eq!(plain["reason"], "timeout", "{plain}");
+    let detail = plain["detail"].as_str().unwrap();
+    let prefix = format!("proxy {silent}: no complete status line within ");
+    let secs = waited(detail, &prefix).unwrap_or_else(|| panic!("{detail}"));
+    assert!((0.5..=1.1).contains(&secs), "{detail}");
+}
+
+#[test]
+fn no_proxy_matches_trailing_dots_and_ipv4_mapped_addresses_as_curl_and_go_do() {
+    let (nginx, dir) = nginx();
+    let port = nginx.port;
+    // The proxy is not running: a target that went through it would fail.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let config = format!(
+        "defaults:\n  proxy_url: '{dead}'\n\
+         targets:\n\
+         \x20 - {{url: 'http://localhost.:{port}/ok', name: dotted-target, no_proxy: [localhost]}}\n\
+         \x20 - {{url: 'http://localhost:{port}/ok', name: dotted-entry, no_proxy: [localhost.]}}\n\
+         \x20 - {{url: 'http://a.localhost.:{port}/ok', name: below, no_proxy: '.localhost.'}}\n\
+         \x20 - {{url: 'http://127.0.0.1:{port}/ok', name: mapped-entry, no_proxy: ['::ffff:127.0.0.1']}}\n\
+         \x20 - {{url: 'http://127.0.0.1:{port}/ok', name: mapped-net, no_proxy: ['::ffff:127.0.0.0/104']}}\n\
+         \x20 - {{url: 'http://[::ffff:127.0.0.1]:{port}/ok', name: mapped-target, no_proxy: [127.0.0.0/8]}}\n\
+         \x20 - {{url: 'http://127.0.0.1:{port}/ok', name: other-net, no_proxy: ['::ffff:10.0.0.0/104', example.com.]}}\n"
+    );
+    let all = check(dir.path(), &config, &[]);
+    for name in [
+        "dotted-target",
+        "dotted-entry",
+        "below",
+        "mapped-entry",
+        "mapped-net",
+        "mapped-target",
+    ] {
+        let v = all
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {all:#?}"));
+        assert_eq!(v["success"], true, "{name}: {v}");
+        assert_eq!(v["status_code"], 200, "{name}: {v}");
+    }
+    let other = all.iter().find(|v| v["name"] == "other-net").unwrap();
+    assert_eq!(other["reason"], "proxy_connect_refused", "{other}");
+}

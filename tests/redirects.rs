@@ -269,3 +269,199 @@ fn methods_bodies_and_credentials_along_a_chain() {
     );
     assert!(!find("OPTIONS /options ")[0].head.contains("Content-Length"));
 }
+
+/// `check --output json` over the targets file `path`: each line by its target URL.
+fn check_json(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(common::exporter_bin())
+        .args(["check", "--output", "json", "--config.file"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The line of `lines` for `url`.
+fn line_of<'a>(lines: &'a [serde_json::Value], url: &str) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|v| v["target"] == url)
+        .unwrap_or_else(|| panic!("no line for {url}: {lines:#?}"))
+}
+
+#[test]
+fn a_failed_hop_reports_its_own_facts_not_the_previous_hops() {
+    let pki = Pki::new("hops CA");
+    let (cert_pem, key_pem) = pki.leaf(&["127.0.0.1"], -1, 30);
+    let dead = common::closed_port();
+    let nginx = Nginx::start_with(
+        &[TlsServer {
+            cert_pem,
+            key_pem,
+            extra: String::new(),
+        }],
+        &format!(
+            "        location = /r/todead {{ return 302 http://127.0.0.1:{dead}/; }}\n\
+             \x20       location = /r/tls-todead {{ return 302 https://127.0.0.1:{{tls0}}/r/todead; }}\n"
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    let (p, t) = (nginx.port, nginx.tls_ports[0]);
+    // https 302 -> http to a closed port; http 302 -> https 302 -> http to a closed port.
+    let two = format!("https://127.0.0.1:{t}/r/todead");
+    let three = format!("http://127.0.0.1:{p}/r/tls-todead");
+    let config = format!(
+        "defaults:\n  follow_redirects: 5\n  tls_config: {{ca_file: ca.pem}}\n\
+         targets:\n  - {two}\n  - {three}\n"
+    );
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, &config).unwrap();
+    let exporter = Exporter::start_file(&path, &[]);
+    let text = exporter.scrape(Some(10.0));
+    for (url, hops) in [(&two, 1.0), (&three, 2.0)] {
+        let m = |metric| target_sample(&text, metric, url);
+        // What the failed hop established: nothing but its phases.
+        assert_eq!(
+            reason(&text, url).as_deref(),
+            Some("connect_refused"),
+            "{text}"
+        );
+        assert_eq!(m("probe_http_status_code"), Some(0.0), "{url}\n{text}");
+        assert_eq!(m("probe_http_ssl"), Some(0.0), "{url}\n{text}");
+        assert_eq!(m("probe_http_redirects"), Some(hops), "{url}");
+        assert_eq!(m("probe_ssl_earliest_cert_expiry"), None, "{url}\n{text}");
+        assert_eq!(m("probe_ssl_leaf_cert_expiry"), None, "{url}\n{text}");
+        assert_eq!(m("probe_http_version"), None, "{url}\n{text}");
+        assert_eq!(m("probe_ip_protocol"), None, "{url}\n{text}");
+        assert!(
+            !text.contains(&format!("probe_tls_version_info{{target=\"{url}\"")),
+            "{text}"
+        );
+        // The phases still add up over the hops: the handshake of an earlier hop counts.
+        let tls = common::sample(
+            &text,
+            "probe_http_duration_seconds",
+            &[("target", url), ("phase", "tls")],
+        );
+        assert!(tls.unwrap() > 0.0, "{url}\n{text}");
+    }
+    let lines = check_json(&path);
+    for (url, hop) in [(&two, 2), (&three, 3)] {
+        let v = line_of(&lines, url);
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with(&format!("redirect hop {hop}: ")),
+            "{url}: {v}"
+        );
+        assert_eq!(v["status_code"], 0, "{v}");
+        assert_eq!(v["status_line"], serde_json::Value::Null, "{v}");
+        assert_eq!(v["ssl"], false, "{v}");
+        assert_eq!(v["tls_version"], serde_json::Value::Null, "{v}");
+        assert_eq!(v["cert_leaf_expiry"], serde_json::Value::Null, "{v}");
+    }
+}
+
+#[test]
+fn a_redirect_whose_location_cannot_be_had_is_judged_as_an_answer() {
+    let peer = common::peer::spawn_thread("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let url = |path: &str| format!("http://{peer}{path}");
+    let config = format!(
+        "defaults:\n  follow_redirects: 3\n  timeout: 1s\n  valid_status_codes: [200, 302]\n\
+         targets:\n\
+         \x20 - {}\n  - {}\n  - {}\n  - {}\n  - {}\n  - {}\n\
+         \x20 - {{url: '{}', name: strict, valid_status_codes: [200]}}\n",
+        url("/r302-cookies"),
+        url("/r302-cookies-after"),
+        url("/r302-long-location"),
+        url("/r302-stall"),
+        url("/r302-close"),
+        url("/r302-bad-location"),
+        url("/r302-close"),
+    );
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, &config).unwrap();
+    let lines = check_json(&path);
+    // (path, code, redirects, the detail says)
+    let cases = [
+        (
+            "/r302-cookies",
+            302,
+            0,
+            "302 not followed: its head is longer than 16384 bytes",
+        ),
+        ("/r302-cookies-after", 200, 1, ""),
+        (
+            "/r302-long-location",
+            302,
+            0,
+            "302 not followed: its Location is longer than 4096 bytes",
+        ),
+        (
+            "/r302-stall",
+            302,
+            0,
+            "302 not followed: no Location within",
+        ),
+        (
+            "/r302-close",
+            302,
+            0,
+            "302 not followed: the connection closed before its Location",
+        ),
+        (
+            "/r302-bad-location",
+            302,
+            0,
+            "302 not followed: its Location \"ftp://x/\\u{202e}evil\" is not an http(s) URL",
+        ),
+    ];
+    for (p, code, redirects, says) in cases {
+        let v = lines
+            .iter()
+            .find(|v| v["target"] == url(p) && v["success"] == true)
+            .unwrap_or_else(|| panic!("{p} did not succeed: {lines:#?}"));
+        assert_eq!(v["status_code"], code, "{v}");
+        assert_eq!(v["redirects"], redirects, "{v}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(detail.starts_with(says), "{p}: {v}");
+    }
+    // Judged against valid_status_codes like any answer, the detail saying why.
+    let v = lines
+        .iter()
+        .find(|v| v["target"] == url("/r302-close") && v["success"] == false)
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(v["reason"], "status_code", "{v}");
+    assert_eq!(v["status_code"], 302, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("closed before its Location"),
+        "{v}"
+    );
+    // The table says it too.
+    let table = std::process::Command::new(common::exporter_bin())
+        .args(["check", "--config.file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .contains("HTTP/1.1 302 Found (302 not followed: its head is longer than 16384 bytes)"),
+        "{table}"
+    );
+    // The stalled head took the probe's whole timeout, and no more.
+    let stall = line_of(&lines, &url("/r302-stall"));
+    let took = stall["duration_seconds"].as_f64().unwrap();
+    assert!((0.9..2.0).contains(&took), "{stall}");
+}

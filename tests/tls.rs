@@ -245,3 +245,58 @@ fn one_client_configuration_per_distinct_setting() {
     );
     assert!(!Arc::ptr_eq(&tls[0].config, &tls[3].config));
 }
+
+#[test]
+fn control_bytes_in_a_certificate_name_reach_no_terminal_and_no_page() {
+    let pki = Pki::new("names CA");
+    // An ESC sequence that would clear a terminal, in the only name of the certificate.
+    let (cert_pem, key_pem) = pki.leaf(&["evil\u{1b}[2J\u{1b}]0;owned\u{7}.test"], -1, 30);
+    let nginx = Nginx::start(&[TlsServer {
+        cert_pem,
+        key_pem,
+        extra: String::new(),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+    let url = format!("https://localhost:{}/ok", nginx.tls_ports[0]);
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(
+        &path,
+        format!("defaults:\n  tls_config: {{ca_file: ca.pem}}\ntargets:\n  - {url}\n"),
+    )
+    .unwrap();
+    let exporter = Exporter::start_file(&path, &["--log.level", "debug"]);
+    let metrics = exporter.scrape(Some(10.0));
+    assert_eq!(
+        reason(&metrics, &url).as_deref(),
+        Some("tls_hostname_mismatch"),
+        "{metrics}"
+    );
+    let mut outputs = vec![("metrics", metrics)];
+    for page in ["/", &format!("/target?url={}", url_encode(&url))] {
+        let r = http(exporter.addr, "GET", page, &[]);
+        assert_eq!(r.status, 200, "{page}");
+        outputs.push(("status page", r.body));
+    }
+    let check = std::process::Command::new(exporter_bin())
+        .args(["check", "--config.file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&check.stdout).into_owned();
+    // The name is there, escaped.
+    assert!(
+        table.contains("evil\\u{1b}[2J\\u{1b}]0;owned\\u{7}.test"),
+        "{table}"
+    );
+    outputs.push(("check", table));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    outputs.push(("log", exporter.log.lock().unwrap().join("\n")));
+    for (what, text) in &outputs {
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}']),
+            "{what} has the raw control bytes: {text:?}"
+        );
+    }
+    assert!(outputs[1].1.contains("evil\\u{1b}[2J"), "{}", outputs[1].1);
+}

@@ -12,8 +12,9 @@ use std::fmt;
 /// end is answering with something that is not an HTTP status line or header.
 pub const MAX_LINE: usize = 4096;
 
-/// Longest header block read after a final status line, when the headers are read at all (to
-/// find a redirect's `Location`, or the end of a proxy's answer to CONNECT).
+/// Most bytes read after a final status line, when the header lines are read at all (to find
+/// a redirect's `Location`, or the end of a proxy's answer to CONNECT). They are read one line
+/// at a time: no more than [`MAX_LINE`] of them are held.
 pub const MAX_HEAD: usize = 16 * 1024;
 
 /// How many interim (1xx) responses may precede the final one.
@@ -87,10 +88,13 @@ pub enum ParseError {
     /// A header line of an interim response is not `name: value`.
     #[error("malformed header line in an interim response")]
     Header,
-    /// The header lines of a response read whole (a redirect's, a proxy's answer to CONNECT)
-    /// are longer than [`MAX_HEAD`] bytes.
-    #[error("response head longer than {MAX_HEAD} bytes")]
+    /// The header lines of a response read whole (a proxy's answer to CONNECT), or read for a
+    /// redirect's `Location`, go on for more than [`MAX_HEAD`] bytes.
+    #[error("its head is longer than {MAX_HEAD} bytes")]
     HeadTooLong,
+    /// A redirect's `Location` line is longer than [`MAX_LINE`] bytes.
+    #[error("its Location is longer than {MAX_LINE} bytes")]
+    LocationTooLong,
 }
 
 /// What the parser needs next.
@@ -210,58 +214,142 @@ impl HeadParser {
     }
 }
 
-/// What the header lines after a final status line hold, as far as they have arrived.
+/// What a scan of the header lines after a final status line found, as far as they have
+/// arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Headers {
-    /// The header block has not ended yet.
-    NeedMore,
-    /// The blank line that ends the head is in.
-    Done {
-        /// The first non-empty `Location` value, when it is UTF-8.
-        location: Option<String>,
+    /// No verdict yet. `consumed` bytes at the front of the buffer are done with (complete
+    /// header lines, or the part of an over-long line that is being skipped) and may be
+    /// dropped before the next call.
+    NeedMore {
+        /// Bytes at the front of the buffer that are done with.
+        consumed: usize,
+    },
+    /// A `Location` (when asked for): its value, trimmed, is `buf[start..end]`. The rest of the
+    /// head is not needed.
+    Location {
+        /// Where the value starts in the buffer.
+        start: usize,
+        /// Where it ends.
+        end: usize,
+    },
+    /// The blank line that ends the head is in, and no `Location` was asked for or found.
+    End {
         /// The offset just past the blank line: bytes from here on follow the head.
         end: usize,
     },
 }
 
-/// Scan the bytes after a final status line for the end of the header block and the first
-/// `Location`. Lines end in `\n` or `\r\n`; more than [`MAX_HEAD`] bytes without the end is
-/// an error. The verdict is the same however the bytes are split.
-pub fn scan_headers(buf: &[u8]) -> Result<Headers, ParseError> {
-    let mut location = None;
-    let mut pos = 0;
-    while let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') {
-        let mut line = &buf[pos..pos + nl];
-        if let [head @ .., b'\r'] = line {
-            line = head;
-        }
-        pos += nl + 1;
-        if pos > MAX_HEAD {
-            return Err(ParseError::HeadTooLong);
-        }
-        if line.is_empty() {
-            return Ok(Headers::Done { location, end: pos });
-        }
-        if location.is_none() {
-            location = header_value(line, b"location")
-                .filter(|v| !v.is_empty())
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_owned);
-        }
-    }
-    if buf.len() >= MAX_HEAD {
-        return Err(ParseError::HeadTooLong);
-    }
-    Ok(Headers::NeedMore)
+/// Scans the header lines after a final status line one at a time, for the first usable
+/// `Location` or the blank line that ends the head. The caller owns the bytes and needs to
+/// hold only the line being read: a line longer than [`MAX_LINE`] is skipped as it arrives,
+/// never held whole. How many bytes a head may have in all is the caller's to bound.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderScan {
+    /// Stop at the first usable `Location`.
+    location: bool,
+    /// Inside a line longer than [`MAX_LINE`], which is skipped up to its line end.
+    skipping: bool,
 }
 
-/// The value of header line `line` when its name is `name` (lower case), trimmed.
-fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+impl HeaderScan {
+    /// A scan at the start of the header lines; `location` asks for the first usable
+    /// `Location` (non-empty UTF-8 without control characters).
+    pub fn new(location: bool) -> Self {
+        HeaderScan {
+            location,
+            skipping: false,
+        }
+    }
+
+    /// Consume the complete lines of `buf` (which continues where the consumed bytes of the
+    /// previous call ended). The verdict is the same however the bytes are split.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<Headers, ParseError> {
+        let mut pos = 0;
+        loop {
+            let rest = &buf[pos..];
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                if self.skipping {
+                    return Ok(Headers::NeedMore {
+                        consumed: buf.len(),
+                    });
+                }
+                if rest.len() >= MAX_LINE {
+                    self.long_line(rest)?;
+                    return Ok(Headers::NeedMore {
+                        consumed: buf.len(),
+                    });
+                }
+                return Ok(Headers::NeedMore { consumed: pos });
+            };
+            let line_start = pos;
+            pos += nl + 1;
+            if self.skipping {
+                self.skipping = false;
+                continue;
+            }
+            if nl + 1 > MAX_LINE {
+                self.long_line(rest)?;
+                self.skipping = false;
+                continue;
+            }
+            let mut line = &rest[..nl];
+            if let [head @ .., b'\r'] = line {
+                line = head;
+            }
+            if line.is_empty() {
+                return Ok(Headers::End { end: pos });
+            }
+            if !self.location {
+                continue;
+            }
+            if let Some(at) = header_value_at(line, b"location")
+                .filter(|at| usable_location(&line[at.start..at.end]))
+            {
+                return Ok(Headers::Location {
+                    start: line_start + at.start,
+                    end: line_start + at.end,
+                });
+            }
+        }
+    }
+
+    /// A line of at least [`MAX_LINE`] bytes starts in `line`: a `Location` that long is
+    /// refused, any other line is skipped.
+    fn long_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
+        if self.location && header_value_at(line, b"location").is_some() {
+            return Err(ParseError::LocationTooLong);
+        }
+        self.skipping = true;
+        Ok(())
+    }
+}
+
+/// Scan `buf`, the bytes after a final status line, in one piece for the first usable
+/// `Location` or the end of the head (see [`HeaderScan`]).
+pub fn scan_headers(buf: &[u8]) -> Result<Headers, ParseError> {
+    HeaderScan::new(true).scan(buf)
+}
+
+/// Whether a `Location` value can be followed: non-empty UTF-8 without control characters
+/// (which RFC 9110 does not allow in a field value).
+fn usable_location(value: &[u8]) -> bool {
+    !value.is_empty()
+        && !value.iter().any(|&b| b < 0x20 || b == 0x7f)
+        && std::str::from_utf8(value).is_ok()
+}
+
+/// Where the value of header line `line` is, trimmed, when its name is `name` (lower case).
+fn header_value_at(line: &[u8], name: &[u8]) -> Option<std::ops::Range<usize>> {
     let colon = line.iter().position(|&b| b == b':')?;
     if !line[..colon].eq_ignore_ascii_case(name) {
         return None;
     }
-    Some(line[colon + 1..].trim_ascii())
+    let value = &line[colon + 1..];
+    let lead = value.len() - value.trim_ascii_start().len();
+    let trimmed = value.trim_ascii().len();
+    let start = colon + 1 + lead;
+    Some(start..start + trimmed)
 }
 
 /// What every status line starts with.
@@ -350,25 +438,8 @@ pub fn parse_status_line(line: &[u8]) -> Result<StatusLine, ParseError> {
     Ok(StatusLine {
         version,
         code,
-        reason: printable(&String::from_utf8_lossy(reason)),
+        reason: super::text::printable(&String::from_utf8_lossy(reason)),
     })
-}
-
-/// A reason phrase made safe to print on a terminal, a page or in JSON: C1 controls (which
-/// terminals obey, `\u{9b}` is CSI) and bidirectional overrides (which reorder what is shown)
-/// become U+FFFD.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\u{80}'..='\u{9f}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{061c}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}' => char::REPLACEMENT_CHARACTER,
-            c => c,
-        })
-        .collect()
 }
 
 /// Check an interim response's header line: a token, a colon, then no control characters.
@@ -396,33 +467,100 @@ pub fn is_tchar(b: u8) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn header_scans_find_the_end_and_the_first_location_however_split() {
-        let head = b"Server: x\r\nlocation:  /next \r\nLocation: /second\r\n\r\nbody";
-        let want = Headers::Done {
-            location: Some("/next".into()),
-            end: head.len() - 4,
-        };
-        assert_eq!(scan_headers(head), Ok(want));
-        for cut in 0..head.len() - 4 {
-            assert_eq!(scan_headers(&head[..cut]), Ok(Headers::NeedMore), "{cut}");
-        }
-        let none = scan_headers(b"Location:\nX: y\n\n").unwrap();
-        assert_eq!(
-            none,
-            Headers::Done {
-                location: None,
-                end: 16
+    /// Scan `bytes` fed in pieces of `step` bytes through a buffer that keeps only what is
+    /// not consumed yet, as the probe does; also returns the most bytes held at once.
+    fn scan_in_steps(
+        bytes: &[u8],
+        step: usize,
+        location: bool,
+    ) -> (Result<String, ParseError>, usize) {
+        let mut scan = HeaderScan::new(location);
+        let mut buf = Vec::new();
+        let mut held = 0;
+        for piece in bytes.chunks(step) {
+            buf.extend_from_slice(piece);
+            held = held.max(buf.len());
+            match scan.scan(&buf) {
+                Err(e) => return (Err(e), held),
+                Ok(Headers::NeedMore { consumed }) => {
+                    buf.drain(..consumed);
+                }
+                Ok(Headers::Location { start, end }) => {
+                    return (
+                        Ok(String::from_utf8_lossy(&buf[start..end]).into_owned()),
+                        held,
+                    );
+                }
+                Ok(Headers::End { end }) => {
+                    assert!(end <= buf.len());
+                    return (Ok("end".into()), held);
+                }
             }
+        }
+        (Ok("need more".into()), held)
+    }
+
+    #[test]
+    fn header_scans_find_the_first_location_or_the_end_however_split() {
+        let head = b"Server: x\r\nlocation:  /next \r\nLocation: /second\r\n\r\nbody";
+        assert_eq!(
+            scan_headers(head),
+            Ok(Headers::Location { start: 22, end: 27 })
+        );
+        for step in 1..head.len() {
+            assert_eq!(
+                scan_in_steps(head, step, true).0,
+                Ok("/next".into()),
+                "{step}"
+            );
+            assert_eq!(
+                scan_in_steps(head, step, false).0,
+                Ok("end".into()),
+                "{step}"
+            );
+        }
+        // Empty, control characters, not UTF-8: not usable, the next one is.
+        let head = b"Location:\nLocation: /a\x1bb\nLocation: \xff\nLocation: /c\n\n";
+        assert_eq!(scan_in_steps(head, 3, true).0, Ok("/c".into()));
+        assert_eq!(
+            scan_headers(b"Location:\nX: y\n\n"),
+            Ok(Headers::End { end: 16 })
         );
         assert_eq!(
-            scan_headers(&[b'a'; MAX_HEAD]),
-            Err(ParseError::HeadTooLong)
+            scan_headers(b"X: y\r\n"),
+            Ok(Headers::NeedMore { consumed: 6 })
         );
-        let mut long = b"X: ".to_vec();
-        long.extend([b'a'; MAX_HEAD]);
+    }
+
+    #[test]
+    fn long_header_lines_are_skipped_without_being_held() {
+        // Cookies of 40 KiB, then the Location: found, holding at most one line's bytes.
+        let mut head = Vec::new();
+        for i in 0..10 {
+            head.extend(format!("Set-Cookie: c{i}={}\r\n", "v".repeat(MAX_LINE)).bytes());
+        }
+        head.extend(b"Location: /after-cookies\r\n\r\n");
+        for step in [1, 100, 1024, MAX_LINE] {
+            let (found, held) = scan_in_steps(&head, step, true);
+            assert_eq!(found, Ok("/after-cookies".into()), "{step}");
+            assert!(held <= MAX_LINE + step, "{step}: held {held}");
+        }
+        assert!(matches!(scan_headers(&head), Ok(Headers::Location { .. })));
+        // A Location too long to hold is refused, whole or in pieces.
+        let mut long = b"X: y\r\nLocation: /".to_vec();
+        long.extend([b'a'; MAX_LINE]);
         long.extend(b"\r\n\r\n");
-        assert_eq!(scan_headers(&long), Err(ParseError::HeadTooLong));
+        assert_eq!(scan_headers(&long), Err(ParseError::LocationTooLong));
+        assert_eq!(
+            scan_in_steps(&long, 7, true).0,
+            Err(ParseError::LocationTooLong)
+        );
+        assert_eq!(scan_in_steps(&long, 7, false).0, Ok("end".into()));
+        // A line of exactly MAX_LINE bytes (line end included) is a line like any other.
+        let mut edge = b"Location: /".to_vec();
+        edge.resize(MAX_LINE - 2, b'b');
+        edge.extend(b"\r\n\r\n");
+        assert!(matches!(scan_headers(&edge), Ok(Headers::Location { .. })));
     }
 
     #[test]
@@ -432,8 +570,7 @@ mod tests {
         let Step::Done(s) = p.advance(line).unwrap() else {
             panic!("not done")
         };
-        assert_eq!(s.reason, "O\u{fffd}2J\u{fffd}K\u{fffd}!");
-        assert_eq!(printable("Ünïcode OK"), "Ünïcode OK");
+        assert_eq!(s.reason, "O\\u{9b}2J\\u{202e}K\\u{2066}!");
     }
 
     fn status(code: u16, reason: &str, version: HttpVersion) -> StatusLine {

@@ -58,6 +58,13 @@ pub async fn trickle(s: &mut TcpStream, chunks: &[&[u8]], gap: Duration) {
     }
 }
 
+/// `n` header lines of 4 KiB cookies each.
+fn cookies(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| format!("Set-Cookie: c{i}={}\r\n", "v".repeat(4096)).into_bytes())
+        .collect()
+}
+
 /// Serve one connection, misbehaving as the request path says.
 // SO_LINGER 0 is how a test server sends a reset; dropping such a socket does not block.
 #[allow(deprecated)]
@@ -157,6 +164,38 @@ pub async fn misbehave(mut s: TcpStream) {
             drop(s);
             return;
         }
+        "/r302-cookies" => {
+            // A redirect whose Location comes after 40 KiB of cookies: past what is read.
+            let _ = s.write_all(b"HTTP/1.1 302 Found\r\n").await;
+            let _ = s.write_all(&cookies(10)).await;
+            let _ = s.write_all(b"Location: /ok\r\n\r\n").await;
+        }
+        "/r302-cookies-after" => {
+            // The same cookies after the Location: it is followed.
+            let _ = s
+                .write_all(b"HTTP/1.1 302 Found\r\nLocation: /ok\r\n")
+                .await;
+            let _ = s.write_all(&cookies(10)).await;
+            let _ = s.write_all(b"\r\n").await;
+        }
+        "/r302-long-location" => {
+            let long = format!("Location: /{}\r\n\r\n", "l".repeat(20 * 1024));
+            let _ = s.write_all(b"HTTP/1.1 302 Found\r\n").await;
+            let _ = s.write_all(long.as_bytes()).await;
+        }
+        "/r302-stall" => {
+            let _ = s.write_all(b"HTTP/1.1 302 Found\r\nServer: x\r\n").await;
+            tokio::time::sleep(long).await;
+        }
+        "/r302-close" => {
+            let _ = s.write_all(b"HTTP/1.1 302 Found\r\n").await;
+        }
+        "/r302-bad-location" => {
+            // Not an http(s) URL, with a right-to-left override (U+202E) in it.
+            let _ = s
+                .write_all(b"HTTP/1.1 302 Found\r\nLocation: ftp://x/\xe2\x80\xaeevil\r\n\r\n")
+                .await;
+        }
         _ => {
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -192,4 +231,18 @@ pub fn spawn_thread(addr: &'static str) -> SocketAddr {
         });
     });
     rx.recv().unwrap()
+}
+
+/// A server that accepts every connection and never answers nor closes it (for 30 s): a
+/// stalled proxy. Returns its address.
+pub fn silent_listener() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
 }
