@@ -255,7 +255,7 @@ fn main() {
         .expect("listening line");
     std::thread::spawn(move || for _ in lines {});
     let pid = child.id();
-    let _exporter = Proc(child);
+    let exporter = Proc(child);
     let mut rows: Vec<(String, f64, f64, Duration)> = Vec::new();
     let mut row = |name: &str, ok: usize, of: usize, start: Instant| {
         let rss = proc_mib(pid, "VmRSS:");
@@ -377,6 +377,8 @@ fn main() {
         "\npeak {peak:.1} MiB (budget {PEAK_BUDGET_MIB} MiB); end {last:.1} MiB against a plateau of {first:.1} MiB ({:+.1}%)",
         100.0 * (last / first - 1.0)
     );
+    // Stopped before the exit, which runs no destructor.
+    drop(exporter);
     if peak > PEAK_BUDGET_MIB || last > first * 1.1 {
         println!("over budget");
         std::process::exit(1);
