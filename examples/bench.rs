@@ -26,13 +26,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[allow(dead_code, clippy::all)]
 #[path = "../tests/common/dns.rs"]
 mod dns;
+mod support;
+
+use support::Proc;
 
 /// Loopback addresses nginx listens on.
 const ADDRESSES: u8 = 16;
@@ -48,30 +51,6 @@ fn program(name: &str, package: &str) -> PathBuf {
     }
     eprintln!("`{name}` is missing: apt-get install -y {package}");
     std::process::exit(2);
-}
-
-/// A child process stopped when dropped: SIGTERM, so that nginx stops its workers too (a
-/// SIGKILL leaves them running and holding the ports), then SIGKILL after 5 s.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
-            // SAFETY: kill only sends a signal to our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A free port on 127.0.0.1.

@@ -25,12 +25,16 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
+
+use support::Proc;
 
 /// Fast groups, and targets in each.
 const GROUPS: usize = 40;
@@ -45,29 +49,6 @@ const SLOW_DELAY: Duration = Duration::from_millis(1500);
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// The memory budget the run must stay under.
 const PEAK_BUDGET_MIB: f64 = 96.0;
-
-/// A child process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
-            // SAFETY: kill only sends a signal to our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The peer: flapping fast targets under `/t/`, slow ones under `/slow/`. Runs on a runtime of
 /// its own in a background thread; returns its address.
