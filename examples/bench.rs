@@ -23,7 +23,7 @@
 //! TIME_WAIT socket on our side), so large scenarios spread their targets over several
 //! loopback addresses (127.0.0.1 to 127.0.0.16) served by the same nginx.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -187,21 +187,7 @@ fn start_exporter(config: &Path, extra: &[String], wrapper: &[String]) -> Export
         .stdout(Stdio::null())
         .spawn()
         .expect("exporter starts (build it with cargo build --release)");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.contains("msg=listening")
-                .then(|| {
-                    l.split_whitespace()
-                        .find_map(|kv| kv.strip_prefix("address=")?.parse().ok())
-                })
-                .flatten()
-        })
-        .expect("listening line");
-    std::thread::spawn(move || for _ in lines {});
+    let addr = support::listening_address(&mut child);
     Exporter {
         proc: Proc(child),
         addr,

@@ -22,7 +22,7 @@
 //! target/release/examples/churn`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -220,21 +220,7 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .expect("exporter starts (cargo build --release --bin http_status_exporter)");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr: SocketAddr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.contains("msg=listening")
-                .then(|| {
-                    l.split_whitespace()
-                        .find_map(|kv| kv.strip_prefix("address=")?.parse().ok())
-                })
-                .flatten()
-        })
-        .expect("listening line");
-    std::thread::spawn(move || for _ in lines {});
+    let addr: SocketAddr = support::listening_address(&mut child);
     let pid = child.id();
     let exporter = Proc(child);
     let mut rows: Vec<(String, f64, f64, Duration)> = Vec::new();

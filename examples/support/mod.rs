@@ -1,5 +1,7 @@
 //! What the example programs share.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -25,4 +27,26 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The address an exporter started with `--log.format logfmt` and a piped stderr listens on,
+/// from its start-up line; the rest of its log is read and dropped by a thread of its own, so
+/// that a full pipe never stops it.
+pub fn listening_address(child: &mut Child) -> SocketAddr {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.contains("msg=listening")
+                .then(|| {
+                    l.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("address=")?.parse().ok())
+                })
+                .flatten()
+        })
+        .expect("listening line");
+    std::thread::spawn(move || for _ in lines {});
+    addr
 }
