@@ -502,8 +502,8 @@ fn wrk(url: &str) -> f64 {
 
 /// Median time to render 10,000 targets' metrics, in the library.
 fn render_time() -> f64 {
-    use http_status_exporter::probe::status::{HttpVersion, StatusLine};
-    use http_status_exporter::probe::{Phases, ProbeResult};
+    use http_status_exporter::outcome::{HttpVersion, StatusLine};
+    use http_status_exporter::outcome::{Phases, ProbeResult};
     let yaml = plain_targets(8080, 10_000, 1);
     let cfg = http_status_exporter::config::parse(Path::new("bench.yaml"), &yaml).expect("config");
     let results: Vec<ProbeResult> = (0..cfg.targets.len())

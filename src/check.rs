@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cli::Output;
 use crate::config::Config;
 use crate::dns::Resolver;
-use crate::probe::ProbeResult;
+use crate::outcome::ProbeResult;
 use crate::round::{Limits, run_round};
 use crate::target::Target;
 

@@ -22,8 +22,11 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use crate::codes::StatusCodes;
 use bytes::Bytes;
 
+use crate::probe_url::{self, IpProtocol, ProbeUrl};
 use crate::proxy::{self, NoProxy, ProxyRules};
-use crate::target::{self, IpProtocol, Method, ProbeUrl, RequestSpec, Secret, Target};
+use crate::request::{self, Method, RequestSpec};
+use crate::secret::Secret;
+use crate::target::Target;
 use crate::tls::{self, MinVersion, TlsSettings, TlsTarget};
 
 /// A probe's timeout when none is configured.
@@ -62,19 +65,7 @@ const RESERVED_LABELS: &[&str] = &[
     "target", "name", "phase", "reason", "version", "job", "instance",
 ];
 
-/// A config error with its place in the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", file.display())]
-pub struct ConfigError {
-    /// The file that was read.
-    pub file: PathBuf,
-    /// 1-based line of the offending value (1 when the file could not be read).
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong, naming the field.
-    pub message: String,
-}
+pub use crate::config_error::ConfigError;
 
 /// A loaded, validated targets file.
 #[derive(Debug, Clone)]
@@ -163,7 +154,7 @@ struct UrlValue(ProbeUrl);
 impl<'de> Deserialize<'de> for UrlValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        target::parse_url(&s)
+        probe_url::parse_url(&s)
             .map(UrlValue)
             .map_err(de::Error::custom)
     }
@@ -232,7 +223,7 @@ impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<String, HeaderSource>::deserialize(d)?;
         for (k, v) in &map {
-            if k.is_empty() || !k.bytes().all(crate::probe::status::is_tchar) {
+            if k.is_empty() || !k.bytes().all(crate::request::is_tchar) {
                 return Err(de::Error::custom(format!(
                     "headers: invalid header name {k:?}"
                 )));
@@ -643,7 +634,7 @@ impl<'de> Deserialize<'de> for RawTarget {
                 f.write_str("a URL or a mapping with a `url` key")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTarget, E> {
-                let url = target::parse_url(v).map_err(E::custom)?;
+                let url = probe_url::parse_url(v).map_err(E::custom)?;
                 Ok(RawTarget(LongTarget::bare(UrlValue(url))))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTarget, A::Error> {
@@ -880,7 +871,7 @@ pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigErr
     let origin = Path::new("<command line>");
     let mut entries = Vec::with_capacity(urls.len());
     for (i, u) in urls.iter().enumerate() {
-        let url = target::parse_url(u).map_err(|e| ConfigError {
+        let url = probe_url::parse_url(u).map_err(|e| ConfigError {
             file: origin.to_owned(),
             line: 1,
             column: i + 1,
@@ -1219,8 +1210,8 @@ fn build(
     // The same probe twice, however its URL is spelled (`HTTP://`, `:80`, an empty path), with
     // the same name and labels, would make the same series twice.
     type Probe<'a> = (
-        target::Scheme,
-        &'a target::Host,
+        probe_url::Scheme,
+        &'a probe_url::Host,
         u16,
         &'a str,
         Option<&'a str>,
@@ -1320,7 +1311,9 @@ fn build(
             .map_err(|(field, m)| field_err(field, m))?;
         // The target's own TLS settings; an http target has some only to follow redirects.
         let raw_tls = merged.tls_config.clone().unwrap_or_default();
-        if url.scheme == target::Scheme::Http && entry.tls_config.is_some() && follow_redirects == 0
+        if url.scheme == probe_url::Scheme::Http
+            && entry.tls_config.is_some()
+            && follow_redirects == 0
         {
             return Err(field_err(
                 "tls_config",
@@ -1356,8 +1349,8 @@ fn build(
             Ok(c)
         };
         let tls = match url.scheme {
-            target::Scheme::Http => None,
-            target::Scheme::Https => {
+            probe_url::Scheme::Http => None,
+            probe_url::Scheme::Https => {
                 let config = client_config()?;
                 let server_name = tls::server_name(raw_tls.server_name.as_deref(), &url.host)
                     .map_err(|m| {
@@ -1403,7 +1396,7 @@ fn build(
             ));
         }
         let ip_protocol = merged.ip_protocol.unwrap_or_default();
-        if let target::Host::Ip(ip) = &url.host {
+        if let probe_url::Host::Ip(ip) = &url.host {
             let forbidden = match ip_protocol {
                 IpProtocol::Auto => false,
                 IpProtocol::Ip4 => ip.is_ipv6(),
@@ -1427,7 +1420,7 @@ fn build(
         };
         let first = proxy::request_form(proxy.as_ref().and_then(|p| p.for_url(&url)), &url);
         targets.push(Arc::new(Target {
-            request: target::build_head(&url, &spec, first, target::Hop::FIRST),
+            request: request::build_head(&url, &spec, first, request::Hop::FIRST),
             spec,
             follow_redirects,
             redirect_tls,

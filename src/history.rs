@@ -11,8 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::probe::status::HttpVersion;
-use crate::probe::{FailureReason, ProbeResult, TlsVersion};
+use crate::outcome::{FailureReason, HttpVersion, ProbeResult, TlsVersion};
 use crate::round::Round;
 
 /// Default `--status.history`.
@@ -436,7 +435,7 @@ impl History {
 mod tests {
     use super::*;
 
-    use crate::probe::status::StatusLine;
+    use crate::outcome::StatusLine;
     use std::sync::Arc;
 
     fn round(config: &Arc<crate::config::Config>, at: u64, up: impl Fn(usize) -> bool) -> Round {

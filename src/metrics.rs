@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::probe::ProbeResult;
+use crate::outcome::ProbeResult;
 use crate::target::Target;
 
 /// Name, help text and type of every per-target metric, in output order.
@@ -201,8 +201,8 @@ fn render_family(out: &mut String, name: &str, targets: &[Arc<Target>], results:
             for (t, r) in pairs() {
                 if let Some(s) = &r.status {
                     let v = match s.version {
-                        crate::probe::status::HttpVersion::Http10 => "1",
-                        crate::probe::status::HttpVersion::Http11 => "1.1",
+                        crate::outcome::HttpVersion::Http10 => "1",
+                        crate::outcome::HttpVersion::Http11 => "1.1",
                     };
                     line(out, name, &t.label_block, v);
                 }
@@ -359,8 +359,8 @@ impl ExporterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::status::{HttpVersion, StatusLine};
-    use crate::probe::{FailureReason, Phases};
+    use crate::outcome::{FailureReason, Phases};
+    use crate::outcome::{HttpVersion, StatusLine};
     use std::time::Duration;
 
     fn target(url: &str) -> Arc<Target> {

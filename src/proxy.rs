@@ -10,7 +10,9 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
-use crate::target::{Host, ProbeUrl, RequestForm, Scheme, Secret};
+use crate::probe_url::{Host, ProbeUrl, Scheme};
+use crate::request::RequestForm;
+use crate::secret::Secret;
 
 /// Why a proxy setting is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +57,7 @@ impl Proxy {
         let target = format!("{}:{}", url.host, url.port);
         // Writing to a String cannot fail.
         let _ = write!(req, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-        let _ = write!(req, "User-Agent: {}\r\n", crate::target::USER_AGENT);
+        let _ = write!(req, "User-Agent: {}\r\n", crate::request::USER_AGENT);
         if let Some(auth) = &self.authorization {
             let _ = write!(req, "Proxy-Authorization: {}\r\n", auth.expose());
         }
@@ -87,11 +89,11 @@ pub fn parse(raw: &str, connect_headers: Secret) -> Result<Proxy, ProxyError> {
     // parser may have split a malformed one elsewhere (`http://user:12/34@host` has host
     // `user` and port 12), and that part can be a password.
     let url = url::Url::parse(&with_scheme).map_err(|e| ProxyError::Url {
-        shown: crate::target::hide_userinfo(raw),
+        shown: crate::probe_url::hide_userinfo(raw),
         reason: e.to_string(),
     })?;
     let fail = |reason: &str| ProxyError::Url {
-        shown: crate::target::hide_userinfo(raw),
+        shown: crate::probe_url::hide_userinfo(raw),
         reason: reason.into(),
     };
     if url.scheme() != "http" {
@@ -315,7 +317,7 @@ impl ProxyRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::parse_url;
+    use crate::probe_url::parse_url;
 
     fn none() -> Secret {
         Secret::new(String::new())

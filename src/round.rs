@@ -1,5 +1,5 @@
 //! One scrape's fan-out: every target probed concurrently under a concurrency bound, a
-//! per-host cap and the scrape's deadline. [`crate::prober`] decides which scrapes share a
+//! per-host cap and the scrape's deadline. The prober (`prober.rs`) decides which scrapes share a
 //! round.
 //!
 //! A probe's clock and deadline start when it leaves the queue, never when the round starts.
@@ -31,8 +31,9 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
 use crate::dns::Resolver;
-use crate::probe::{self, FailureReason, ProbeResult};
-use crate::target::Host;
+use crate::outcome::{FailureReason, ProbeResult};
+use crate::probe;
+use crate::probe_url::Host;
 
 /// Lock a mutex whose data stays valid even if a holder panicked (every critical section
 /// here leaves its data consistent at each step).

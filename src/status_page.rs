@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::probe::ProbeResult;
+use crate::outcome::ProbeResult;
 use crate::round::Round;
 
 /// Certificates expiring within this many days are shown as a warning.

@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::probe::FailureReason;
+use crate::outcome::{CertExpiry, FailureReason};
 
 /// The lowest TLS version a target accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -186,13 +186,13 @@ pub fn build_client_config(
 /// The server name to send as SNI and to verify: the configured one, else the URL's host.
 pub fn server_name(
     configured: Option<&str>,
-    host: &crate::target::Host,
+    host: &crate::probe_url::Host,
 ) -> Result<ServerName<'static>, String> {
     match (configured, host) {
         (Some(name), _) => ServerName::try_from(name.to_owned())
             .map_err(|e| format!("invalid server_name {name:?}: {e}")),
-        (None, crate::target::Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
-        (None, crate::target::Host::Name(n)) => ServerName::try_from(n.clone())
+        (None, crate::probe_url::Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
+        (None, crate::probe_url::Host::Name(n)) => ServerName::try_from(n.clone())
             .map_err(|e| format!("invalid TLS server name {n:?}: {e}")),
     }
 }
@@ -204,15 +204,6 @@ pub struct TlsTarget {
     pub config: Arc<ClientConfig>,
     /// SNI and verification name.
     pub server_name: ServerName<'static>,
-}
-
-/// NotAfter of the presented certificates, unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CertExpiry {
-    /// The leaf (end-entity) certificate's NotAfter.
-    pub leaf: i64,
-    /// The earliest NotAfter of the whole presented chain.
-    pub earliest: i64,
 }
 
 tokio::task_local! {

@@ -23,7 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::tls::{MinVersion, provider, read_certs};
 
 /// Successful `Authorization` headers remembered, so bcrypt runs once per credential.

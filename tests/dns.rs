@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use http_status_exporter::config;
 use http_status_exporter::dns::{Resolver, Settings};
-use http_status_exporter::probe::{FailureReason, ProbeResult};
+use http_status_exporter::outcome::{FailureReason, ProbeResult};
+use http_status_exporter::probe_url::{Host, IpProtocol};
 use http_status_exporter::round::{Limits, run_round};
-use http_status_exporter::target::{Host, IpProtocol};
 
 /// The built-in resolver reading `resolv.conf` (plus `extra` lines) for `dns`, and `hosts`.
 fn resolver(dns: &DnsServer, dir: &Path, extra: &str, hosts: &str, cache: bool) -> Arc<Resolver> {

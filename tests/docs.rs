@@ -3,7 +3,7 @@
 //! metric table.
 
 use http_status_exporter::metrics::PROBE_METRICS;
-use http_status_exporter::probe::FailureReason;
+use http_status_exporter::outcome::FailureReason;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_status_exporter::config;
-use http_status_exporter::probe::FailureReason;
+use http_status_exporter::outcome::FailureReason;
 use http_status_exporter::round::{Limits, run_round};
 
 /// Timing tests run one at a time: a 10,000-target round beside a "probed alone" peer would

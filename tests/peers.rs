@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_status_exporter::config::{self, Config};
-use http_status_exporter::probe::{FailureReason, ProbeResult};
+use http_status_exporter::outcome::{FailureReason, ProbeResult};
 use http_status_exporter::round::{Limits, run_round};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};

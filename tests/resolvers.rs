@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use http_status_exporter::dns::{Resolver, Settings};
-use http_status_exporter::target::{Host, IpProtocol};
+use http_status_exporter::probe_url::{Host, IpProtocol};
 
 /// A loopback address of this test's own in 127.53.0.0/16 whose port 53 is free for UDP and
 /// TCP (checked by binding both, then released). 127.53.0.1 is left to the benchmark.

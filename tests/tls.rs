@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use http_status_exporter::config;
-use http_status_exporter::probe::{FailureReason, ProbeResult, TlsVersion};
+use http_status_exporter::outcome::{FailureReason, ProbeResult, TlsVersion};
 use http_status_exporter::round::{Limits, run_round};
 
 /// Days from now until a unix time.

@@ -2,7 +2,8 @@
 //! injected line.
 #![no_main]
 
-use http_status_exporter::target::{Method, build_request, parse_url};
+use http_status_exporter::probe_url::parse_url;
+use http_status_exporter::request::{Hop, Method, RequestForm, RequestSpec, build_head};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,7 +13,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(url) = parse_url(text) else {
         return;
     };
-    let request = build_request(&url, Method::GET, &[]);
+    let request = build_head(
+        &url,
+        &RequestSpec::bare(Method::GET),
+        RequestForm::Origin,
+        Hop::FIRST,
+    );
     let request = std::str::from_utf8(&request).expect("requests are text");
     let lines: Vec<&str> = request.split("\r\n").collect();
     assert!(

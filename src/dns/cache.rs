@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::target::IpProtocol;
+use crate::probe_url::IpProtocol;
 
 /// Most entries (one per name and `ip_protocol`) the cache holds: 16,384, a few MiB.
 pub const MAX_ENTRIES: usize = 16_384;

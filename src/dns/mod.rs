@@ -33,8 +33,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::config::ConfigError;
-use crate::target::{Host, IpProtocol};
+use crate::config_error::ConfigError;
+use crate::probe_url::{Host, IpProtocol};
 pub use conf::{Hosts, ResolvConf};
 
 /// Default `--dns.resolv-conf`.

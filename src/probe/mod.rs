@@ -15,209 +15,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
 use crate::dns::RoundResolver;
-use crate::target::{Hop, ProbeUrl, Scheme, Target, build_head, request_body};
-use crate::tls::{self, CertExpiry, PRESENTED};
-use status::{HeadParser, HeaderScan, Headers, MAX_HEAD, MAX_LINE, ParseError, StatusLine, Step};
-
-/// Why a probe failed: the value of the `reason` label of `probe_failure_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureReason {
-    /// The host name did not resolve (or to no address of the allowed family).
-    Dns,
-    /// Every address refused the connection.
-    ConnectRefused,
-    /// The deadline passed before a TCP connection was established.
-    ConnectTimeout,
-    /// Connecting failed otherwise: unreachable network, no usable source address.
-    ConnectError,
-    /// The proxy refused the TCP connection.
-    ProxyConnectRefused,
-    /// The proxy answered CONNECT with a code other than 2xx (the code is in the detail).
-    ProxyConnectStatus,
-    /// The TLS handshake failed for a reason not listed below.
-    TlsHandshake,
-    /// The server's certificate is expired or not yet valid.
-    TlsCertExpired,
-    /// The server's certificate chain does not lead to a trusted CA.
-    TlsCertUntrusted,
-    /// The server's certificate is not valid for the name probed.
-    TlsHostnameMismatch,
-    /// No TLS version both sides accept.
-    TlsProtocolVersion,
-    /// The server refused our client certificate, or required one we did not send.
-    TlsClientCert,
-    /// The peer does not speak TLS at all (it answered the handshake with something else).
-    TlsNotTls,
-    /// Connected, but no complete status line arrived before the deadline.
-    Timeout,
-    /// The peer closed the connection before a complete status line.
-    Closed,
-    /// The peer reset the connection.
-    Reset,
-    /// The peer answered with something that is not an HTTP/1.x status line.
-    InvalidResponse,
-    /// A valid status line with a code outside `valid_status_codes`.
-    StatusCode,
-    /// A redirect loop, or more redirects than `follow_redirects` allows.
-    RedirectLimit,
-    /// `fail_if_ssl`: the final request went over TLS.
-    FailIfSsl,
-    /// `fail_if_not_ssl`: the final request did not go over TLS.
-    FailIfNotSsl,
-    /// The probe never left the queue before the scrape's deadline.
-    NotStarted,
-    /// The probe started late and the scrape's deadline ended it before its own timeout.
-    ScrapeDeadline,
-}
-
-impl FailureReason {
-    /// Every reason, in the order of the documentation.
-    pub const ALL: [FailureReason; 23] = [
-        FailureReason::Dns,
-        FailureReason::ConnectRefused,
-        FailureReason::ConnectTimeout,
-        FailureReason::ConnectError,
-        FailureReason::ProxyConnectRefused,
-        FailureReason::ProxyConnectStatus,
-        FailureReason::TlsHandshake,
-        FailureReason::TlsCertExpired,
-        FailureReason::TlsCertUntrusted,
-        FailureReason::TlsHostnameMismatch,
-        FailureReason::TlsProtocolVersion,
-        FailureReason::TlsClientCert,
-        FailureReason::TlsNotTls,
-        FailureReason::Timeout,
-        FailureReason::Closed,
-        FailureReason::Reset,
-        FailureReason::InvalidResponse,
-        FailureReason::StatusCode,
-        FailureReason::RedirectLimit,
-        FailureReason::FailIfSsl,
-        FailureReason::FailIfNotSsl,
-        FailureReason::NotStarted,
-        FailureReason::ScrapeDeadline,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Dns => "dns",
-            FailureReason::ConnectRefused => "connect_refused",
-            FailureReason::ConnectTimeout => "connect_timeout",
-            FailureReason::ConnectError => "connect_error",
-            FailureReason::ProxyConnectRefused => "proxy_connect_refused",
-            FailureReason::ProxyConnectStatus => "proxy_connect_status",
-            FailureReason::TlsHandshake => "tls_handshake",
-            FailureReason::TlsCertExpired => "tls_cert_expired",
-            FailureReason::TlsCertUntrusted => "tls_cert_untrusted",
-            FailureReason::TlsHostnameMismatch => "tls_hostname_mismatch",
-            FailureReason::TlsProtocolVersion => "tls_protocol_version",
-            FailureReason::TlsClientCert => "tls_client_cert",
-            FailureReason::TlsNotTls => "tls_not_tls",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Closed => "closed",
-            FailureReason::Reset => "reset",
-            FailureReason::InvalidResponse => "invalid_response",
-            FailureReason::StatusCode => "status_code",
-            FailureReason::RedirectLimit => "redirect_limit",
-            FailureReason::FailIfSsl => "fail_if_ssl",
-            FailureReason::FailIfNotSsl => "fail_if_not_ssl",
-            FailureReason::NotStarted => "not_started",
-            FailureReason::ScrapeDeadline => "scrape_deadline",
-        }
-    }
-}
-
-impl std::fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How long each phase took. A phase that did not run is zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Phases {
-    /// Waiting for the host's addresses (zero for IP literals).
-    pub resolve: Duration,
-    /// From the first connect call to an established TCP connection (to the proxy, when
-    /// there is one).
-    pub connect: Duration,
-    /// The CONNECT exchange with a proxy, for https through a proxy.
-    pub proxy: Duration,
-    /// The TLS handshake.
-    pub tls: Duration,
-    /// From writing the request to the last byte of the final status line.
-    pub processing: Duration,
-}
-
-/// The negotiated TLS version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsVersion {
-    /// TLS 1.2
-    Tls12,
-    /// TLS 1.3
-    Tls13,
-}
-
-impl TlsVersion {
-    /// The `version` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsVersion::Tls12 => "TLS 1.2",
-            TlsVersion::Tls13 => "TLS 1.3",
-        }
-    }
-}
-
-/// Everything one probe found out.
-#[derive(Debug, Clone, Default)]
-pub struct ProbeResult {
-    /// The final status line, if a valid one arrived.
-    pub status: Option<StatusLine>,
-    /// Why the probe failed; `None` means success.
-    pub failure: Option<FailureReason>,
-    /// A human-readable detail of the failure (the OS or TLS error), for logs and `check`.
-    pub detail: Option<String>,
-    /// From the probe's start (after it left the queue) to its end.
-    pub duration: Duration,
-    /// Per-phase times.
-    pub phases: Phases,
-    /// 4 or 6: the address family of the connection, once connected.
-    pub ip_protocol: Option<u8>,
-    /// The negotiated TLS version.
-    pub tls_version: Option<TlsVersion>,
-    /// Expiry of the certificates the server presented, even if they were refused.
-    pub cert: Option<CertExpiry>,
-    /// Redirects followed.
-    pub redirects: u8,
-    /// Whether the final request went over TLS (its handshake completed).
-    pub ssl: bool,
-}
+use crate::outcome::{CertExpiry, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion};
+use crate::probe_url::{ProbeUrl, Scheme};
+use crate::request::{Hop, build_head, request_body};
+use crate::target::Target;
+use crate::tls::{self, PRESENTED};
+use status::{HeadParser, HeaderScan, Headers, MAX_HEAD, MAX_LINE, ParseError, Step};
 
 impl ProbeResult {
-    /// Whether the probe succeeded.
-    pub fn success(&self) -> bool {
-        self.failure.is_none()
-    }
-
-    /// A result for a probe that never ran.
-    pub fn not_started() -> Self {
-        ProbeResult {
-            failure: Some(FailureReason::NotStarted),
-            detail: Some("no free probe slot before the scrape deadline".into()),
-            ..Default::default()
-        }
-    }
-
-    /// A result for a probe that the scrape's deadline ended before it finished.
-    pub fn cut_by_deadline() -> Self {
-        ProbeResult {
-            failure: Some(FailureReason::ScrapeDeadline),
-            detail: Some("the scrape deadline ended the probe before its own timeout".into()),
-            ..Default::default()
-        }
-    }
-
     /// Record a failure.
     fn fail(&mut self, reason: FailureReason, detail: impl Into<String>) {
         self.failure = Some(reason);
@@ -253,17 +58,6 @@ impl ProbeResult {
         self.tls_version = tls_version;
         self.cert = cert;
         self.ssl = ssl;
-    }
-}
-
-impl Phases {
-    /// Add `other`'s times to these.
-    fn add(&mut self, other: &Phases) {
-        self.resolve += other.resolve;
-        self.connect += other.connect;
-        self.proxy += other.proxy;
-        self.tls += other.tls;
-        self.processing += other.processing;
     }
 }
 
@@ -384,7 +178,7 @@ async fn follow(
         let code = facts.status.as_ref().map_or(0, |s| s.code);
         let next = match location {
             Some(location) => {
-                let next = crate::target::redirect_target(&url, &location);
+                let next = crate::probe_url::redirect_target(&url, &location);
                 if next.is_none() {
                     // A Location that does not make a probe URL leaves the 3xx as the answer.
                     let shown = text::printable(&location);

@@ -6,7 +6,8 @@
 //! skipped. Garbage is rejected as early as the first byte that cannot start a status line, so a
 //! peer speaking another protocol fails at once instead of at the deadline.
 
-use std::fmt;
+use crate::outcome::{HttpVersion, StatusLine};
+use crate::request::is_tchar;
 
 /// Longest line accepted, in bytes, line end included. A peer that sends more without a line
 /// end is answering with something that is not an HTTP status line or header.
@@ -23,45 +24,6 @@ pub const MAX_INTERIM: usize = 8;
 /// Bytes accepted for all interim responses together, so that with the final status line a
 /// probe reads at most `MAX_INTERIM_BYTES + MAX_LINE` bytes.
 pub const MAX_INTERIM_BYTES: usize = 8 * 1024;
-
-/// The HTTP version named in a status line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpVersion {
-    /// `HTTP/1.0`
-    Http10,
-    /// `HTTP/1.1`
-    Http11,
-}
-
-impl fmt::Display for HttpVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HttpVersion::Http10 => "HTTP/1.0",
-            HttpVersion::Http11 => "HTTP/1.1",
-        })
-    }
-}
-
-/// A parsed status line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusLine {
-    /// The protocol version the peer answered with.
-    pub version: HttpVersion,
-    /// The three-digit status code, 100 to 599.
-    pub code: u16,
-    /// The reason phrase, possibly empty; non-UTF-8 bytes are replaced.
-    pub reason: String,
-}
-
-impl fmt::Display for StatusLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.version, self.code)?;
-        if !self.reason.is_empty() {
-            write!(f, " {}", self.reason)?;
-        }
-        Ok(())
-    }
-}
 
 /// Why the bytes are not an HTTP/1.x response head.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -456,11 +418,6 @@ fn check_header_line(line: &[u8]) -> Result<(), ParseError> {
         return Err(ParseError::Header);
     }
     Ok(())
-}
-
-/// RFC 9110 `tchar`: the characters of a token such as a header name or a method.
-pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
