@@ -4,12 +4,17 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
 use crate::cli;
-use crate::config;
+use crate::config::{self, Config, ConfigError};
 use crate::metrics::ExporterMetrics;
 use crate::prober::Prober;
 use crate::round::Limits;
-use crate::server::{self, App};
+use crate::server::{self, State, WebSlot};
+use crate::web::WebConfig;
 use crate::{dns, logging, sys, web};
 
 /// Why the exporter could not start.
@@ -67,24 +72,30 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
             .with_min_interval(args.min_interval)
             .with_history(args.history),
     );
+    let web_slot = Arc::new(WebSlot::new(web.unwrap_or_else(WebConfig::open)));
     let loader_path = path.clone();
-    let mut app = App::new(
-        prober,
-        args.timeout_offset,
-        Box::new(move || load(&loader_path)),
-    );
     let dns_settings = args.dns.clone();
-    app = app.with_dns(Box::new(move || {
-        dns::Resolver::load(&dns_settings, fd_limit)
-    }));
-    if let (Some(web), Some(file)) = (web, args.web_config_file.clone()) {
-        let reread = file.clone();
-        app = app.with_web(web, file, Box::new(move || web::load(&reread)));
-    }
-    app = app
-        .with_lifecycle(args.enable_lifecycle)
-        .with_default_scrape_timeout(args.default_scrape_timeout);
-    let app = Arc::new(app);
+    let reloader = Arc::new(Reloader {
+        prober: prober.clone(),
+        web: web_slot.clone(),
+        loader: Box::new(move || load(&loader_path)),
+        web_loader: args.web_config_file.clone().map(|file| {
+            let reread = file.clone();
+            let loader: WebLoader = Box::new(move || web::load(&reread));
+            (file, loader)
+        }),
+        dns_loader: Box::new(move || dns::Resolver::load(&dns_settings, fd_limit)),
+        lock: tokio::sync::Mutex::new(()),
+    });
+    reloader.loaded();
+    let state = Arc::new(State {
+        prober,
+        timeout_offset: args.timeout_offset,
+        web: web_slot,
+        reloader: reloader.clone(),
+        lifecycle: args.enable_lifecycle,
+        default_scrape_timeout: args.default_scrape_timeout,
+    });
     let mut listener = None;
     let mut failures = Vec::new();
     for address in cli::listen_addresses(&args.listen_address) {
@@ -105,36 +116,39 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
         concurrency,
         fd_limit,
         shard = %shard.map_or("all".to_owned(), |s| format!("{} of {}", s.index, s.count)),
-        tls = app.web().tls.is_some(),
+        tls = state.web.get().tls.is_some(),
         dns = %resolver_description,
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    spawn_reload_on_sighup(app.clone(), hangups);
+    spawn_reload_on_sighup(reloader.clone(), hangups);
     if let Some(every) = args.auto_reload_interval {
-        spawn_auto_reload(app.clone(), path.clone(), every, initial_content);
+        spawn_auto_reload(reloader, path.clone(), every, initial_content);
     }
-    server::serve(listener, app, shutdown_signal()).await;
+    server::serve(listener, state, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Reload the config on every SIGHUP.
-fn spawn_reload_on_sighup(app: Arc<App>, hangups: std::io::Result<tokio::signal::unix::Signal>) {
+fn spawn_reload_on_sighup(
+    reloader: Arc<Reloader>,
+    hangups: std::io::Result<tokio::signal::unix::Signal>,
+) {
     tokio::spawn(async move {
         let Ok(mut hup) = hangups else {
             tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
             return;
         };
         while hup.recv().await.is_some() {
-            let _ = app.reload().await;
+            let _ = reloader.reload().await;
         }
     });
 }
 
 /// Poll the targets file and reload when its content changed.
 fn spawn_auto_reload(
-    app: Arc<App>,
+    reloader: Arc<Reloader>,
     path: std::path::PathBuf,
     every: std::time::Duration,
     initial: Result<String, config::ConfigError>,
@@ -165,7 +179,7 @@ fn spawn_auto_reload(
                     Ok(_) => tracing::info!(config = %path.display(), "targets file changed"),
                     Err(e) => tracing::warn!(error = %e, "targets file cannot be read"),
                 }
-                let _ = app.reload().await;
+                let _ = reloader.reload().await;
                 last = now;
             }
         }
@@ -188,5 +202,98 @@ async fn shutdown_signal() {
             tracing::warn!("cannot listen for shutdown signals; stop with SIGKILL");
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Loads the config again for a reload.
+type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Loads the web config (TLS, basic auth) again for a reload.
+type WebLoader = Box<dyn Fn() -> Result<WebConfig, ConfigError> + Send + Sync>;
+
+/// Reads the resolver's files again for a reload.
+type DnsLoader = Box<dyn Fn() -> Result<dns::Resolver, ConfigError> + Send + Sync>;
+
+/// Reloads the targets file, the web config and the resolver's files together, on SIGHUP,
+/// `POST /-/reload` or a changed file; a bad file keeps everything in use.
+struct Reloader {
+    /// Takes the new config and resolver.
+    prober: Arc<Prober>,
+    /// Takes the new web config.
+    web: Arc<WebSlot>,
+    /// Reads the targets file again.
+    loader: Loader,
+    /// The web config file and how to read it again, if there is one.
+    web_loader: Option<(PathBuf, WebLoader)>,
+    /// Reads the resolver's files again.
+    dns_loader: DnsLoader,
+    /// Serialises reloads.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// Record a successful load (the first one, at start).
+    fn loaded(&self) {
+        let m = self.prober.metrics();
+        m.reload_ok.set(1);
+        m.reload_success_time.set(sys::unix_now());
+    }
+
+    /// Load the files again; a bad file keeps the old config in use.
+    async fn reload(&self) -> Result<usize, ConfigError> {
+        let _guard = self.lock.lock().await;
+        // Loading reads files and may take a while for a large file: keep it off the worker's
+        // async duties.
+        let loaded = tokio::task::block_in_place(|| {
+            (self.loader)().and_then(|config| {
+                let web = self
+                    .web_loader
+                    .as_ref()
+                    .map(|(file, load)| load().map(|next| (file, next)))
+                    .transpose()?;
+                let dns = (self.dns_loader)()?;
+                if let Some((file, next)) = &web
+                    && let Some(lost) = self.web.get().weakened_by(next)
+                {
+                    return Err(ConfigError {
+                        file: (*file).clone(),
+                        line: 1,
+                        column: 1,
+                        message: format!(
+                            "the new web config turns {lost} off; a reload never weakens the \
+                             endpoint's protection, restart the exporter to do that"
+                        ),
+                    });
+                }
+                let web = web.map(|(_, next)| next);
+                Ok((config, web, dns))
+            })
+        });
+        match loaded {
+            Ok((config, web, dns)) => {
+                let n = config.targets.len();
+                self.prober.set_resolver(dns);
+                self.prober.set_config(config);
+                if let Some(web) = web {
+                    self.web.set(web);
+                }
+                self.loaded();
+                // The old config's memory, once no round holds it, goes back to the system.
+                sys::release_free_memory();
+                tracing::info!(targets = n, "config reloaded");
+                Ok(n)
+            }
+            Err(e) => {
+                self.prober.metrics().reload_ok.set(0);
+                tracing::error!(error = %e, "config reload failed; keeping the previous config");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl server::Reload for Reloader {
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<usize, ConfigError>> + Send + '_>> {
+        Box::pin(Reloader::reload(self))
     }
 }
