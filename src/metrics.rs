@@ -14,67 +14,106 @@ use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Regist
 use crate::outcome::ProbeResult;
 use crate::target::Target;
 
-/// Name, help text and type of every per-target metric, in output order.
-pub const PROBE_METRICS: &[(&str, &str)] = &[
-    (
-        "probe_success",
-        "Whether the probe succeeded: a valid status line with a valid code.",
-    ),
-    (
-        "probe_http_status_code",
-        "Status code of the final response; 0 when no valid status line arrived.",
-    ),
-    (
-        "probe_duration_seconds",
-        "Duration of the probe from its start (after it left the queue) to its end.",
-    ),
-    (
-        "probe_http_duration_seconds",
-        "Duration of each phase of the probe, summed over its redirects: resolve, connect, proxy (targets with a proxy only), tls, processing.",
-    ),
-    ("probe_http_redirects", "Redirects the probe followed."),
-    (
-        "probe_http_ssl",
-        "Whether the final request went over TLS: 1 or 0.",
-    ),
-    (
-        "probe_failure_reason",
-        "Why the probe failed: 1 on the series of its reason, only for failed probes.",
-    ),
-    (
-        "probe_ip_protocol",
-        "Address family the probe connected with: 4 or 6.",
-    ),
-    (
-        "probe_http_version",
-        "HTTP version of the status line: 1 or 1.1.",
-    ),
-    (
-        "probe_tls_version_info",
-        "Negotiated TLS version, as the version label; value 1.",
-    ),
-    (
-        "probe_ssl_earliest_cert_expiry",
-        "Earliest NotAfter in the certificate chain the server presented, unix seconds; reported also when verification failed.",
-    ),
-    (
-        "probe_ssl_leaf_cert_expiry",
-        "NotAfter of the server's leaf certificate, unix seconds; reported also when verification failed.",
-    ),
-];
+/// One per-target metric family. Every family is rendered by its own arm of an exhaustive
+/// `match`, so a new family cannot be listed without being rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `probe_success`
+    Success,
+    /// `probe_http_status_code`
+    StatusCode,
+    /// `probe_duration_seconds`
+    Duration,
+    /// `probe_http_duration_seconds`
+    PhaseDuration,
+    /// `probe_http_redirects`
+    Redirects,
+    /// `probe_http_ssl`
+    Ssl,
+    /// `probe_failure_reason`
+    FailureReason,
+    /// `probe_ip_protocol`
+    IpProtocol,
+    /// `probe_http_version`
+    HttpVersion,
+    /// `probe_tls_version_info`
+    TlsVersionInfo,
+    /// `probe_ssl_earliest_cert_expiry`
+    EarliestCertExpiry,
+    /// `probe_ssl_leaf_cert_expiry`
+    LeafCertExpiry,
+}
+
+impl Family {
+    /// Every family, in output order.
+    pub const ALL: [Family; 12] = [
+        Family::Success,
+        Family::StatusCode,
+        Family::Duration,
+        Family::PhaseDuration,
+        Family::Redirects,
+        Family::Ssl,
+        Family::FailureReason,
+        Family::IpProtocol,
+        Family::HttpVersion,
+        Family::TlsVersionInfo,
+        Family::EarliestCertExpiry,
+        Family::LeafCertExpiry,
+    ];
+
+    /// The metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Success => "probe_success",
+            Family::StatusCode => "probe_http_status_code",
+            Family::Duration => "probe_duration_seconds",
+            Family::PhaseDuration => "probe_http_duration_seconds",
+            Family::Redirects => "probe_http_redirects",
+            Family::Ssl => "probe_http_ssl",
+            Family::FailureReason => "probe_failure_reason",
+            Family::IpProtocol => "probe_ip_protocol",
+            Family::HttpVersion => "probe_http_version",
+            Family::TlsVersionInfo => "probe_tls_version_info",
+            Family::EarliestCertExpiry => "probe_ssl_earliest_cert_expiry",
+            Family::LeafCertExpiry => "probe_ssl_leaf_cert_expiry",
+        }
+    }
+
+    /// The help text.
+    pub fn help(self) -> &'static str {
+        match self {
+            Family::Success => {
+                "Whether the probe succeeded: a valid status line with a valid code."
+            }
+            Family::StatusCode => {
+                "Status code of the final response; 0 when no valid status line arrived."
+            }
+            Family::Duration => {
+                "Duration of the probe from its start (after it left the queue) to its end."
+            }
+            Family::PhaseDuration => {
+                "Duration of each phase of the probe, summed over its redirects: resolve, connect, proxy (targets with a proxy only), tls, processing."
+            }
+            Family::Redirects => "Redirects the probe followed.",
+            Family::Ssl => "Whether the final request went over TLS: 1 or 0.",
+            Family::FailureReason => {
+                "Why the probe failed: 1 on the series of its reason, only for failed probes."
+            }
+            Family::IpProtocol => "Address family the probe connected with: 4 or 6.",
+            Family::HttpVersion => "HTTP version of the status line: 1 or 1.1.",
+            Family::TlsVersionInfo => "Negotiated TLS version, as the version label; value 1.",
+            Family::EarliestCertExpiry => {
+                "Earliest NotAfter in the certificate chain the server presented, unix seconds; reported also when verification failed."
+            }
+            Family::LeafCertExpiry => {
+                "NotAfter of the server's leaf certificate, unix seconds; reported also when verification failed."
+            }
+        }
+    }
+}
 
 /// The phases of `probe_http_duration_seconds`; `proxy` only for targets with a proxy.
 pub const PHASES: [&str; 5] = ["resolve", "connect", "proxy", "tls", "processing"];
-
-/// Render the probe metrics of one round in one string. `results[i]` belongs to `targets[i]`.
-pub fn render_round(targets: &[Arc<Target>], results: &[ProbeResult]) -> String {
-    let mut out = String::with_capacity(targets.len() * 700 + 4096);
-    for &(name, help) in PROBE_METRICS {
-        family_header(&mut out, name, help);
-        render_family(&mut out, name, targets, results);
-    }
-    out
-}
 
 /// `# HELP` and `# TYPE` lines of a family.
 fn family_header(out: &mut String, name: &str, help: &str) {
@@ -93,7 +132,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub struct ChunkedRender {
     /// The round being rendered.
     round: std::sync::Arc<crate::round::Round>,
-    /// Index into [`PROBE_METRICS`] of the family being rendered.
+    /// Index into [`Family::ALL`] of the family being rendered.
     family: usize,
     /// The next target of that family.
     next: usize,
@@ -113,19 +152,20 @@ impl ChunkedRender {
     pub fn next_chunk(&mut self) -> Option<bytes::Bytes> {
         let targets = &self.round.config.targets;
         let results = &self.round.results;
-        if self.family >= PROBE_METRICS.len() {
+        if self.family >= Family::ALL.len() {
             return None;
         }
         let mut out = String::with_capacity(CHUNK_BYTES + 16 * 1024);
-        while self.family < PROBE_METRICS.len() && out.len() < CHUNK_BYTES {
-            let (name, help) = PROBE_METRICS[self.family];
+        while let Some(&family) = Family::ALL.get(self.family)
+            && out.len() < CHUNK_BYTES
+        {
             if self.next == 0 {
-                family_header(&mut out, name, help);
+                family_header(&mut out, family.name(), family.help());
             }
             let end = (self.next + CHUNK_TARGETS).min(targets.len());
             render_family(
                 &mut out,
-                name,
+                family,
                 &targets[self.next..end],
                 &results[self.next..end],
             );
@@ -139,27 +179,33 @@ impl ChunkedRender {
     }
 }
 
-/// The samples of family `name` for `targets` (no header).
-fn render_family(out: &mut String, name: &str, targets: &[Arc<Target>], results: &[ProbeResult]) {
+/// The samples of `family` for `targets` (no header).
+fn render_family(
+    out: &mut String,
+    family: Family,
+    targets: &[Arc<Target>],
+    results: &[ProbeResult],
+) {
     let pairs = || targets.iter().zip(results);
-    match name {
-        "probe_success" => {
+    let name = family.name();
+    match family {
+        Family::Success => {
             for (t, r) in pairs() {
                 line(out, name, &t.label_block, u8::from(r.success()));
             }
         }
-        "probe_http_status_code" => {
+        Family::StatusCode => {
             for (t, r) in pairs() {
                 let code = r.status.as_ref().map_or(0, |s| s.code);
                 line(out, name, &t.label_block, code);
             }
         }
-        "probe_duration_seconds" => {
+        Family::Duration => {
             for (t, r) in pairs() {
                 line(out, name, &t.label_block, r.duration.as_secs_f64());
             }
         }
-        "probe_http_duration_seconds" => {
+        Family::PhaseDuration => {
             for (t, r) in pairs() {
                 let p = &r.phases;
                 for (phase, d) in
@@ -173,31 +219,31 @@ fn render_family(out: &mut String, name: &str, targets: &[Arc<Target>], results:
                 }
             }
         }
-        "probe_http_redirects" => {
+        Family::Redirects => {
             for (t, r) in pairs() {
                 line(out, name, &t.label_block, r.redirects);
             }
         }
-        "probe_http_ssl" => {
+        Family::Ssl => {
             for (t, r) in pairs() {
                 line(out, name, &t.label_block, u8::from(r.ssl));
             }
         }
-        "probe_failure_reason" => {
+        Family::FailureReason => {
             for (t, r) in pairs() {
                 if let Some(reason) = r.failure {
                     extra(out, name, &t.label_block, "reason", reason.as_str(), 1);
                 }
             }
         }
-        "probe_ip_protocol" => {
+        Family::IpProtocol => {
             for (t, r) in pairs() {
                 if let Some(v) = r.ip_protocol {
                     line(out, name, &t.label_block, v);
                 }
             }
         }
-        "probe_http_version" => {
+        Family::HttpVersion => {
             for (t, r) in pairs() {
                 if let Some(s) = &r.status {
                     let v = match s.version {
@@ -208,28 +254,27 @@ fn render_family(out: &mut String, name: &str, targets: &[Arc<Target>], results:
                 }
             }
         }
-        "probe_tls_version_info" => {
+        Family::TlsVersionInfo => {
             for (t, r) in pairs() {
                 if let Some(v) = r.tls_version {
                     extra(out, name, &t.label_block, "version", v.as_str(), 1);
                 }
             }
         }
-        "probe_ssl_earliest_cert_expiry" => {
+        Family::EarliestCertExpiry => {
             for (t, r) in pairs() {
                 if let Some(c) = r.cert {
                     line(out, name, &t.label_block, c.earliest);
                 }
             }
         }
-        "probe_ssl_leaf_cert_expiry" => {
+        Family::LeafCertExpiry => {
             for (t, r) in pairs() {
                 if let Some(c) = r.cert {
                     line(out, name, &t.label_block, c.leaf);
                 }
             }
         }
-        _ => {}
     }
 }
 
@@ -363,6 +408,30 @@ mod tests {
     use crate::outcome::{HttpVersion, StatusLine};
     use std::time::Duration;
 
+    /// A round of `targets` with `results`, rendered whole through [`ChunkedRender`].
+    fn render_round(targets: &[Arc<Target>], results: &[ProbeResult]) -> String {
+        let mut config =
+            crate::config::parse(std::path::Path::new("t.yml"), "targets: []").unwrap();
+        config.targets = targets.to_vec();
+        let round = std::sync::Arc::new(crate::round::Round {
+            config: std::sync::Arc::new(config),
+            results: results.to_vec(),
+            started_at: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
+            max_queue_wait: Duration::ZERO,
+            not_started: 0,
+            cut: 0,
+            budget: None,
+            finished: tokio::time::Instant::now(),
+        });
+        let mut r = ChunkedRender::new(round);
+        let mut joined = Vec::new();
+        while let Some(c) = r.next_chunk() {
+            joined.extend_from_slice(&c);
+        }
+        String::from_utf8(joined).unwrap()
+    }
+
     fn target(url: &str) -> Arc<Target> {
         crate::config::parse(
             std::path::Path::new("t.yml"),
@@ -415,7 +484,7 @@ mod tests {
         assert!(!text.contains("probe_failure_reason{target=\"http://127.0.0.1:1/ok\""));
         // Families appear once each, in order.
         let helps: Vec<_> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(helps.len(), PROBE_METRICS.len());
+        assert_eq!(helps.len(), Family::ALL.len());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! table and in the Grafana failure-reason panel, and every probe metric is in the README's
 //! metric table.
 
-use http_status_exporter::metrics::PROBE_METRICS;
+use http_status_exporter::metrics::Family;
 use http_status_exporter::outcome::FailureReason;
 
 fn read(path: &str) -> String {
@@ -35,7 +35,7 @@ fn every_reason_and_metric_is_documented() {
             "the Failure reasons panel's description lacks {name}"
         );
     }
-    for (metric, _) in PROBE_METRICS {
+    for metric in Family::ALL.map(Family::name) {
         assert!(
             readme.contains(&format!("\n| `{metric}` |"))
                 || readme.contains(&format!("\n| `{metric}{{")),
