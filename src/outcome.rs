@@ -256,10 +256,15 @@ impl ProbeResult {
 
     /// A result for a probe that the scrape's deadline ended before it finished.
     pub fn cut_by_deadline() -> Self {
-        ProbeResult {
-            failure: Some(FailureReason::ScrapeDeadline),
-            detail: Some("the scrape deadline ended the probe before its own timeout".into()),
-            ..Default::default()
-        }
+        let mut result = ProbeResult::default();
+        result.ended_by_scrape_deadline();
+        result
+    }
+
+    /// Mark this result as ended by the scrape's deadline before the probe's own timeout; the
+    /// facts it gathered stay.
+    pub fn ended_by_scrape_deadline(&mut self) {
+        self.failure = Some(FailureReason::ScrapeDeadline);
+        self.detail = Some("the scrape deadline ended the probe before its own timeout".into());
     }
 }

@@ -282,9 +282,7 @@ pub async fn run_round_on(
                 )
                 && Instant::now() >= deadline
             {
-                result.failure = Some(FailureReason::ScrapeDeadline);
-                result.detail =
-                    Some("the scrape deadline ended the probe before its own timeout".into());
+                result.ended_by_scrape_deadline();
             }
             drop(host_permit);
             drop(permit);

@@ -54,7 +54,7 @@ async fn a_delayed_peer_alone_is_measured_within_10ms() {
     let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
     let round = run_round(
         Arc::new(cfg),
-        &Default::default(),
+        &std::sync::Arc::new(common::system_resolver()),
         None,
         Limits { concurrency: 16 },
         |_, _| {},
@@ -96,7 +96,7 @@ async fn a_delayed_peer_inside_a_round_of_10000_is_measured_within_50ms() {
         .unwrap();
     let round = run_round(
         cfg,
-        &Default::default(),
+        &std::sync::Arc::new(common::system_resolver()),
         Some(Duration::from_secs(20)),
         Limits { concurrency: 1024 },
         |_, _| {},
@@ -130,7 +130,7 @@ async fn probes_that_never_start_are_not_started_not_timeout() {
     let started = std::time::Instant::now();
     let round = run_round(
         cfg,
-        &Default::default(),
+        &std::sync::Arc::new(common::system_resolver()),
         Some(budget),
         Limits { concurrency: 10 },
         |_, _| {},
@@ -182,7 +182,7 @@ async fn a_crowded_slow_host_does_not_hold_up_the_others() {
     let mut quick_done = Vec::new();
     let round = run_round(
         cfg.clone(),
-        &Default::default(),
+        &std::sync::Arc::new(common::system_resolver()),
         None,
         Limits { concurrency: 8 },
         |i, _| {

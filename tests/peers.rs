@@ -21,7 +21,7 @@ async fn probe_all(yaml: &str) -> (Arc<Config>, Vec<ProbeResult>) {
     let config = Arc::new(config::parse(Path::new("peers.yml"), yaml).unwrap());
     let round = run_round(
         config.clone(),
-        &Default::default(),
+        &std::sync::Arc::new(common::system_resolver()),
         None,
         Limits { concurrency: 64 },
         |_, _| {},

@@ -357,7 +357,7 @@ async fn selection_caches_are_bounded_and_a_reload_empties_them() {
     let prober = Arc::new(
         Prober::new(
             config,
-            http_status_exporter::dns::Resolver::default(),
+            common::system_resolver(),
             Limits { concurrency: 64 },
             http_status_exporter::metrics::ExporterMetrics::new().unwrap(),
         )

@@ -22,7 +22,7 @@ async fn probe(dir: &Path, yaml: &str) -> Vec<ProbeResult> {
     let cfg = config::parse(&dir.join("targets.yaml"), yaml).unwrap();
     run_round(
         Arc::new(cfg),
-        &Default::default(),
+        &std::sync::Arc::new(common::system_resolver()),
         None,
         Limits { concurrency: 16 },
         |_, _| {},

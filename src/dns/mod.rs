@@ -180,13 +180,6 @@ pub struct Resolver {
     slots: Arc<Semaphore>,
 }
 
-impl Default for Resolver {
-    /// The system resolver: what tests and library users get without configuring anything.
-    fn default() -> Self {
-        Resolver::system(SYSTEM_LOOKUP_THREADS)
-    }
-}
-
 /// Read a resolver file, or `None` when it is the default path and does not exist.
 fn read_optional(
     given: Option<&Path>,

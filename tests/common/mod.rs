@@ -528,3 +528,14 @@ pub fn reason(text: &str, target: &str) -> Option<String> {
             Some(l[i..i + j].to_owned())
         })
 }
+
+/// The system resolver (getaddrinfo), as library users get it without configuring one.
+#[allow(dead_code)]
+pub fn system_resolver() -> http_status_exporter::dns::Resolver {
+    use http_status_exporter::dns::{Backend, Resolver, Settings};
+    let settings = Settings {
+        backend: Backend::System,
+        ..Settings::default()
+    };
+    Resolver::load(&settings, 4096).expect("the system resolver loads")
+}
