@@ -26,7 +26,8 @@ pub enum RunError {
     /// The exporter's own metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    /// No listen address could be bound; every address tried and its error.
+    /// A listen address could not be bound (every address tried and its error), or systemd
+    /// passed no usable socket.
     #[error("cannot listen on {0}")]
     Listen(String),
     /// The listener's own address could not be read.
@@ -95,22 +96,16 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
         reloader: reloader.clone(),
         lifecycle: args.enable_lifecycle,
         default_scrape_timeout: args.default_scrape_timeout,
+        telemetry_path: args.telemetry_path.clone(),
     });
-    let mut listener = None;
-    let mut failures = Vec::new();
-    for address in cli::listen_addresses(&args.listen_address) {
-        match tokio::net::TcpListener::bind(&address).await {
-            Ok(l) => {
-                listener = Some(l);
-                break;
-            }
-            Err(e) => failures.push(format!("{address}: {e}")),
-        }
+    let listeners = listen(&args).await?;
+    let mut local = Vec::new();
+    for l in &listeners {
+        local.push(l.local_addr().map_err(RunError::Address)?);
     }
-    let listener = listener.ok_or_else(|| RunError::Listen(failures.join(", ")))?;
-    let local = listener.local_addr().map_err(RunError::Address)?;
     tracing::info!(
-        address = %local,
+        address = %local[0],
+        addresses = %local.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         config = %path.display(),
         targets,
         concurrency,
@@ -125,9 +120,40 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
     if let Some(every) = args.auto_reload_interval {
         spawn_auto_reload(reloader, path.clone(), every, initial_content);
     }
-    server::serve(listener, state, shutdown_signal()).await;
+    server::serve(listeners, state, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The sockets to serve on: systemd's (`--web.systemd-socket`), or one per
+/// `--web.listen-address`, where `:port` is every address (IPv6 and IPv4, or IPv4 alone where
+/// IPv6 is off). Every address must be bound, as exporter-toolkit requires.
+async fn listen(args: &cli::ServeArgs) -> Result<Vec<tokio::net::TcpListener>, RunError> {
+    if args.systemd_socket {
+        return sys::systemd_listeners()
+            .and_then(|ls| {
+                ls.into_iter()
+                    .map(|l| tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string()))
+                    .collect()
+            })
+            .map_err(|e| RunError::Listen(format!("systemd sockets: {e}")));
+    }
+    let mut listeners = Vec::new();
+    for wanted in &args.listen_address {
+        let mut failures = Vec::new();
+        let mut bound = None;
+        for address in cli::listen_addresses(wanted) {
+            match tokio::net::TcpListener::bind(&address).await {
+                Ok(l) => {
+                    bound = Some(l);
+                    break;
+                }
+                Err(e) => failures.push(format!("{address}: {e}")),
+            }
+        }
+        listeners.push(bound.ok_or_else(|| RunError::Listen(failures.join(", ")))?);
+    }
+    Ok(listeners)
 }
 
 /// Reload the config on every SIGHUP.
@@ -234,9 +260,7 @@ struct Reloader {
 impl Reloader {
     /// Record a successful load (the first one, at start).
     fn loaded(&self) {
-        let m = self.prober.metrics();
-        m.reload_ok.set(1);
-        m.reload_success_time.set(sys::unix_now());
+        self.prober.metrics().record_load(true);
     }
 
     /// Load the files again; a bad file keeps the old config in use.
@@ -284,7 +308,7 @@ impl Reloader {
                 Ok(n)
             }
             Err(e) => {
-                self.prober.metrics().reload_ok.set(0);
+                self.prober.metrics().record_load(false);
                 tracing::error!(error = %e, "config reload failed; keeping the previous config");
                 Err(e)
             }

@@ -12,6 +12,21 @@ use crate::config::parse_duration;
 /// Default `--web.listen-address`.
 pub const DEFAULT_LISTEN: &str = ":9723";
 
+/// Default `--web.telemetry-path`.
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+
+/// Paths the exporter serves besides the metrics: `--web.telemetry-path` cannot be one.
+pub const RESERVED_PATHS: &[&str] = &[
+    "/",
+    "/probe",
+    "/target",
+    "/config",
+    "/sd",
+    "/-/healthy",
+    "/-/ready",
+    "/-/reload",
+];
+
 /// Largest `--status.history`.
 pub const MAX_HISTORY: usize = 10_000;
 
@@ -41,8 +56,12 @@ pub struct Logging {
 pub struct ServeArgs {
     /// The targets file.
     pub config_file: PathBuf,
-    /// `host:port` or `:port` to listen on.
-    pub listen_address: String,
+    /// `host:port` or `:port` to listen on; every one given is served.
+    pub listen_address: Vec<String>,
+    /// Serve on the sockets systemd passes (socket activation) instead of listening.
+    pub systemd_socket: bool,
+    /// The path that serves the metrics of a round of every target.
+    pub telemetry_path: String,
     /// Subtracted from Prometheus' scrape timeout to leave time for the answer.
     pub timeout_offset: Duration,
     /// Most probes at once; derived from the file-descriptor limit when not given.
@@ -140,6 +159,20 @@ fn positive(v: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{v:?} is not a positive number"))
+}
+
+/// `--web.telemetry-path`: an absolute path that is not another endpoint's.
+fn telemetry_path(v: &str) -> Result<String, String> {
+    if !v.starts_with('/')
+        || v.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?')
+    {
+        return Err(format!("{v:?} is not an absolute path like /metrics"));
+    }
+    if RESERVED_PATHS.contains(&v) {
+        return Err(format!("{v:?} is already served by another endpoint"));
+    }
+    Ok(v.to_owned())
 }
 
 /// `--status.history`: 0 to [`MAX_HISTORY`].
@@ -261,9 +294,19 @@ struct Cli {
     /// Poll the targets file and reload when it changed (e.g. 30s)
     #[arg(long = "config.auto-reload-interval", value_name = "D", value_parser = duration)]
     auto_reload_interval: Option<Duration>,
-    /// Address to listen on
-    #[arg(long = "web.listen-address", value_name = "A", default_value = DEFAULT_LISTEN)]
-    listen_address: String,
+    /// Address to listen on; repeat the flag to listen on several
+    #[arg(long = "web.listen-address", value_name = "A", default_value = DEFAULT_LISTEN,
+          action = ArgAction::Append)]
+    listen_address: Vec<String>,
+    /// Serve on the sockets systemd passes (socket activation) instead of
+    /// --web.listen-address
+    #[arg(long = "web.systemd-socket", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", action = ArgAction::Set)]
+    systemd_socket: bool,
+    /// Path under which to expose the metrics
+    #[arg(long = "web.telemetry-path", value_name = "P", default_value = DEFAULT_TELEMETRY_PATH,
+          value_parser = telemetry_path)]
+    telemetry_path: String,
     /// TLS and basic auth for our endpoints (exporter-toolkit format)
     #[arg(long = "web.config.file", value_name = "F")]
     web_config_file: Option<PathBuf>,
@@ -351,6 +394,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
         config_check,
         auto_reload_interval,
         listen_address,
+        systemd_socket,
+        telemetry_path,
         web_config_file,
         enable_lifecycle,
         history,
@@ -401,6 +446,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     Ok(Command::Serve(ServeArgs {
         config_file,
         listen_address,
+        systemd_socket,
+        telemetry_path,
         timeout_offset,
         concurrency,
         min_interval,
@@ -443,7 +490,7 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(a.config_file, PathBuf::from("x.yml"));
-        assert_eq!(a.listen_address, "127.0.0.1:0");
+        assert_eq!(a.listen_address, ["127.0.0.1:0"]);
         assert_eq!(a.timeout_offset, Duration::from_millis(250));
         assert_eq!(a.logging.format, LogFormat::Json);
         assert_eq!(a.logging.level, tracing::Level::DEBUG);
@@ -536,6 +583,29 @@ mod tests {
     fn listen_addresses_are_dual_stack() {
         assert_eq!(listen_addresses(":9723"), ["[::]:9723", "0.0.0.0:9723"]);
         assert_eq!(listen_addresses("[::1]:1"), ["[::1]:1"]);
+    }
+
+    #[test]
+    fn exporter_toolkit_web_flags() {
+        let serve = |s: &str| match parse(args(s)).unwrap() {
+            Command::Serve(a) => a,
+            other => panic!("not serve: {other:?}"),
+        };
+        let a = serve("");
+        assert_eq!(a.listen_address, [DEFAULT_LISTEN]);
+        assert_eq!(a.telemetry_path, "/metrics");
+        assert!(!a.systemd_socket);
+        let a = serve(
+            "--web.listen-address 127.0.0.1:1 --web.listen-address=[::1]:2 \
+             --web.telemetry-path /probe-metrics --web.systemd-socket",
+        );
+        assert_eq!(a.listen_address, ["127.0.0.1:1", "[::1]:2"]);
+        assert_eq!(a.telemetry_path, "/probe-metrics");
+        assert!(a.systemd_socket);
+        for bad in ["metrics", "/probe", "/", "/-/reload", "/a?b"] {
+            let e = parse(args(&format!("--web.telemetry-path={bad}"))).unwrap_err();
+            assert!(e.0.contains("--web.telemetry-path"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Family {
     Duration,
     /// `probe_http_duration_seconds`
     PhaseDuration,
+    /// `probe_dns_lookup_time_seconds`
+    DnsLookupTime,
     /// `probe_http_redirects`
     Redirects,
     /// `probe_http_ssl`
@@ -46,11 +48,12 @@ pub enum Family {
 
 impl Family {
     /// Every family, in output order.
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::Success,
         Family::StatusCode,
         Family::Duration,
         Family::PhaseDuration,
+        Family::DnsLookupTime,
         Family::Redirects,
         Family::Ssl,
         Family::FailureReason,
@@ -68,6 +71,7 @@ impl Family {
             Family::StatusCode => "probe_http_status_code",
             Family::Duration => "probe_duration_seconds",
             Family::PhaseDuration => "probe_http_duration_seconds",
+            Family::DnsLookupTime => "probe_dns_lookup_time_seconds",
             Family::Redirects => "probe_http_redirects",
             Family::Ssl => "probe_http_ssl",
             Family::FailureReason => "probe_failure_reason",
@@ -93,6 +97,9 @@ impl Family {
             }
             Family::PhaseDuration => {
                 "Duration of each phase of the probe, summed over its redirects: resolve, connect, proxy (targets with a proxy only), tls, processing."
+            }
+            Family::DnsLookupTime => {
+                "Time spent resolving the host name, summed over redirects (blackbox_exporter's name; 0 for IP literals)."
             }
             Family::Redirects => "Redirects the probe followed.",
             Family::Ssl => "Whether the final request went over TLS: 1 or 0.",
@@ -219,6 +226,11 @@ fn render_family(
                 }
             }
         }
+        Family::DnsLookupTime => {
+            for (t, r) in pairs() {
+                line(out, name, &t.label_block, r.phases.resolve.as_secs_f64());
+            }
+        }
         Family::Redirects => {
             for (t, r) in pairs() {
                 line(out, name, &t.label_block, r.redirects);
@@ -318,6 +330,10 @@ pub struct ExporterMetrics {
     pub reload_ok: IntGauge,
     /// When the config was last loaded successfully.
     pub reload_success_time: Gauge,
+    /// [`Self::reload_ok`] under blackbox_exporter's name, so that alerts written for it fire.
+    pub blackbox_reload_ok: IntGauge,
+    /// [`Self::reload_success_time`] under blackbox_exporter's name.
+    pub blackbox_reload_success_time: Gauge,
     /// The effective probe concurrency bound.
     pub concurrency: IntGauge,
 }
@@ -367,6 +383,14 @@ impl ExporterMetrics {
                 "config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful config load or reload.",
             ))?,
+            blackbox_reload_ok: IntGauge::with_opts(Opts::new(
+                "blackbox_exporter_config_last_reload_successful",
+                "Whether the last config load or reload succeeded (blackbox_exporter's name).",
+            ))?,
+            blackbox_reload_success_time: Gauge::with_opts(Opts::new(
+                "blackbox_exporter_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config load or reload (blackbox_exporter's name).",
+            ))?,
             concurrency: IntGauge::with_opts(opts(
                 "probe_concurrency",
                 "Most probes that run at once.",
@@ -384,6 +408,8 @@ impl ExporterMetrics {
             Box::new(m.scrapes.clone()),
             Box::new(m.reload_ok.clone()),
             Box::new(m.reload_success_time.clone()),
+            Box::new(m.blackbox_reload_ok.clone()),
+            Box::new(m.blackbox_reload_success_time.clone()),
             Box::new(m.concurrency.clone()),
         ] {
             m.registry.register(c)?;
@@ -393,6 +419,18 @@ impl ExporterMetrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(m)
+    }
+
+    /// Record a config load or reload: whether it succeeded, and when if it did, under our
+    /// names and blackbox_exporter's.
+    pub fn record_load(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        self.blackbox_reload_ok.set(i64::from(ok));
+        if ok {
+            let now = crate::sys::unix_now();
+            self.reload_success_time.set(now);
+            self.blackbox_reload_success_time.set(now);
+        }
     }
 
     /// The registry in the text exposition format.

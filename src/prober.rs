@@ -50,8 +50,14 @@ pub enum Selection {
     All,
     /// The targets of these groups (sorted, without repeats).
     Groups(Vec<String>),
-    /// The one target with this URL (as written) or name: `/probe`.
-    Target(String),
+    /// The target with this URL (as written) or name, in `group` when the scrape named one
+    /// (`/probe?module=G`); without a group, every target that matches.
+    Target {
+        /// The URL as written, or the name.
+        key: String,
+        /// The group (`module`) the target must be in.
+        group: Option<String>,
+    },
 }
 
 impl Selection {
@@ -70,7 +76,10 @@ impl Selection {
         match self {
             Selection::All => true,
             Selection::Groups(g) => g.iter().any(|g| **g == *t.group),
-            Selection::Target(key) => t.url.raw == *key || t.name.as_deref() == Some(key),
+            Selection::Target { key, group } => {
+                (t.url.raw == *key || t.name.as_deref() == Some(key))
+                    && group.as_ref().is_none_or(|g| **g == *t.group)
+            }
         }
     }
 }

@@ -97,8 +97,9 @@ fn state_of(rank: u8) -> (&'static str, &'static str) {
     }
 }
 
-/// The page's head: title, style and links.
-fn head(out: &mut String, title: &str) {
+/// The page's head: title, style and links to every endpoint (the metrics at
+/// `metrics_path`, `--web.telemetry-path`).
+fn head(out: &mut String, title: &str, metrics_path: &str) {
     let _ = write!(
         out,
         concat!(
@@ -114,10 +115,12 @@ fn head(out: &mut String, title: &str) {
             ".strip span.ok{{background:#3a3}}.strip span.fail{{background:#c33}}",
             ".counts span{{margin-right:1.2em}}form{{margin:.8em 0}}nav a{{margin-right:.6em}}",
             "</style></head><body>\n<h1>{}</h1>\n",
-            "<p><a href=\"/\">Status</a> · <a href=\"/metrics\">Metrics</a> · <a href=\"/config\">Config</a> · <a href=\"/-/healthy\">Health</a></p>\n"
+            "<p><a href=\"/\">Status</a> · <a href=\"{}\">Metrics</a> · <a href=\"/config\">Config</a> · ",
+            "<a href=\"/sd\">Service discovery</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Ready</a></p>\n"
         ),
         html(title),
-        html(title)
+        html(title),
+        html(metrics_path)
     );
 }
 
@@ -128,12 +131,13 @@ pub fn render(
     round: Option<&Round>,
     history: &crate::history::History,
     view: &View,
+    metrics_path: &str,
 ) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut out = String::with_capacity(16_384 + PAGE_SIZE * (600 + history.depth() * 80));
-    head(&mut out, "http_status_exporter");
+    head(&mut out, "http_status_exporter", metrics_path);
     let _ = write!(
         out,
         "<p>Config: <code>{}</code>, {} targets",
@@ -141,7 +145,11 @@ pub fn render(
         config.targets.len()
     );
     let Some(round) = round else {
-        out.push_str(". No round has run yet: the first scrape of <a href=\"/metrics\">/metrics</a> starts one.</p>\n");
+        let path = html(metrics_path);
+        let _ = writeln!(
+            out,
+            ". No round has run yet: the first scrape of <a href=\"{path}\">{path}</a> starts one.</p>"
+        );
         out.push_str(&target_list(config));
         out.push_str("</body></html>\n");
         return out;
@@ -324,6 +332,7 @@ pub fn render_target(
     config: &Config,
     history: &crate::history::History,
     query: &[(String, String)],
+    metrics_path: &str,
 ) -> Option<String> {
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let (url, name) = (get("url"), get("name"));
@@ -334,7 +343,7 @@ pub fn render_target(
         url.is_none_or(|u| t.url.raw == u) && name.is_none_or(|n| t.name.as_deref() == Some(n))
     })?;
     let mut out = String::with_capacity(8192 + history.depth() * 400);
-    head(&mut out, &target.url.raw);
+    head(&mut out, &target.url.raw, metrics_path);
     let _ = writeln!(
         out,
         "<p>Name: {}{}, timeout {} ms.</p>",

@@ -82,6 +82,53 @@ pub fn release_free_memory() {
     }
 }
 
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening sockets systemd passed to this process (socket activation: `LISTEN_PID` is
+/// this process and `LISTEN_FDS` counts descriptors from 3 on). An error says why there are
+/// none usable.
+pub fn systemd_listeners() -> Result<Vec<std::net::TcpListener>, String> {
+    use std::os::fd::{FromRawFd, RawFd};
+    let pid = std::env::var("LISTEN_PID").map_err(|_| "LISTEN_PID is not set".to_owned())?;
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Err(format!("LISTEN_PID {pid} is not this process"));
+    }
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.trim().parse::<RawFd>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| "LISTEN_FDS is not a count from 1 to 64".to_owned())?;
+    let mut listeners = Vec::new();
+    for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `kind`; a descriptor that is not
+        // a socket makes it fail without side effects.
+        let ok = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                (&raw mut kind).cast(),
+                &mut len,
+            )
+        } == 0;
+        if !ok || kind != libc::SOCK_STREAM {
+            return Err(format!("descriptor {fd} is not a stream socket"));
+        }
+        // SAFETY: systemd hands these descriptors to this process (LISTEN_PID checked above),
+        // they are open stream sockets (checked above), and nothing else in the process owns
+        // them: each is wrapped exactly once.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("descriptor {fd}: {e}"))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Seconds since the epoch, as a float.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

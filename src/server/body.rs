@@ -20,6 +20,9 @@ pub(super) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charse
 /// Content type of plain-text answers.
 pub(super) const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Content type of JSON answers.
+pub(super) const JSON: &str = "application/json";
+
 /// Content type of the HTML pages.
 pub(super) const HTML: &str = "text/html; charset=utf-8";
 

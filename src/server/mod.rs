@@ -1,7 +1,9 @@
 //! The exporter's HTTP endpoints (hyper) and graceful shutdown, one file per endpoint family:
 //!
-//! - [`scrape`]: `GET /metrics` (a round of every target, or of `?group=`), `GET /probe`.
-//! - [`pages`]: `GET /` (the status page), `GET /target`, `GET /config`.
+//! - [`scrape`]: `GET /metrics` (or `--web.telemetry-path`: a round of every target, or of
+//!   `?group=`), `GET /probe`.
+//! - [`pages`]: `GET /` (the status page, which links every endpoint), `GET /target`,
+//!   `GET /config`, `GET /sd` (the targets for Prometheus' `http_sd_configs`).
 //! - [`lifecycle`]: `GET /-/healthy`, `GET /-/ready`, `POST /-/reload`.
 //! - [`body`]: response bodies (chunked metrics, gzip); [`conn`]: the stalled-client guard.
 //!
@@ -109,6 +111,8 @@ pub struct State {
     /// The scrape timeout assumed for a scrape that announces none
     /// (`--scrape.default-timeout`); without it the prober's default budget applies.
     pub default_scrape_timeout: Option<Duration>,
+    /// The path of the metrics of a round of every target (`--web.telemetry-path`).
+    pub telemetry_path: String,
 }
 
 impl std::fmt::Debug for State {
@@ -136,9 +140,14 @@ impl State {
     }
 }
 
-/// Serve on `listener` until `shutdown` completes, then let in-flight requests finish for up
+/// Serve on every listener until `shutdown` completes, then let in-flight requests finish for up
 /// to [`SHUTDOWN_GRACE`].
-pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut turn = 0;
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -153,7 +162,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             () = &mut shutdown => break,
         };
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = accept(&listeners, &mut turn) => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
@@ -184,13 +193,32 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(listeners);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("requests still running after the shutdown grace period");
     }
+}
+
+/// The next connection on any of `listeners`, asking them in turn from `turn` on so that no
+/// listener starves another.
+async fn accept(
+    listeners: &[TcpListener],
+    turn: &mut usize,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for k in 0..listeners.len() {
+            let i = (*turn + k) % listeners.len();
+            if let std::task::Poll::Ready(r) = listeners[i].poll_accept(cx) {
+                *turn = i + 1;
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Serve HTTP/1.1 on one connection, plain or TLS, until it ends or shutdown drains it. A
@@ -255,8 +283,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ch
         }
     }
     let path = req.uri().path();
+    let metrics = path == state.telemetry_path;
     let allowed: &[Method] = match path {
-        "/metrics" | "/probe" | "/" | "/target" | "/config" | "/-/healthy" | "/-/ready" => {
+        _ if metrics => &[Method::GET, Method::HEAD],
+        "/probe" | "/" | "/target" | "/config" | "/sd" | "/-/healthy" | "/-/ready" => {
             &[Method::GET, Method::HEAD]
         }
         "/-/reload" => &[Method::POST],
@@ -275,11 +305,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ch
         return Ok(r);
     }
     Ok(match path {
-        "/metrics" => scrape::answer(&state, &req, false).await,
+        _ if metrics => scrape::answer(&state, &req, false).await,
         "/probe" => scrape::answer(&state, &req, true).await,
         "/-/healthy" | "/-/ready" => lifecycle::healthy(),
         "/-/reload" => lifecycle::reload(&state).await,
         "/config" => pages::config(&state),
+        "/sd" => pages::service_discovery(&state, &req),
         "/target" => pages::target(&state, &req),
         _ => pages::status(&state, &req),
     })

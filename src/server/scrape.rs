@@ -97,7 +97,8 @@ fn group_selection(config: &Config, query: &[(String, String)]) -> Result<Select
 
 /// The target `/probe?target=URL&module=M` asks for: one that is in the config, by its URL as
 /// written or its name. Nothing else is ever probed (no open proxy). `module`, when it names a
-/// group, must be the target's group; other modules are accepted as blackbox jobs send them.
+/// group, selects that group's target only (a URL may be in several groups); other modules are
+/// accepted as blackbox jobs send them.
 fn probe_selection(
     config: &Config,
     query: &[(String, String)],
@@ -109,11 +110,13 @@ fn probe_selection(
             "/probe needs a target parameter: /probe?target=URL\n".into(),
         ));
     };
-    let Some(t) = config
+    let matching: Vec<&str> = config
         .targets
         .iter()
-        .find(|t| t.url.raw == *wanted || t.name.as_deref() == Some(wanted.as_str()))
-    else {
+        .filter(|t| t.url.raw == *wanted || t.name.as_deref() == Some(wanted.as_str()))
+        .map(|t| &*t.group)
+        .collect();
+    if matching.is_empty() {
         return Err((
             StatusCode::NOT_FOUND,
             format!(
@@ -121,20 +124,27 @@ fn probe_selection(
                  by their URL as written or their name\n"
             ),
         ));
-    };
-    if let Some(module) = param("module")
-        && config.groups.iter().any(|g| g == module)
-        && **module != *t.group
+    }
+    let group = param("module").filter(|m| config.groups.iter().any(|g| g == *m));
+    if let Some(module) = group
+        && !matching.contains(&module.as_str())
     {
         return Err((
             StatusCode::NOT_FOUND,
             format!(
-                "target {wanted:?} is in group {:?}, not {module:?}\n",
-                &*t.group
+                "target {wanted:?} is in group {}, not {module:?}\n",
+                matching
+                    .iter()
+                    .map(|g| format!("{g:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
-    Ok(Selection::Target(wanted.clone()))
+    Ok(Selection::Target {
+        key: wanted.clone(),
+        group: group.cloned(),
+    })
 }
 
 /// The budget for a scrape announcing `timeout` seconds: `timeout - offset`, but never less
