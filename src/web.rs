@@ -245,12 +245,8 @@ fn tls_acceptor(t: &RawTls, base: &Path) -> Result<tokio_rustls::TlsAcceptor, St
     let key = crate::tls::read_pem(&key_path)
         .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
         .map_err(|e| format!("key_file {key_path:?}: {e}"))?;
-    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
-        Some(MinVersion::Tls13) => &[&rustls::version::TLS13],
-        _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(MinVersion::versions(t.min_version))
         .map_err(|e| e.to_string())?;
     let builder = match (t.client_auth_type, &t.client_ca_file) {
         (ClientAuth::NoClientCert, _) => builder.with_no_client_auth(),
