@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 
+use crate::config::position::strip_location;
 use crate::config_error::ConfigError;
 use crate::tls::{MinVersion, provider, read_certs};
 
@@ -191,12 +192,7 @@ pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
     } else {
         serde_yaml::from_str(text).map_err(|e| {
             let (l, c) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let msg = e.to_string();
-            let msg = msg
-                .rfind(" at line ")
-                .map_or(msg.as_str(), |i| &msg[..i])
-                .to_owned();
-            err(l, c, msg)
+            err(l, c, strip_location(&e.to_string()))
         })?
     };
     for (user, hash) in &raw.basic_auth_users {
