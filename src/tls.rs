@@ -29,6 +29,23 @@ pub enum MinVersion {
     Tls13,
 }
 
+impl MinVersion {
+    /// The TLS versions offered and accepted with `min` as the lowest (TLS 1.2 when unset).
+    pub fn versions(
+        min: Option<MinVersion>,
+    ) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        /// TLS 1.3 only.
+        static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        /// TLS 1.3, then 1.2.
+        static TLS12: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        match min {
+            Some(MinVersion::Tls13) => &TLS13,
+            Some(MinVersion::Tls12) | None => &TLS12,
+        }
+    }
+}
+
 /// The TLS settings that decide a client configuration; targets that share them share one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TlsSettings {
@@ -151,12 +168,8 @@ pub fn build_client_config(
         inner,
         algorithms: provider.signature_verification_algorithms,
     });
-    let versions: &[&rustls::SupportedProtocolVersion] = match settings.min_version {
-        Some(MinVersion::Tls13) => &[&rustls::version::TLS13],
-        _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(MinVersion::versions(settings.min_version))
         .map_err(rustls_err)?
         .dangerous()
         .with_custom_certificate_verifier(verifier);

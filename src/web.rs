@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 
+use crate::config::position::strip_location;
 use crate::config_error::ConfigError;
 use crate::tls::{MinVersion, provider, read_certs};
 
@@ -191,12 +192,7 @@ pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
     } else {
         serde_yaml::from_str(text).map_err(|e| {
             let (l, c) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let msg = e.to_string();
-            let msg = msg
-                .rfind(" at line ")
-                .map_or(msg.as_str(), |i| &msg[..i])
-                .to_owned();
-            err(l, c, msg)
+            err(l, c, strip_location(&e.to_string()))
         })?
     };
     for (user, hash) in &raw.basic_auth_users {
@@ -245,12 +241,8 @@ fn tls_acceptor(t: &RawTls, base: &Path) -> Result<tokio_rustls::TlsAcceptor, St
     let key = crate::tls::read_pem(&key_path)
         .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| e.to_string()))
         .map_err(|e| format!("key_file {key_path:?}: {e}"))?;
-    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
-        Some(MinVersion::Tls13) => &[&rustls::version::TLS13],
-        _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(MinVersion::versions(t.min_version))
         .map_err(|e| e.to_string())?;
     let builder = match (t.client_auth_type, &t.client_ca_file) {
         (ClientAuth::NoClientCert, _) => builder.with_no_client_auth(),

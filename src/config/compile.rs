@@ -1,0 +1,517 @@
+//! From decoded entries to runtime [`Target`]s: lay the settings over each other, check what
+//! needs more than one value (duplicates, keys that exclude each other, lengths), and build
+//! the request bytes, proxy rules (both with `files`, which reads what the settings name) and
+//! TLS clients, each shared by every target with the same settings.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::files::Files;
+use super::layer::Settings;
+use super::position::{line_col, locate, url_position};
+use super::schema::{GroupName, Labels, LongTarget, RawTls};
+use super::{
+    Config, ConfigError, DEFAULT_GROUP, DEFAULT_MAX_CONNECTIONS_PER_HOST, DEFAULT_TIMEOUT,
+    MAX_PAIRS, MAX_REDIRECTS, MAX_TEXT,
+};
+use crate::codes::StatusCodes;
+use crate::probe_url::{self, IpProtocol};
+use crate::proxy;
+use crate::request;
+use crate::target::Target;
+use crate::tls::{self, TlsSettings, TlsTarget};
+
+/// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
+pub(super) fn build(
+    path: &Path,
+    text: &str,
+    defaults: &Settings,
+    groups: &BTreeMap<GroupName, Settings>,
+    entries: &[LongTarget],
+    per_host: Option<usize>,
+) -> Result<Config, ConfigError> {
+    // The file uses groups when it defines or names one: only then do series carry `group`.
+    let uses_groups = !groups.is_empty()
+        || defaults.group.is_some()
+        || entries.iter().any(|e| e.settings.group.is_some());
+    let mut compiler = Compiler {
+        path,
+        text,
+        base: path.parent().unwrap_or(Path::new(".")),
+        defaults,
+        groups,
+        entries,
+        uses_groups,
+        files: Files::default(),
+        tls: TlsClients::default(),
+        seen: HashSet::new(),
+        layered: HashMap::new(),
+    };
+    let mut group_names = BTreeSet::new();
+    let mut targets = Vec::with_capacity(entries.len());
+    for (k, entry) in entries.iter().enumerate() {
+        // The group picks the `groups` block to lay under the target, so it is read before
+        // the layers are merged (which would give the same).
+        let group = entry
+            .settings
+            .group
+            .as_ref()
+            .or(defaults.group.as_ref())
+            .map_or(DEFAULT_GROUP, |g| g.0.as_str());
+        if !group_names.contains(group) {
+            group_names.insert(group.to_owned());
+        }
+        targets.push(Arc::new(compiler.target(k, entry, group)?));
+    }
+    Ok(Config {
+        file: path.to_owned(),
+        targets,
+        max_connections_per_host: per_host.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_HOST),
+        uses_groups,
+        groups: group_names.into_iter().collect(),
+    })
+}
+
+/// What makes two entries the same probe, however the URL is spelled (`HTTP://`, `:80`, an
+/// empty path): with the same name and labels they would make the same series twice.
+type ProbeKey<'a> = (
+    probe_url::Scheme,
+    &'a probe_url::Host,
+    u16,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a Labels>,
+);
+
+/// Everything one load shares between its targets.
+struct Compiler<'a> {
+    /// The file, named in errors.
+    path: &'a Path,
+    /// Its text, where errors are placed.
+    text: &'a str,
+    /// The folder relative paths start from.
+    base: &'a Path,
+    /// The `defaults` block.
+    defaults: &'a Settings,
+    /// The `groups` blocks.
+    groups: &'a BTreeMap<GroupName, Settings>,
+    /// Every entry, in file order.
+    entries: &'a [LongTarget],
+    /// Whether series carry a `group` label.
+    uses_groups: bool,
+    /// Files read, and the request specs and proxy rules built from settings.
+    files: Files,
+    /// TLS client configurations built so far.
+    tls: TlsClients,
+    /// The probes met so far.
+    seen: HashSet<ProbeKey<'a>>,
+    /// Per group: `defaults` with the group's block over it, and its default codes.
+    layered: HashMap<String, (Arc<Settings>, Arc<StatusCodes>)>,
+}
+
+impl<'a> Compiler<'a> {
+    /// An error at a line and column of the file.
+    fn err_at(&self, (line, column): (usize, usize), message: String) -> ConfigError {
+        ConfigError {
+            file: self.path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// An error at entry `k`'s URL. Where it stands is worked out only when an error needs
+    /// it, so that loading stays linear.
+    fn url_err(&self, k: usize, message: String) -> ConfigError {
+        let (at, _) = url_position(self.text, self.urls(k));
+        self.err_at(at.map_or((1, 1), |i| line_col(self.text, i)), message)
+    }
+
+    /// An error at the first `field` after entry `k`'s URL.
+    fn field_err(&self, k: usize, field: &str, message: String) -> ConfigError {
+        let (_, after) = url_position(self.text, self.urls(k));
+        let (place, _) = locate(self.text, field, after);
+        self.err_at(place, message)
+    }
+
+    /// The URLs of the entries up to `k`, as written (unless written with escapes).
+    fn urls(&self, k: usize) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.entries[..=k].iter().map(|e| e.url.raw.as_str())
+    }
+
+    /// `defaults` with `group`'s block over it, and the codes a target of the group accepts
+    /// unless it says otherwise.
+    fn layered(&mut self, group: &str) -> (Arc<Settings>, Arc<StatusCodes>) {
+        let (defaults, groups) = (self.defaults, self.groups);
+        self.layered
+            .entry(group.to_owned())
+            .or_insert_with(|| {
+                let s = match groups.get(&GroupName(group.to_owned())) {
+                    Some(own) => defaults.under(own),
+                    None => defaults.clone(),
+                };
+                let codes = Arc::new(s.valid_status_codes.clone().unwrap_or_default());
+                (Arc::new(s), codes)
+            })
+            .clone()
+    }
+
+    /// Entry `k` as a target of `group`.
+    fn target(
+        &mut self,
+        k: usize,
+        entry: &'a LongTarget,
+        group: &str,
+    ) -> Result<Target, ConfigError> {
+        let raw = entry.url.raw.as_str();
+        let (defaults, default_codes) = self.layered(group);
+        let u = &entry.url;
+        let probe = (
+            u.scheme,
+            &u.host,
+            u.port,
+            u.path_and_query.as_str(),
+            entry.name.as_deref(),
+            entry.labels.as_ref(),
+        );
+        if !self.seen.insert(probe) {
+            return Err(self.url_err(k, format!("targets: {raw:?} is listed twice")));
+        }
+        // The target's own settings over its group's over the defaults.
+        let merged = defaults.under(&entry.settings);
+        let follow_redirects = merged.follow_redirects.unwrap_or(0);
+        if follow_redirects > MAX_REDIRECTS {
+            return Err(self.field_err(
+                k,
+                "follow_redirects",
+                format!("follow_redirects must be 0 to {MAX_REDIRECTS}"),
+            ));
+        }
+        let fail_if_ssl = merged.fail_if_ssl.unwrap_or(false);
+        let fail_if_not_ssl = merged.fail_if_not_ssl.unwrap_or(false);
+        if fail_if_ssl && fail_if_not_ssl {
+            return Err(self.field_err(
+                k,
+                "fail_if_ssl",
+                "fail_if_ssl and fail_if_not_ssl cannot both be true".into(),
+            ));
+        }
+        let spec = self
+            .files
+            .request_spec(&merged, self.base)
+            .map_err(|(field, m)| self.field_err(k, field, m))?;
+        let proxy = self
+            .files
+            .proxy_rules(&merged, self.base)
+            .map_err(|(field, m)| self.field_err(k, field, m))?;
+        let (tls, redirect_tls) = self.tls(k, entry, &merged, follow_redirects)?;
+        let name = entry.name.clone();
+        let labels = entry.labels.clone().unwrap_or_default().0;
+        self.check_name_and_labels(k, name.as_deref(), &labels)?;
+        let ip_protocol = merged.ip_protocol.unwrap_or_default();
+        self.check_family(k, entry, ip_protocol)?;
+        let valid_codes = match &entry.settings.valid_status_codes {
+            Some(c) => Arc::new(c.clone()),
+            None => default_codes,
+        };
+        let url = entry.url.clone();
+        let first = proxy::request_form(proxy.as_ref().and_then(|p| p.for_url(&url)), &url);
+        Ok(Target {
+            request: request::build_head(&url, &spec, first, request::Hop::FIRST),
+            spec,
+            follow_redirects,
+            redirect_tls,
+            fail_if_ssl,
+            fail_if_not_ssl,
+            proxy,
+            label_block: Target::render_labels(
+                raw,
+                name.as_deref(),
+                self.uses_groups.then_some(group),
+                &labels,
+            ),
+            group: Arc::from(group),
+            url,
+            name,
+            labels,
+            timeout: merged.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            valid_codes,
+            tls,
+            ip_protocol,
+            source_ip: merged.source_ip,
+        })
+    }
+
+    /// The TLS client of an https target, and the one for the https requests of its redirects.
+    /// An http target has TLS settings only to follow redirects.
+    fn tls(
+        &mut self,
+        k: usize,
+        entry: &LongTarget,
+        merged: &Settings,
+        follow_redirects: u8,
+    ) -> Result<(Option<TlsTarget>, Option<Arc<rustls::ClientConfig>>), ConfigError> {
+        let url = &entry.url;
+        let raw_tls = merged.tls_config.clone().unwrap_or_default();
+        if url.scheme == probe_url::Scheme::Http
+            && entry.settings.tls_config.is_some()
+            && follow_redirects == 0
+        {
+            return Err(self.field_err(
+                k,
+                "tls_config",
+                format!(
+                    "tls_config: {:?} is not an https target and follows no redirects",
+                    url.raw
+                ),
+            ));
+        }
+        let tls = match url.scheme {
+            probe_url::Scheme::Http => None,
+            probe_url::Scheme::Https => {
+                let config = self.client_config(k, &raw_tls)?;
+                let server_name = tls::server_name(raw_tls.server_name.as_deref(), &url.host)
+                    .map_err(|m| {
+                        self.field_err(k, "server_name", format!("tls_config.server_name: {m}"))
+                    })?;
+                Some(TlsTarget {
+                    config,
+                    server_name,
+                })
+            }
+        };
+        let redirect_tls = if follow_redirects > 0 {
+            Some(self.client_config(k, &raw_tls)?)
+        } else {
+            None
+        };
+        Ok((tls, redirect_tls))
+    }
+
+    /// The TLS client configuration of `raw_tls`, built once per load for the same settings.
+    fn client_config(
+        &mut self,
+        k: usize,
+        raw_tls: &RawTls,
+    ) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+        let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| self.base.join(p));
+        let settings = TlsSettings {
+            ca_file: resolve(&raw_tls.ca_file),
+            cert_file: resolve(&raw_tls.cert_file),
+            key_file: resolve(&raw_tls.key_file),
+            insecure_skip_verify: raw_tls.insecure_skip_verify.unwrap_or(false),
+            min_version: raw_tls.min_version,
+        };
+        if let Some(c) = self.tls.configs.get(&settings) {
+            return Ok(c.clone());
+        }
+        let c = tls::build_client_config(&settings, &self.tls.provider).map_err(|e| {
+            let field = match &e {
+                tls::TlsError::File {
+                    what: "CA file", ..
+                }
+                | tls::TlsError::NoCertificate { .. } => "ca_file",
+                tls::TlsError::File {
+                    what: "key file", ..
+                } => "key_file",
+                _ => "cert_file",
+            };
+            self.field_err(k, field, format!("tls_config.{field}: {e}"))
+        })?;
+        self.tls.configs.insert(settings, c.clone());
+        Ok(c)
+    }
+
+    /// The `name` and labels of entry `k`: not empty, not too long, not too many, and no
+    /// `group` label where the group is a label of its own.
+    fn check_name_and_labels(
+        &self,
+        k: usize,
+        name: Option<&str>,
+        labels: &[(String, String)],
+    ) -> Result<(), ConfigError> {
+        if name.is_some_and(str::is_empty) {
+            return Err(self.field_err(k, "name", "name must not be empty".into()));
+        }
+        if self.uses_groups && labels.iter().any(|(key, _)| key == "group") {
+            return Err(self.field_err(
+                k,
+                "group",
+                "labels: group is the target's group in a file that uses groups".into(),
+            ));
+        }
+        if name.is_some_and(|n| n.len() > MAX_TEXT) {
+            return Err(self.field_err(k, "name", format!("name is longer than {MAX_TEXT} bytes")));
+        }
+        if labels.len() > MAX_PAIRS {
+            return Err(self.field_err(k, "labels", format!("more than {MAX_PAIRS} labels")));
+        }
+        if let Some((key, _)) = labels
+            .iter()
+            .find(|(key, v)| key.len() + v.len() > MAX_TEXT)
+        {
+            return Err(self.field_err(
+                k,
+                key,
+                format!("labels: {key} is longer than {MAX_TEXT} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An IP literal of a family that `ip_protocol` forbids cannot be probed.
+    fn check_family(
+        &self,
+        k: usize,
+        entry: &LongTarget,
+        ip_protocol: IpProtocol,
+    ) -> Result<(), ConfigError> {
+        let probe_url::Host::Ip(ip) = &entry.url.host else {
+            return Ok(());
+        };
+        let forbidden = match ip_protocol {
+            IpProtocol::Auto => false,
+            IpProtocol::Ip4 => ip.is_ipv6(),
+            IpProtocol::Ip6 => ip.is_ipv4(),
+        };
+        if forbidden {
+            return Err(self.url_err(
+                k,
+                format!(
+                    "targets: {:?}: ip_protocol {} forbids the address {ip}",
+                    entry.url.raw,
+                    ip_protocol.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// TLS client configurations, one per distinct [`TlsSettings`].
+struct TlsClients {
+    /// The crypto provider every configuration uses.
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Configurations by their settings.
+    configs: HashMap<TlsSettings, Arc<rustls::ClientConfig>>,
+}
+
+impl Default for TlsClients {
+    fn default() -> Self {
+        TlsClients {
+            provider: tls::provider(),
+            configs: HashMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{MAX_TEXT, parse};
+    use std::path::Path;
+
+    #[test]
+    fn a_target_printed_for_debugging_hides_its_credentials() {
+        let text = "targets:\n  - {url: 'http://a/', bearer_token: tok-3141, proxy_url: 'http://u:pw-2718@p:1'}\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let shown = format!("{:?}", c.targets[0]);
+        assert!(
+            shown.contains("http://a/") && shown.contains("<secret>"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("tok-3141") && !shown.contains("pw-2718"),
+            "{shown}"
+        );
+        // The request itself carries them.
+        let request = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        assert!(
+            request.contains("Authorization: Bearer tok-3141\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.starts_with("GET http://a/ HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("Proxy-Authorization: Basic dTpwdy0yNzE4\r\n"),
+            "{request}"
+        );
+    }
+
+    #[test]
+    fn an_ip_literal_of_a_forbidden_family_is_a_load_error() {
+        let text = "defaults: {ip_protocol: ip4}\ntargets:\n  - http://127.0.0.1/\n  - http://[::1]:8080/\n";
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 5), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "t.yml:4:5: targets: \"http://[::1]:8080/\": ip_protocol ip4 forbids the address ::1"
+        );
+        let text = "targets:\n  - url: http://10.0.0.1/\n    ip_protocol: ip6\n";
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(parse(Path::new("t.yml"), "targets:\n  - http://[::1]/\n").is_ok());
+    }
+
+    #[test]
+    fn texts_and_pairs_are_capped() {
+        let long = "x".repeat(MAX_TEXT + 1);
+        let e = parse(
+            Path::new("t.yml"),
+            &format!("targets:\n  - url: http://a/\n    name: {long}\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("longer than 4096"), "{e}");
+        let e = parse(
+            Path::new("t.yml"),
+            &format!("targets:\n  - url: http://a/\n    labels: {{team: {long}}}\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("labels: team"), "{e}");
+        let many: Vec<String> = (0..65).map(|i| format!("l{i}: v")).collect();
+        let e = parse(
+            Path::new("t.yml"),
+            &format!(
+                "targets:\n  - url: http://a/\n    labels: {{{}}}\n",
+                many.join(", ")
+            ),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("more than 64 labels"), "{e}");
+        let e = parse(
+            Path::new("t.yml"),
+            &format!("defaults: {{headers: {{X-Big: {long}}}}}\ntargets: ['http://a/']\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("headers: X-Big"), "{e}");
+    }
+
+    #[test]
+    fn urls_hosts_ports_duplicates_and_tls_on_http() {
+        let bad = |text: &str, want: &str| {
+            let e = parse(Path::new("t.yml"), text).unwrap_err();
+            assert!(e.to_string().contains(want), "{text:?}: {e}");
+        };
+        bad("targets: ['http:///ok']\n", "no host");
+        bad("targets: ['http://a:0/']\n", "port 0");
+        // The same probe however it is spelled.
+        for (a, b) in [
+            ("http://a/", "HTTP://a/"),
+            ("http://a/", "http://a:80/"),
+            ("http://a", "http://a/"),
+            ("http://LOCALHOST/", "http://localhost/"),
+        ] {
+            bad(&format!("targets: ['{a}', '{b}']\n"), "is listed twice");
+        }
+        // The same URL with another name or labels is another series.
+        let ok =
+            "targets:\n  - http://a/\n  - {url: 'http://a/', name: other, headers: {Host: b}}\n";
+        assert_eq!(parse(Path::new("t.yml"), ok).unwrap().targets.len(), 2);
+        bad(
+            "targets:\n  - url: http://a/\n    tls_config: {insecure_skip_verify: true}\n",
+            "tls_config: \"http://a/\" is not an https target",
+        );
+    }
+}
