@@ -2,6 +2,7 @@
 //! test time, the exporter binary on a free port, and a tiny HTTP client.
 #![allow(dead_code)]
 
+pub mod blackbox;
 pub mod dns;
 pub mod peer;
 pub mod proxy;
