@@ -333,8 +333,10 @@ impl Nginx {
 pub struct Exporter {
     /// The process.
     pub proc: Proc,
-    /// Where it listens.
+    /// Where it listens (the first address).
     pub addr: SocketAddr,
+    /// Every address it listens on.
+    pub addresses: Vec<SocketAddr>,
     /// Log lines after the start-up line are read by a thread into this.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -375,15 +377,22 @@ impl Exporter {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let mut addr = None;
+        let mut addresses = Vec::new();
         let mut seen = Vec::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if line.contains("msg=listening") {
-                let a = line
-                    .split_whitespace()
-                    .find_map(|kv| kv.strip_prefix("address="))
-                    .unwrap();
-                addr = Some(a.parse().unwrap());
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                addr = Some(field("address=").unwrap().parse().unwrap());
+                addresses = field("addresses=")
+                    .unwrap()
+                    .split(',')
+                    .map(|a| a.parse().unwrap())
+                    .collect();
                 break;
             }
             seen.push(line);
@@ -402,6 +411,7 @@ impl Exporter {
         Exporter {
             proc: Proc { child, dir: None },
             addr,
+            addresses,
             log,
         }
     }

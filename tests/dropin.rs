@@ -1,0 +1,344 @@
+//! A drop-in for blackbox_exporter users: exporter-toolkit's web flags, `/sd` for a `/probe`
+//! job, `module=` selecting one group's target, and the metrics blackbox dashboards and alerts
+//! query, compared with blackbox_exporter 0.23 on the same targets.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::blackbox::Blackbox;
+use common::*;
+
+/// Three target entries on one nginx: `/ok` in two groups, `/found` in one.
+fn two_groups(port: u16) -> String {
+    format!(
+        "targets:\n\
+         \x20 - {{url: 'http://127.0.0.1:{port}/ok', name: api, group: critical, labels: {{team: core}}}}\n\
+         \x20 - {{url: 'http://127.0.0.1:{port}/ok', group: pages}}\n\
+         \x20 - {{url: 'http://127.0.0.1:{port}/found', group: pages}}\n"
+    )
+}
+
+#[test]
+fn every_listen_address_serves_and_the_metrics_live_at_the_telemetry_path() {
+    let nginx = Nginx::start(&[]);
+    let url = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let e = Exporter::start(
+        &format!("targets: ['{url}']\n"),
+        &[
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.telemetry-path",
+            "/probe-metrics",
+        ],
+    );
+    assert_eq!(e.addresses.len(), 2, "{:?}", e.addresses);
+    assert_ne!(e.addresses[0], e.addresses[1]);
+    for a in &e.addresses {
+        let r = http(*a, "GET", "/probe-metrics", &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(target_sample(&r.body, "probe_success", &url), Some(1.0));
+        assert!(r.body.contains("http_status_exporter_targets 1\n"));
+        assert_eq!(http(*a, "GET", "/metrics", &[]).status, 404);
+    }
+    // The landing page links every endpoint, the metrics at their path.
+    let page = http(e.addr, "GET", "/", &[]).body;
+    for link in [
+        "href=\"/probe-metrics\"",
+        "href=\"/config\"",
+        "href=\"/sd\"",
+        "href=\"/-/healthy\"",
+        "href=\"/-/ready\"",
+    ] {
+        assert!(page.contains(link), "the landing page lacks {link}");
+    }
+    // A telemetry path that would hide another endpoint is refused at start.
+    let out = Command::new(exporter_bin())
+        .args(["--web.telemetry-path", "/probe", "--config.check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already served"));
+}
+
+#[test]
+fn systemd_socket_activation_serves_on_the_socket_it_is_given() {
+    let python = find_program("python3", "python3");
+    let nginx = Nginx::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("port");
+    // What systemd does: a bound, listening socket at descriptor 3, LISTEN_PID set to the
+    // process that then execs the service.
+    let wrapper = dir.path().join("activate");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!{}\nimport os, socket, sys\n\
+             s = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(128)\n\
+             open({:?}, 'w').write(str(s.getsockname()[1]))\n\
+             os.dup2(s.fileno(), 3)\nos.set_inheritable(3, True)\n\
+             os.environ['LISTEN_PID'] = str(os.getpid())\nos.environ['LISTEN_FDS'] = '1'\n\
+             os.execv({:?}, [{:?}] + sys.argv[1:])\n",
+            python.display(),
+            port_file.display().to_string(),
+            exporter_bin(),
+            exporter_bin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let targets = dir.path().join("targets.yaml");
+    let url = format!("http://127.0.0.1:{}/ok", nginx.port);
+    std::fs::write(&targets, format!("targets: ['{url}']\n")).unwrap();
+    let e = Exporter::start_with(&wrapper, &targets, &["--web.systemd-socket"]);
+    let given: u16 = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(e.addresses, [SocketAddr::from(([127, 0, 0, 1], given))]);
+    let body = e.scrape(None);
+    assert_eq!(target_sample(&body, "probe_success", &url), Some(1.0));
+
+    // Without systemd's variables the flag is a clear start-up error, not a silent fallback.
+    let out = Command::new(exporter_bin())
+        .arg("--config.file")
+        .arg(&targets)
+        .arg("--web.systemd-socket")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("systemd sockets: LISTEN_PID"), "{err}");
+}
+
+#[test]
+fn probe_with_a_module_selects_exactly_that_groups_target() {
+    let nginx = Nginx::start(&[]);
+    let ok = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let e = Exporter::start(&two_groups(nginx.port), &[]);
+    let probe = |module: Option<&str>| {
+        let mut path = format!("/probe?target={}", url_encode(&ok));
+        if let Some(m) = module {
+            path.push_str(&format!("&module={m}"));
+        }
+        let r = http(e.addr, "GET", &path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.body
+    };
+    for group in ["critical", "pages"] {
+        let body = probe(Some(group));
+        assert_eq!(body.matches("probe_success{").count(), 1, "{body}");
+        assert_eq!(
+            sample(&body, "probe_success", &[("target", &ok), ("group", group)]),
+            Some(1.0),
+            "{body}"
+        );
+    }
+    // A module that is not a group (a blackbox job's http_2xx) and no module: every entry.
+    for module in [Some("http_2xx"), None] {
+        assert_eq!(probe(module).matches("probe_success{").count(), 2);
+    }
+    let found = format!("http://127.0.0.1:{}/found", nginx.port);
+    let r = http(
+        e.addr,
+        "GET",
+        &format!("/probe?target={}&module=critical", url_encode(&found)),
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("in group \"pages\""), "{}", r.body);
+}
+
+/// A GET against Prometheus's HTTP API, as JSON.
+fn api(prom: SocketAddr, path: &str) -> serde_json::Value {
+    let r = http(prom, "GET", path, &[]);
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// Start Prometheus with `conf` on a free port; it is stopped when the returned process drops.
+fn prometheus(conf: &str) -> (Proc, SocketAddr) {
+    let program = find_program("prometheus", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let conf_path = dir.path().join("prometheus.yml");
+    std::fs::write(&conf_path, conf).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(program)
+        .arg(format!("--config.file={}", conf_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, Duration::from_secs(20));
+    (proc, addr)
+}
+
+#[test]
+fn a_probe_job_discovers_the_exporters_own_targets_from_sd() {
+    let nginx = Nginx::start(&[]);
+    let e = Exporter::start(&two_groups(nginx.port), &[]);
+    let ok = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let found = format!("http://127.0.0.1:{}/found", nginx.port);
+
+    let sd: serde_json::Value =
+        serde_json::from_str(&http(e.addr, "GET", "/sd", &[]).body).unwrap();
+    let sd = sd.as_array().unwrap();
+    assert_eq!(sd.len(), 3, "{sd:?}");
+    assert_eq!(sd[0]["targets"], serde_json::json!([ok]));
+    assert_eq!(sd[0]["labels"]["__param_module"], "critical");
+    assert_eq!(sd[0]["labels"]["name"], "api");
+    assert_eq!(sd[0]["labels"]["team"], "core");
+    assert_eq!(sd[2]["labels"]["__param_module"], "pages");
+    let only: serde_json::Value =
+        serde_json::from_str(&http(e.addr, "GET", "/sd?group=critical", &[]).body).unwrap();
+    assert_eq!(only.as_array().unwrap().len(), 1);
+    assert_eq!(http(e.addr, "GET", "/sd?group=nope", &[]).status, 404);
+
+    let exporter = e.addr.to_string();
+    let (_prom, prom) = prometheus(&format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n\
+         - job_name: probe\n  metrics_path: /probe\n  honor_labels: true\n  \
+           http_sd_configs: [{{url: 'http://{exporter}/sd', refresh_interval: 1s}}]\n  \
+           relabel_configs:\n    \
+           - {{source_labels: [__address__], target_label: __param_target}}\n    \
+           - {{source_labels: [__param_target], target_label: instance}}\n    \
+           - {{target_label: __address__, replacement: '{exporter}'}}\n"
+    ));
+    let start = Instant::now();
+    let series = loop {
+        let r = http(
+            prom,
+            "GET",
+            "/api/v1/query?query=probe_success%7Bjob%3D%22probe%22%7D",
+            &[],
+        );
+        if r.status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            let result = v["data"]["result"].as_array().unwrap().clone();
+            if result.len() == 3 {
+                break result;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Prometheus did not get 3 probe_success series: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // One series per target entry: each probe asked for exactly its group's entry.
+    let mut seen: Vec<(String, String, String)> = series
+        .iter()
+        .map(|s| {
+            let m = &s["metric"];
+            assert_eq!(s["value"][1], "1", "{s:?}");
+            (
+                m["target"].as_str().unwrap().to_owned(),
+                m["group"].as_str().unwrap().to_owned(),
+                m["instance"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (found.clone(), "pages".to_owned(), found.clone()),
+        (ok.clone(), "critical".to_owned(), ok.clone()),
+        (ok.clone(), "pages".to_owned(), ok.clone()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+    let names = api(
+        prom,
+        "/api/v1/series?match%5B%5D=probe_success%7Bname%3D%22api%22%7D",
+    );
+    assert_eq!(names["data"].as_array().unwrap().len(), 1, "{names}");
+}
+
+#[test]
+fn blackbox_reload_metrics_and_dns_lookup_time_mean_what_they_mean_in_blackbox() {
+    let nginx = Nginx::start(&[]);
+    let by_name = format!("http://localhost:{}/ok", nginx.port);
+    let by_ip = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let bb = Blackbox::start("  http_2xx:\n    prober: http\n    timeout: 5s\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("targets.yaml");
+    std::fs::write(&path, format!("targets: ['{by_name}', '{by_ip}']\n")).unwrap();
+    let e = Exporter::start_file(&path, &[]);
+    let ours = e.scrape(None);
+    let theirs_metrics = http(bb.addr, "GET", "/metrics", &[]).body;
+    for name in [
+        "blackbox_exporter_config_last_reload_successful",
+        "blackbox_exporter_config_last_reload_success_timestamp_seconds",
+    ] {
+        let a = sample(&ours, name, &[]).unwrap_or_else(|| panic!("we lack {name}"));
+        let b =
+            sample(&theirs_metrics, name, &[]).unwrap_or_else(|| panic!("blackbox lacks {name}"));
+        if name.ends_with("successful") {
+            assert_eq!(a, b, "{name}");
+        } else {
+            assert!((a - unix_now()).abs() < 120.0 && (b - unix_now()).abs() < 120.0);
+        }
+    }
+    // A failed reload: the blackbox name reads 0, as an alert written for blackbox expects.
+    std::fs::write(&path, "targets: [\n").unwrap();
+    e.proc.signal("HUP");
+    let start = Instant::now();
+    loop {
+        let text = e.scrape(None);
+        if sample(
+            &text,
+            "blackbox_exporter_config_last_reload_successful",
+            &[],
+        ) == Some(0.0)
+        {
+            assert_eq!(
+                sample(
+                    &text,
+                    "http_status_exporter_config_last_reload_successful",
+                    &[]
+                ),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no failed reload seen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // probe_dns_lookup_time_seconds: present for a name and for an IP literal, as in blackbox.
+    for target in [&by_name, &by_ip] {
+        let theirs = bb.probe(target, "http_2xx", &[]);
+        let b = sample(&theirs, "probe_dns_lookup_time_seconds", &[]).unwrap();
+        let a = target_sample(&ours, "probe_dns_lookup_time_seconds", target).unwrap();
+        assert!(
+            (0.0..1.0).contains(&a) && (0.0..1.0).contains(&b),
+            "{target}: {a} {b}"
+        );
+        assert_eq!(sample(&theirs, "probe_success", &[]), Some(1.0));
+        assert_eq!(target_sample(&ours, "probe_success", target), Some(1.0));
+    }
+    assert_eq!(
+        target_sample(&ours, "probe_dns_lookup_time_seconds", &by_ip),
+        Some(0.0)
+    );
+}
