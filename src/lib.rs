@@ -28,6 +28,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod allow;
 pub mod app;
 pub mod check;
 pub mod cli;
