@@ -10,8 +10,9 @@
 //! - [`target`]: a target URL parsed once, its request bytes and label block.
 //! - [`dns`]: name resolution: the asynchronous stub resolver, its files, the system path.
 //! - [`tls`]: TLS client configurations, certificate expiry, TLS failure classification.
-//! - [`probe`]: one probe: [`probe::connect`] (Happy Eyeballs) and
-//!   [`probe::status`] (the status-line parser).
+//! - [`probe`]: one probe, each request told phase by phase: route, connect
+//!   ([`probe::connect`], Happy Eyeballs), tunnel, TLS, exchange ([`probe::status`], the
+//!   status-line parser), redirect.
 //! - [`proxy`]: HTTP proxies: `proxy_url`, `no_proxy`, the proxy environment variables.
 //! - [`round`]: one scrape's fan-out: lanes per host, the slots every round shares, deadlines.
 //! - [`prober`]: which scrapes share a round; min-interval reuse; abandoned rounds; caches.

@@ -1,12 +1,21 @@
-//! TCP connect with Happy Eyeballs (RFC 8305) over the addresses [`crate::dns`] found.
+//! The first two phases of a request: resolve the host a route connects to, then open a
+//! TCP connection to it with Happy Eyeballs (RFC 8305) over the addresses [`crate::dns`] found.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, timeout_at};
+
+use super::route::Route;
+use super::{Failure, Timed};
+use crate::dns::{DnsFailure, RoundResolver};
+use crate::outcome::FailureReason;
+use crate::probe_url::IpProtocol;
 
 /// RFC 8305 §5 "Connection Attempt Delay": how long an attempt runs alone before the next
 /// address is tried as well.
@@ -54,6 +63,114 @@ pub async fn connect(addrs: &[IpAddr], port: u16, source: Option<IpAddr>) -> io:
         }
     }
     Err(last_err.unwrap_or_else(|| io::Error::other("no address to connect to")))
+}
+
+/// Resolve the host `route` connects to (the proxy's, when there is one), with the families
+/// `proto` allows, before `deadline`. The time is the lookup's own, never the wait for a
+/// lookup slot; a lookup shared by several targets of the host reports it to each.
+pub(super) async fn resolve(
+    route: &Route<'_>,
+    proto: IpProtocol,
+    deadline: Instant,
+    resolver: &RoundResolver,
+) -> Timed<Arc<[IpAddr]>> {
+    let t = Instant::now();
+    match timeout_at(deadline, resolver.resolve(route.host, proto)).await {
+        Ok(answer) => Timed {
+            took: answer.took,
+            result: answer.result.map_err(|e| {
+                let detail = match route.proxy() {
+                    Some(_) => format!("{}: {e}", route.to_proxy("resolving")),
+                    None => e.to_string(),
+                };
+                Failure::new(FailureReason::Dns, detail)
+            }),
+        },
+        Err(_) => Timed {
+            took: t.elapsed(),
+            result: Err(Failure::new(
+                FailureReason::Dns,
+                DnsFailure::Deadline(route.host.to_string()).to_string(),
+            )),
+        },
+    }
+}
+
+/// An established TCP connection.
+#[derive(Debug)]
+pub(super) struct Connected {
+    /// The socket, set up for a probe: no delay, reset on close.
+    pub tcp: TcpStream,
+    /// 4 or 6: the family of the address that answered.
+    pub ip_protocol: Option<u8>,
+}
+
+/// Connect to `route`'s port on one of `addrs` (from `source` if given) before `deadline`.
+/// The addresses are taken, so that they are let go of once connected.
+pub(super) async fn open(
+    route: &Route<'_>,
+    addrs: Arc<[IpAddr]>,
+    source: Option<IpAddr>,
+    deadline: Instant,
+) -> Timed<Connected> {
+    // A deadline already past opens no socket (a timeout polls its future once first).
+    if Instant::now() >= deadline {
+        return Timed {
+            took: Duration::ZERO,
+            result: Err(Failure::new(
+                FailureReason::ConnectTimeout,
+                "deadline passed before connecting",
+            )),
+        };
+    }
+    let t = Instant::now();
+    let connected = timeout_at(deadline, connect(&addrs, route.port, source)).await;
+    let took = t.elapsed();
+    let proxy = route.proxy();
+    let result = match connected {
+        Ok(Ok(tcp)) => {
+            let ip_protocol = tcp
+                .peer_addr()
+                .ok()
+                .map(|a| if a.is_ipv4() { 4 } else { 6 });
+            // Probes write one small request: do not wait for more to fill a segment.
+            let _ = tcp.set_nodelay(true);
+            // A connection we close first ends with a reset, unless the server has closed
+            // already (see `exchange::finish`): an active close would leave a TIME_WAIT socket
+            // on our side for a minute, and rounds of thousands of targets on one address
+            // would run out of ports.
+            set_linger_zero(&tcp, true);
+            Ok(Connected { tcp, ip_protocol })
+        }
+        Ok(Err(e)) => {
+            let reason = match (e.kind() == io::ErrorKind::ConnectionRefused, proxy) {
+                (true, Some(_)) => FailureReason::ProxyConnectRefused,
+                (true, None) => FailureReason::ConnectRefused,
+                (false, _) => FailureReason::ConnectError,
+            };
+            let detail = match proxy {
+                Some(_) => format!("{}: {e}", route.to_proxy("connecting to")),
+                None => e.to_string(),
+            };
+            Err(Failure::new(reason, detail))
+        }
+        Err(_) => Err(Failure::new(
+            FailureReason::ConnectTimeout,
+            match proxy {
+                Some(_) => format!("deadline passed while {}", route.to_proxy("connecting to")),
+                None => "deadline passed while connecting".into(),
+            },
+        )),
+    };
+    Timed { took, result }
+}
+
+/// Turn the reset-on-close of a probe's socket on or off.
+// `set_linger` is deprecated in tokio because a linger *time* blocks the closing thread;
+// zero does not block (it resets), and off is the default close.
+#[allow(deprecated)]
+pub(super) fn set_linger_zero(tcp: &TcpStream, on: bool) {
+    let _ = tcp.set_linger(on.then_some(Duration::ZERO));
 }
 
 #[cfg(test)]

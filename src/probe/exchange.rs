@@ -1,0 +1,354 @@
+//! The exchange: write the request (head, then body) and read the answer's head, bounded, as
+//! far as the probe needs it: the final status line, and for a redirect to follow its
+//! `Location`. Also reads a proxy's answer to CONNECT for [`super::tunnel`].
+//!
+//! A connection is closed with a reset unless the server has closed first (see [`finish`]).
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout_at};
+
+use super::redirect::is_redirect;
+use super::status::{HeadParser, HeaderScan, Headers, MAX_HEAD, MAX_LINE, ParseError, Step};
+use super::{Failure, Timed, seconds};
+use crate::outcome::{FailureReason, StatusLine};
+use crate::proxy::Proxy;
+
+/// The answer to a request, once its final status line is in.
+#[derive(Debug)]
+pub struct Answer {
+    /// The final status line.
+    pub status: StatusLine,
+    /// The `Location` of a redirect to follow (`None`: not a redirect, or none asked for); or,
+    /// when the rest of the redirect's head could not be read, why it is not followed (the 3xx
+    /// is then the answer).
+    pub location: Result<Option<String>, String>,
+}
+
+/// Write the request (head, then body), read the final status line (and, as `want` says, a
+/// redirect's `Location`) before `deadline`. `proxy` is the proxy the request is written to,
+/// when it is not inside a tunnel: a stall is then the proxy's. Without a status line, the
+/// exchange failed; the stream is closed when it returns.
+pub async fn exchange<S: Conn>(
+    mut stream: S,
+    (head, body): (&[u8], &[u8]),
+    want: Want,
+    proxy: Option<&Proxy>,
+    deadline: Instant,
+) -> Timed<Answer> {
+    let t = Instant::now();
+    let mut status = None;
+    let outcome = timeout_at(deadline, async {
+        stream.write_all(head).await?;
+        if !body.is_empty() {
+            stream.write_all(body).await?;
+        }
+        stream.flush().await?;
+        read_head(&mut stream, want, &mut status).await
+    })
+    .await;
+    let took = t.elapsed();
+    finish(&mut stream);
+    // Dropping the stream closes the connection.
+    drop(stream);
+    let result = match (status, outcome) {
+        // Once the status line is in, what failed is the rest of a redirect's head: the 3xx
+        // is the answer, and the detail says why it was not followed.
+        (Some(status), outcome) => {
+            let location = match outcome {
+                Ok(Ok(h)) => match h.location {
+                    None if want == Want::Location && is_redirect(status.code) => {
+                        Err("it has no Location".to_owned())
+                    }
+                    location => Ok(location),
+                },
+                Err(_) => Err(format!("no Location within {} (deadline)", seconds(took))),
+                Ok(Err(ReadError::Closed)) => {
+                    Err("the connection closed before its Location".to_owned())
+                }
+                Ok(Err(ReadError::Io(e))) => Err(e.to_string()),
+                Ok(Err(ReadError::Parse(e))) => Err(e.to_string()),
+            };
+            Ok(Answer { status, location })
+        }
+        (None, Err(_)) => Err(match proxy {
+            Some(p) => Failure::new(
+                FailureReason::Timeout,
+                format!(
+                    "proxy {}: no complete status line within {}",
+                    p.authority(),
+                    seconds(took)
+                ),
+            ),
+            None => Failure::new(
+                FailureReason::Timeout,
+                "deadline passed before a complete status line",
+            ),
+        }),
+        (None, Ok(Err(ReadError::Io(e)))) => Err(Failure::io(&e, false)),
+        // `read_head` returns a head only after its status line: without one, the read ended.
+        (None, Ok(Err(ReadError::Closed) | Ok(_))) => Err(Failure::new(
+            FailureReason::Closed,
+            "connection closed before a complete status line",
+        )),
+        (None, Ok(Err(ReadError::Parse(e)))) => {
+            Err(Failure::new(FailureReason::InvalidResponse, e.to_string()))
+        }
+    };
+    Timed { took, result }
+}
+
+/// A probe's stream: gives access to its TCP socket.
+pub trait Conn: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &tokio::net::TcpStream;
+}
+
+impl Conn for tokio::net::TcpStream {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self
+    }
+}
+
+impl Conn for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Before the stream is dropped: when the server has already closed its side (its FIN is
+/// among the bytes already received), close normally, so that TIME_WAIT stays on the server's
+/// side; otherwise the close resets. Reads only what has arrived, at most 64 KiB, never waits.
+fn finish<S: Conn>(stream: &mut S) {
+    use futures_util::FutureExt as _;
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.read(&mut buf).now_or_never() {
+            Some(Ok(0)) => {
+                super::connect::set_linger_zero(stream.tcp(), false);
+                return;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return,
+        }
+    }
+}
+
+/// Why no status line was read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A socket or TLS error.
+    Io(io::Error),
+    /// End of stream before a complete status line.
+    Closed,
+    /// The bytes are not HTTP/1.x.
+    Parse(ParseError),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// First read's buffer size: a whole status line and usually the headers.
+pub const INITIAL_READ: usize = 1024;
+
+/// How much of a response head to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// The final status line only.
+    Status,
+    /// The status line, and a redirect's `Location`.
+    Location,
+    /// The whole head (a proxy's answer to CONNECT), noting bytes after it.
+    Whole,
+}
+
+/// What was read of a response head after its final status line.
+#[derive(Debug)]
+pub struct Head {
+    /// The `Location` of a redirect, when asked for.
+    pub location: Option<String>,
+    /// Bytes followed the head ([`Want::Whole`] only).
+    pub extra: bool,
+    /// The largest the buffer grew, in bytes: what the reader held at most.
+    #[cfg(test)]
+    pub held: usize,
+}
+
+/// Read until the final status line is complete, holding at most [`MAX_LINE`] bytes, and put
+/// it in `answer`; then, as `want` says, the header lines too: at most [`MAX_HEAD`] more bytes,
+/// read one line at a time into the same buffer (a redirect's `Location` is that buffer, cut
+/// down to the value). An error after the status line leaves the status line in `answer`.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    want: Want,
+    answer: &mut Option<StatusLine>,
+) -> Result<Head, ReadError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_READ);
+    let mut parser = HeadParser::new();
+    let line = loop {
+        if buf.len() == buf.capacity() {
+            // The parser refuses a line of MAX_LINE bytes, so len < MAX_LINE here.
+            buf.reserve_exact((buf.capacity() * 2).min(MAX_LINE).saturating_sub(buf.len()));
+        }
+        let room = buf.capacity().min(MAX_LINE) - buf.len();
+        let n = (&mut *stream).take(room as u64).read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        match parser.advance(&buf).map_err(ReadError::Parse)? {
+            Step::Done(line) => break line,
+            Step::NeedMore { consumed } => {
+                buf.drain(..consumed);
+            }
+        }
+    };
+    let headers = match want {
+        Want::Status => false,
+        Want::Location => is_redirect(line.code),
+        Want::Whole => true,
+    };
+    *answer = Some(line);
+    if !headers {
+        return Ok(Head {
+            location: None,
+            extra: false,
+            #[cfg(test)]
+            held: buf.capacity(),
+        });
+    }
+    buf.drain(..parser.end());
+    let mut scan = HeaderScan::new(want == Want::Location);
+    // Bytes of the head read after the status line.
+    let mut read = buf.len();
+    loop {
+        match scan.scan(&buf).map_err(ReadError::Parse)? {
+            Headers::Location { start, end } => {
+                buf.truncate(end);
+                buf.drain(..start);
+                #[cfg(test)]
+                let held = buf.capacity();
+                // The scan found UTF-8 there.
+                let location = String::from_utf8(buf).ok();
+                return Ok(Head {
+                    location,
+                    extra: false,
+                    #[cfg(test)]
+                    held,
+                });
+            }
+            Headers::End { end } => {
+                return Ok(Head {
+                    location: None,
+                    extra: buf.len() > end,
+                    #[cfg(test)]
+                    held: buf.capacity(),
+                });
+            }
+            Headers::NeedMore { consumed } => {
+                buf.drain(..consumed);
+            }
+        }
+        if read >= MAX_HEAD {
+            return Err(ReadError::Parse(ParseError::HeadTooLong));
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve_exact(
+                (buf.capacity() * 2)
+                    .clamp(INITIAL_READ, MAX_LINE)
+                    .saturating_sub(buf.len()),
+            );
+        }
+        let room = (buf.capacity().min(MAX_LINE) - buf.len()).min(MAX_HEAD - read);
+        let n = (&mut *stream).take(room as u64).read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        read += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::status;
+
+    /// Read a head from `bytes` as `want` says: the outcome, the status line, and how many
+    /// bytes were read.
+    async fn read_from(bytes: &[u8], want: Want) -> (Result<Head, ReadError>, Option<u16>, usize) {
+        let mut rest = bytes;
+        let mut answer = None;
+        let outcome = read_head(&mut rest, want, &mut answer).await;
+        (outcome, answer.map(|s| s.code), bytes.len() - rest.len())
+    }
+
+    /// `n` header lines of 4 KiB cookies.
+    fn cookies(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| format!("Set-Cookie: c{i}={}\r\n", "v".repeat(4096)).into_bytes())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_status_line_costs_at_most_4_kib_held_and_12_kib_read() {
+        // Interim responses up to their limit, then a status line and a large head.
+        let mut bytes = Vec::new();
+        for _ in 0..status::MAX_INTERIM {
+            let link = format!("Link: </{}>\r\n", "a".repeat(980));
+            bytes.extend(format!("HTTP/1.1 103 Early Hints\r\n{link}\r\n").bytes());
+        }
+        assert!(bytes.len() > status::MAX_INTERIM_BYTES - 200);
+        bytes.extend(b"HTTP/1.1 200 OK\r\n");
+        bytes.extend(cookies(50));
+        let (head, code, read) = read_from(&bytes, Want::Status).await;
+        assert_eq!(code, Some(200));
+        assert!(head.unwrap().held <= MAX_LINE);
+        assert!(read <= status::MAX_INTERIM_BYTES + MAX_LINE, "{read}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_head_is_read_one_line_at_a_time_up_to_16_kib() {
+        // The Location after 40 KiB of cookies: not reached.
+        let mut late = b"HTTP/1.1 302 Found\r\n".to_vec();
+        late.extend(cookies(10));
+        late.extend(b"Location: /ok\r\n\r\n");
+        let (head, code, read) = read_from(&late, Want::Location).await;
+        assert!(matches!(
+            head,
+            Err(ReadError::Parse(ParseError::HeadTooLong))
+        ));
+        assert_eq!(code, Some(302));
+        assert!(read <= 20 + MAX_HEAD, "{read}");
+        // The Location first: found, held in the one buffer, the cookies never read.
+        let mut early = b"HTTP/1.1 302 Found\r\nLocation: /ok\r\n".to_vec();
+        early.extend(cookies(10));
+        let (head, _, read) = read_from(&early, Want::Location).await;
+        let head = head.unwrap();
+        assert_eq!(head.location.as_deref(), Some("/ok"));
+        assert!(
+            head.held <= MAX_LINE && read <= INITIAL_READ,
+            "{} {read}",
+            head.held
+        );
+        // A proxy's answer to CONNECT is bounded the same way.
+        let mut proxy = b"HTTP/1.1 200 Connection established\r\n".to_vec();
+        proxy.extend(cookies(10));
+        let (head, code, read) = read_from(&proxy, Want::Whole).await;
+        assert!(matches!(
+            head,
+            Err(ReadError::Parse(ParseError::HeadTooLong))
+        ));
+        assert_eq!(code, Some(200));
+        assert!(read <= 40 + MAX_HEAD, "{read}");
+        // A whole head with cookies just under the limit: held one line at a time.
+        let mut fits = b"HTTP/1.1 200 Connection established\r\n".to_vec();
+        fits.extend(cookies(3));
+        fits.extend(b"\r\n");
+        let (head, _, _) = read_from(&fits, Want::Whole).await;
+        let head = head.unwrap();
+        assert!(!head.extra && head.held <= MAX_LINE, "{}", head.held);
+    }
+}

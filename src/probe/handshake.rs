@@ -1,0 +1,75 @@
+//! The TLS handshake of an https request, over a TCP connection (or a proxy's tunnel): the
+//! negotiated version, and the expiry of the certificates the server presented, recorded even
+//! when they are refused.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::client::TlsStream;
+
+use super::{Failure, Timed};
+use crate::outcome::{CertExpiry, FailureReason, TlsVersion};
+use crate::tls::PRESENTED;
+
+/// A completed handshake.
+#[derive(Debug)]
+pub struct Secured {
+    /// The stream the request is written to.
+    pub stream: TlsStream<TcpStream>,
+    /// The negotiated TLS version, when it is one we name.
+    pub version: Option<TlsVersion>,
+}
+
+/// What a handshake established, whether it completed or not.
+#[derive(Debug)]
+pub struct Handshake {
+    /// Expiry of the certificates the server presented, even if they were refused; `None`
+    /// when none arrived before the deadline.
+    pub cert: Option<CertExpiry>,
+    /// The stream, or why the handshake failed; and how long it took.
+    pub secured: Timed<Secured>,
+}
+
+/// Run the TLS handshake over `tcp` with `config`, sending and verifying `server_name`,
+/// before `deadline`.
+pub async fn handshake(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    deadline: Instant,
+) -> Handshake {
+    let t = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let handshake = PRESENTED.scope(Cell::new(None), async {
+        let r = connector.connect(server_name, tcp).await;
+        (r, PRESENTED.with(Cell::get))
+    });
+    let outcome = timeout_at(deadline, handshake).await;
+    let took = t.elapsed();
+    let (cert, result) = match outcome {
+        Ok((Ok(stream), cert)) => {
+            let version = match stream.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
+                _ => None,
+            };
+            (cert, Ok(Secured { stream, version }))
+        }
+        Ok((Err(e), cert)) => (cert, Err(Failure::io(&e, true))),
+        Err(_) => (
+            None,
+            Err(Failure::new(
+                FailureReason::Timeout,
+                "deadline passed during the TLS handshake",
+            )),
+        ),
+    };
+    Handshake {
+        cert,
+        secured: Timed { took, result },
+    }
+}
