@@ -36,8 +36,12 @@ pub enum Family {
     FailureReason,
     /// `probe_ip_protocol`
     IpProtocol,
+    /// `probe_ip_addr_hash`
+    IpAddrHash,
     /// `probe_http_version`
     HttpVersion,
+    /// `probe_http_content_length`
+    ContentLength,
     /// `probe_tls_version_info`
     TlsVersionInfo,
     /// `probe_ssl_earliest_cert_expiry`
@@ -48,7 +52,7 @@ pub enum Family {
 
 impl Family {
     /// Every family, in output order.
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 15] = [
         Family::Success,
         Family::StatusCode,
         Family::Duration,
@@ -58,7 +62,9 @@ impl Family {
         Family::Ssl,
         Family::FailureReason,
         Family::IpProtocol,
+        Family::IpAddrHash,
         Family::HttpVersion,
+        Family::ContentLength,
         Family::TlsVersionInfo,
         Family::EarliestCertExpiry,
         Family::LeafCertExpiry,
@@ -76,7 +82,9 @@ impl Family {
             Family::Ssl => "probe_http_ssl",
             Family::FailureReason => "probe_failure_reason",
             Family::IpProtocol => "probe_ip_protocol",
+            Family::IpAddrHash => "probe_ip_addr_hash",
             Family::HttpVersion => "probe_http_version",
+            Family::ContentLength => "probe_http_content_length",
             Family::TlsVersionInfo => "probe_tls_version_info",
             Family::EarliestCertExpiry => "probe_ssl_earliest_cert_expiry",
             Family::LeafCertExpiry => "probe_ssl_leaf_cert_expiry",
@@ -107,7 +115,13 @@ impl Family {
                 "Why the probe failed: 1 on the series of its reason, only for failed probes."
             }
             Family::IpProtocol => "Address family the probe connected with: 4 or 6.",
+            Family::IpAddrHash => {
+                "FNV-1a (32 bits) of the address probed, as blackbox_exporter computes it: it changes when the address does."
+            }
             Family::HttpVersion => "HTTP version of the status line: 1 or 1.1.",
+            Family::ContentLength => {
+                "Content-Length of the final answer, when it came with the status line."
+            }
             Family::TlsVersionInfo => "Negotiated TLS version, as the version label; value 1.",
             Family::EarliestCertExpiry => {
                 "Earliest NotAfter in the certificate chain the server presented, unix seconds; reported also when verification failed."
@@ -255,6 +269,20 @@ fn render_family(
                 }
             }
         }
+        Family::IpAddrHash => {
+            for (t, r) in pairs() {
+                if let Some(ip) = r.ip {
+                    line(out, name, &t.label_block, ip_hash(ip));
+                }
+            }
+        }
+        Family::ContentLength => {
+            for (t, r) in pairs() {
+                if let Some(n) = r.content_length {
+                    line(out, name, &t.label_block, n);
+                }
+            }
+        }
         Family::HttpVersion => {
             for (t, r) in pairs() {
                 if let Some(s) = &r.status {
@@ -288,6 +316,25 @@ fn render_family(
             }
         }
     }
+}
+
+/// FNV-1a, 32 bits, of an address's bytes: 4 for IPv4 (also IPv4-mapped IPv6), else 16, as
+/// blackbox_exporter's `probe_ip_addr_hash`.
+pub fn ip_hash(ip: std::net::IpAddr) -> u32 {
+    match ip {
+        std::net::IpAddr::V4(a) => fnv1a_32(&a.octets()),
+        std::net::IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => fnv1a_32(&v4.octets()),
+            None => fnv1a_32(&a.octets()),
+        },
+    }
+}
+
+/// FNV-1a, 32 bits.
+fn fnv1a_32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// `name{labels} value`.
@@ -561,6 +608,19 @@ mod tests {
         }
         assert!(chunks > 3, "{chunks} chunks");
         assert_eq!(String::from_utf8(joined).unwrap(), whole);
+    }
+
+    #[test]
+    fn ip_hashes_are_fnv1a_32_of_the_address_bytes() {
+        // Published FNV-1a 32 test vectors.
+        assert_eq!(fnv1a_32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a_32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a_32(b"foobar"), 0xbf9c_f968);
+        assert_eq!(ip_hash("1.2.3.4".parse().unwrap()), fnv1a_32(&[1, 2, 3, 4]));
+        let v4 = ip_hash("127.0.0.1".parse().unwrap());
+        assert_eq!(ip_hash("::ffff:127.0.0.1".parse().unwrap()), v4);
+        assert_ne!(ip_hash("::1".parse().unwrap()), v4);
+        assert_ne!(ip_hash("127.0.0.2".parse().unwrap()), v4);
     }
 
     #[test]

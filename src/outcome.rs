@@ -227,8 +227,15 @@ pub struct ProbeResult {
     pub duration: Duration,
     /// Per-phase times.
     pub phases: Phases,
-    /// 4 or 6: the address family of the connection, once connected.
+    /// 4 or 6: the address family of the connection, once connected (before that, of the
+    /// first address the host resolved to).
     pub ip_protocol: Option<u8>,
+    /// The address connected to, once connected (before that, the first address the host
+    /// resolved to): the one `probe_ip_addr_hash` hashes.
+    pub ip: Option<std::net::IpAddr>,
+    /// The final answer's `Content-Length`, when the bytes that came with its status line
+    /// carry it.
+    pub content_length: Option<u64>,
     /// The negotiated TLS version.
     pub tls_version: Option<TlsVersion>,
     /// Expiry of the certificates the server presented, even if they were refused.

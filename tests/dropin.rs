@@ -342,3 +342,46 @@ fn blackbox_reload_metrics_and_dns_lookup_time_mean_what_they_mean_in_blackbox()
         Some(0.0)
     );
 }
+
+#[test]
+fn address_version_and_length_facts_equal_blackbox_exporters_on_the_same_targets() {
+    let nginx = Nginx::start(&[]);
+    let ok = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let missing = format!("http://127.0.0.1:{}/missing", nginx.port);
+    let refused = format!("http://127.0.0.1:{}/", closed_port());
+    let v6 = format!("http://[::1]:{}/ok", nginx.port);
+    let bb = Blackbox::start(
+        "  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n",
+    );
+    let e = Exporter::start(
+        &format!("targets: ['{ok}', '{missing}', '{refused}', '{v6}']\n"),
+        &[],
+    );
+    let ours = e.scrape(None);
+    for target in [&ok, &missing, &refused, &v6] {
+        let theirs = bb.probe(target, "http_2xx", &[]);
+        let b = |m: &str| sample(&theirs, m, &[]);
+        let a = |m: &str| target_sample(&ours, m, target);
+        assert_eq!(a("probe_success"), b("probe_success"), "{target}");
+        // Known from resolution on, also when connecting fails.
+        for m in ["probe_ip_protocol", "probe_ip_addr_hash"] {
+            assert_eq!(a(m), b(m), "{target}: {m}\nours:\n{ours}\ntheirs:\n{theirs}");
+        }
+        if target == &refused {
+            // No answer: blackbox reports 0 for what it never learnt, we report nothing.
+            assert_eq!(b("probe_http_version"), Some(0.0));
+            assert_eq!(a("probe_http_version"), None);
+            assert_eq!(a("probe_http_content_length"), None);
+        } else {
+            // An answer, good or not: its version and length.
+            assert_eq!(a("probe_http_version"), b("probe_http_version"), "{target}");
+            assert_eq!(
+                a("probe_http_content_length"),
+                b("probe_http_content_length"),
+                "{target}"
+            );
+        }
+    }
+    assert_eq!(target_sample(&ours, "probe_http_content_length", &ok), Some(3.0));
+    assert_eq!(target_sample(&ours, "probe_ip_protocol", &v6), Some(6.0));
+}

@@ -101,8 +101,8 @@ pub(super) async fn resolve(
 pub(super) struct Connected {
     /// The socket, set up for a probe: no delay, reset on close.
     pub tcp: TcpStream,
-    /// 4 or 6: the family of the address that answered.
-    pub ip_protocol: Option<u8>,
+    /// The address that answered.
+    pub ip: Option<IpAddr>,
 }
 
 /// Connect to `route`'s port on one of `addrs` (from `source` if given) before `deadline`.
@@ -129,10 +129,7 @@ pub(super) async fn open(
     let proxy = route.proxy();
     let result = match connected {
         Ok(Ok(tcp)) => {
-            let ip_protocol = tcp
-                .peer_addr()
-                .ok()
-                .map(|a| if a.is_ipv4() { 4 } else { 6 });
+            let ip = tcp.peer_addr().ok().map(|a| a.ip());
             // Probes write one small request: do not wait for more to fill a segment.
             let _ = tcp.set_nodelay(true);
             // A connection we close first ends with a reset, unless the server has closed
@@ -140,7 +137,7 @@ pub(super) async fn open(
             // on our side for a minute, and rounds of thousands of targets on one address
             // would run out of ports.
             set_linger_zero(&tcp, true);
-            Ok(Connected { tcp, ip_protocol })
+            Ok(Connected { tcp, ip })
         }
         Ok(Err(e)) => {
             let reason = match (e.kind() == io::ErrorKind::ConnectionRefused, proxy) {

@@ -24,6 +24,9 @@ pub struct Answer {
     /// when the rest of the redirect's head could not be read, why it is not followed (the 3xx
     /// is then the answer).
     pub location: Result<Option<String>, String>,
+    /// The `Content-Length` of an answer that is not a redirect, when the bytes that came
+    /// with its status line carry it.
+    pub content_length: Option<u64>,
 }
 
 /// Write the request (head, then body), read the final status line (and, as `want` says, a
@@ -56,6 +59,10 @@ pub async fn exchange<S: Conn>(
         // Once the status line is in, what failed is the rest of a redirect's head: the 3xx
         // is the answer, and the detail says why it was not followed.
         (Some(status), outcome) => {
+            let content_length = match &outcome {
+                Ok(Ok(h)) => h.content_length,
+                _ => None,
+            };
             let location = match outcome {
                 Ok(Ok(h)) => match h.location {
                     None if want == Want::Location && is_redirect(status.code) => {
@@ -70,7 +77,11 @@ pub async fn exchange<S: Conn>(
                 Ok(Err(ReadError::Io(e))) => Err(e.to_string()),
                 Ok(Err(ReadError::Parse(e))) => Err(e.to_string()),
             };
-            Ok(Answer { status, location })
+            Ok(Answer {
+                status,
+                location,
+                content_length,
+            })
         }
         (None, Err(_)) => Err(match proxy {
             Some(p) => Failure::new(
@@ -97,6 +108,38 @@ pub async fn exchange<S: Conn>(
         }
     };
     Timed { took, result }
+}
+
+/// The `Content-Length` among the complete header lines of `bytes` (what arrived with the
+/// status line), read without waiting for more: a peer's slow head never delays or fails a
+/// probe for it. `None` when the lines there do not carry one, or carry one that is not a
+/// plain number (or two that disagree).
+pub fn content_length(bytes: &[u8]) -> Option<u64> {
+    let mut found = None;
+    let mut rest = bytes;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+        rest = &rest[end + 1..];
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        let value = std::str::from_utf8(&line[colon + 1..]).ok()?.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = value.parse().ok()?;
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
 }
 
 /// A probe's stream: gives access to its TCP socket.
@@ -173,6 +216,9 @@ pub struct Head {
     pub location: Option<String>,
     /// Bytes followed the head ([`Want::Whole`] only).
     pub extra: bool,
+    /// `Content-Length`, when the head was not read on but the bytes already read after the
+    /// status line carry it (see [`content_length`]).
+    pub content_length: Option<u64>,
     /// The largest the buffer grew, in bytes: what the reader held at most.
     #[cfg(test)]
     pub held: usize,
@@ -216,6 +262,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
         return Ok(Head {
             location: None,
             extra: false,
+            content_length: content_length(buf.get(parser.end()..).unwrap_or_default()),
             #[cfg(test)]
             held: buf.capacity(),
         });
@@ -236,6 +283,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                 return Ok(Head {
                     location,
                     extra: false,
+                    content_length: None,
                     #[cfg(test)]
                     held,
                 });
@@ -244,6 +292,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                 return Ok(Head {
                     location: None,
                     extra: buf.len() > end,
+                    content_length: None,
                     #[cfg(test)]
                     held: buf.capacity(),
                 });
@@ -274,6 +323,33 @@ pub async fn read_head<S: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_is_read_from_what_came_with_the_status_line() {
+        assert_eq!(
+            content_length(b"Server: x\r\nContent-Length: 153\r\n\r\nbody"),
+            Some(153)
+        );
+        assert_eq!(content_length(b"content-length:7\n\n"), Some(7));
+        assert_eq!(
+            content_length(b"Content-Length: 3\r\nContent-Length: 3\r\n"),
+            Some(3)
+        );
+        // Not there, not complete, after the head, or not a plain number: none.
+        assert_eq!(content_length(b"Transfer-Encoding: chunked\r\n\r\n"), None);
+        assert_eq!(content_length(b"Content-Length: 15"), None);
+        assert_eq!(content_length(b"\r\nContent-Length: 1\r\n"), None);
+        assert_eq!(content_length(b"Content-Length: -1\r\n"), None);
+        assert_eq!(content_length(b"Content-Length: 1, 1\r\n"), None);
+        assert_eq!(
+            content_length(b"Content-Length: 1\r\nContent-Length: 2\r\n"),
+            None
+        );
+        assert_eq!(
+            content_length(b"Content-Length: 99999999999999999999999\r\n"),
+            None
+        );
+    }
     use crate::probe::status;
 
     /// Read a head from `bytes` as `want` says: the outcome, the status line, and how many

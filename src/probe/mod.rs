@@ -56,6 +56,8 @@ impl ProbeResult {
             detail,
             phases,
             ip_protocol,
+            ip,
+            content_length,
             tls_version,
             cert,
             ssl,
@@ -71,6 +73,8 @@ impl ProbeResult {
         };
         self.phases.add(&phases);
         self.ip_protocol = ip_protocol;
+        self.ip = ip;
+        self.content_length = content_length;
         self.tls_version = tls_version;
         self.cert = cert;
         self.ssl = ssl;
@@ -90,8 +94,12 @@ struct Facts {
     detail: Option<String>,
     /// The request's own phase times.
     phases: Phases,
-    /// 4 or 6, once connected.
+    /// 4 or 6: of the address connected to, or before that of the first one resolved.
     ip_protocol: Option<u8>,
+    /// The address connected to, or before that the first one resolved.
+    ip: Option<std::net::IpAddr>,
+    /// The answer's `Content-Length`, when it came with the status line.
+    content_length: Option<u64>,
     /// The negotiated TLS version, once the handshake completed.
     tls_version: Option<TlsVersion>,
     /// Expiry of the certificates the server presented, even if they were refused.
@@ -105,6 +113,14 @@ impl Facts {
     fn fail(&mut self, reason: FailureReason, detail: impl Into<String>) {
         self.failure = Some(reason);
         self.detail = Some(detail.into());
+    }
+
+    /// Record the address the request goes to (or is about to try) and its family.
+    fn address(&mut self, ip: Option<std::net::IpAddr>) {
+        if let Some(ip) = ip {
+            self.ip = Some(ip);
+            self.ip_protocol = Some(if ip.is_ipv4() { 4 } else { 6 });
+        }
     }
 
     /// Record why the redirect answered was not followed (the 3xx is then the answer).
@@ -307,11 +323,13 @@ async fn request(
         |p| &mut p.resolve,
         connect::resolve(&route, target.ip_protocol, deadline, resolver).await,
     )?;
-    let connect::Connected { tcp, ip_protocol } = facts.record(
+    // Known from here on, also when connecting fails (as blackbox_exporter reports them).
+    facts.address(addrs.first().copied());
+    let connect::Connected { tcp, ip } = facts.record(
         |p| &mut p.connect,
         connect::open(&route, addrs, target.source_ip, deadline).await,
     )?;
-    facts.ip_protocol = ip_protocol;
+    facts.address(ip);
     let tcp = match route.via {
         Via::Tunnel(proxy) => facts.record(
             |p| &mut p.proxy,
@@ -354,8 +372,13 @@ async fn request(
             Box::pin(secured(tcp, config, name, request, want, deadline, facts)).await?
         }
     };
-    let Answer { status, location } = facts.record(|p| &mut p.processing, exchanged)?;
+    let Answer {
+        status,
+        location,
+        content_length,
+    } = facts.record(|p| &mut p.processing, exchanged)?;
     facts.status = Some(status);
+    facts.content_length = content_length;
     location.unwrap_or_else(|why| {
         facts.not_followed(why);
         None
