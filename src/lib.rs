@@ -53,4 +53,5 @@ pub mod status_page;
 pub mod sys;
 pub mod target;
 pub mod tls;
+pub mod trace;
 pub mod web;

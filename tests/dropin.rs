@@ -365,7 +365,11 @@ fn address_version_and_length_facts_equal_blackbox_exporters_on_the_same_targets
         assert_eq!(a("probe_success"), b("probe_success"), "{target}");
         // Known from resolution on, also when connecting fails.
         for m in ["probe_ip_protocol", "probe_ip_addr_hash"] {
-            assert_eq!(a(m), b(m), "{target}: {m}\nours:\n{ours}\ntheirs:\n{theirs}");
+            assert_eq!(
+                a(m),
+                b(m),
+                "{target}: {m}\nours:\n{ours}\ntheirs:\n{theirs}"
+            );
         }
         if target == &refused {
             // No answer: blackbox reports 0 for what it never learnt, we report nothing.
@@ -382,6 +386,9 @@ fn address_version_and_length_facts_equal_blackbox_exporters_on_the_same_targets
             );
         }
     }
-    assert_eq!(target_sample(&ours, "probe_http_content_length", &ok), Some(3.0));
+    assert_eq!(
+        target_sample(&ours, "probe_http_content_length", &ok),
+        Some(3.0)
+    );
     assert_eq!(target_sample(&ours, "probe_ip_protocol", &v6), Some(6.0));
 }

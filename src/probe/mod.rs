@@ -35,6 +35,7 @@ use crate::outcome::{CertExpiry, FailureReason, Phases, ProbeResult, StatusLine,
 use crate::probe_url::ProbeUrl;
 use crate::request::{Hop, build_head, request_body};
 use crate::target::Target;
+use crate::trace;
 use exchange::{Answer, Want};
 use route::{Security, Via};
 
@@ -202,6 +203,37 @@ struct Timed<T> {
     result: Result<T, Failure>,
 }
 
+impl<T> Timed<T> {
+    /// Add this phase to the probe's trace, if it is traced: `what` with `ok`'s description of
+    /// its facts, or its failure; and its time.
+    fn note(&self, what: &str, ok: impl FnOnce(&T) -> String) {
+        trace::note(|| {
+            let ms = self.took.as_secs_f64() * 1000.0;
+            match &self.result {
+                Ok(facts) => format!("{what}: {} ({ms:.1} ms)", ok(facts)),
+                Err(f) => format!("{what} failed: {}: {} ({ms:.1} ms)", f.reason, f.detail),
+            }
+        });
+    }
+}
+
+/// What a trace shows of a request head: its request line, `Host` and `User-Agent`, and the
+/// names of its other headers (their values may be secrets).
+fn shown_head(head: &[u8]) -> String {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let mut out = lines.next().unwrap_or_default().to_owned();
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("user-agent") {
+            out.push_str(&format!("; {name}:{value}"));
+        } else {
+            out.push_str(&format!("; {name}: <not shown>"));
+        }
+    }
+    text::printable(&out)
+}
+
 /// `1.5 s`: a wait, for a failure's detail.
 fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -219,6 +251,17 @@ pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver)
 /// on the final answer. While a request runs, only its own facts are held: the result is made
 /// from them once it is over.
 async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
+    let result = run_requests(target, deadline, resolver).await;
+    trace::note(|| match (result.failure, &result.detail) {
+        (None, _) => "verdict: success".into(),
+        (Some(reason), Some(detail)) => format!("verdict: failed, {reason}: {detail}"),
+        (Some(reason), None) => format!("verdict: failed, {reason}"),
+    });
+    result
+}
+
+/// The requests of [`run`] and the verdict on the final answer.
+async fn run_requests(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
     if target.follow_redirects == 0 {
         let mut facts = Facts::default();
         request(
@@ -293,6 +336,7 @@ async fn follow(
         let chain = (&target.url, target.follow_redirects);
         match redirect::next_hop(chain, &visited, result.redirects, hop, code, &next) {
             Ok(next_hop) => {
+                trace::note(|| format!("redirect {code}: following to {}", next.raw));
                 result.redirects += 1;
                 hop = next_hop;
                 url = next;
@@ -319,22 +363,43 @@ async fn request(
     facts: &mut Facts,
 ) -> Option<String> {
     let route = route::route(target, url);
-    let addrs = facts.record(
-        |p| &mut p.resolve,
-        connect::resolve(&route, target.ip_protocol, deadline, resolver).await,
-    )?;
+    trace::note(|| match route.via {
+        Via::Direct => format!(
+            "request to {}: direct to {}:{}",
+            url.raw, route.host, route.port
+        ),
+        Via::Proxy(p) => format!(
+            "request to {}: through the proxy {}",
+            url.raw,
+            p.authority()
+        ),
+        Via::Tunnel(p) => format!(
+            "request to {}: tunnel through the proxy {}",
+            url.raw,
+            p.authority()
+        ),
+    });
+    let resolved = connect::resolve(&route, target.ip_protocol, deadline, resolver).await;
+    resolved.note("resolve", |a| {
+        let list: Vec<String> = a.iter().map(ToString::to_string).collect();
+        format!("{} is {}", route.host, list.join(", "))
+    });
+    let addrs = facts.record(|p| &mut p.resolve, resolved)?;
     // Known from here on, also when connecting fails (as blackbox_exporter reports them).
     facts.address(addrs.first().copied());
-    let connect::Connected { tcp, ip } = facts.record(
-        |p| &mut p.connect,
-        connect::open(&route, addrs, target.source_ip, deadline).await,
-    )?;
+    let opened = connect::open(&route, addrs, target.source_ip, deadline).await;
+    opened.note("connect", |c| match c.ip {
+        Some(ip) => format!("connected to {}", std::net::SocketAddr::new(ip, route.port)),
+        None => "connected".into(),
+    });
+    let connect::Connected { tcp, ip } = facts.record(|p| &mut p.connect, opened)?;
     facts.address(ip);
     let tcp = match route.via {
-        Via::Tunnel(proxy) => facts.record(
-            |p| &mut p.proxy,
-            tunnel::open(tcp, proxy, url, deadline).await,
-        )?,
+        Via::Tunnel(proxy) => {
+            let tunnel = tunnel::open(tcp, proxy, url, deadline).await;
+            tunnel.note("CONNECT", |_| "the tunnel is open".into());
+            facts.record(|p| &mut p.proxy, tunnel)?
+        }
         Via::Direct | Via::Proxy(_) => tcp,
     };
 
@@ -348,6 +413,7 @@ async fn request(
         &built
     };
     let request = (head, request_body(&target.spec, hop));
+    trace::note(|| format!("send: {}", shown_head(head)));
     let want = if target.follow_redirects > 0 {
         Want::Location
     } else {
@@ -372,6 +438,10 @@ async fn request(
             Box::pin(secured(tcp, config, name, request, want, deadline, facts)).await?
         }
     };
+    exchanged.note("answer", |a| match a.content_length {
+        Some(n) => format!("{} (Content-Length {n})", a.status),
+        None => a.status.to_string(),
+    });
     let Answer {
         status,
         location,
@@ -396,8 +466,19 @@ async fn secured(
     deadline: Instant,
     facts: &mut Facts,
 ) -> Option<Timed<Answer>> {
+    let name = format!("{server_name:?}");
     let handshake::Handshake { cert, secured } =
         handshake::handshake(tcp, config, server_name, deadline).await;
+    secured.note("TLS", |s| {
+        let version = s.version.map_or("TLS", |v| v.as_str());
+        match cert {
+            Some(c) => format!(
+                "{version} with {name}, leaf certificate valid until unix {}, chain until {}",
+                c.leaf, c.earliest
+            ),
+            None => format!("{version} with {name}"),
+        }
+    });
     facts.cert = cert;
     let handshake::Secured { stream, version } = facts.record(|p| &mut p.tls, secured)?;
     facts.ssl = true;
