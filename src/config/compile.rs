@@ -13,7 +13,7 @@ use super::position::{line_col, locate, url_position};
 use super::schema::{GroupName, Labels, LongTarget, RawTls};
 use super::{
     Config, ConfigError, DEFAULT_GROUP, DEFAULT_MAX_CONNECTIONS_PER_HOST, DEFAULT_TIMEOUT,
-    MAX_PAIRS, MAX_TEXT,
+    MAX_ERRORS, MAX_PAIRS, MAX_TEXT,
 };
 use crate::codes::StatusCodes;
 use crate::probe_url::{self, IpProtocol};
@@ -23,6 +23,8 @@ use crate::target::Target;
 use crate::tls::{self, TlsSettings, TlsTarget};
 
 /// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
+/// Every target is checked: the errors are those of each bad target, in file order (past
+/// [`MAX_ERRORS`], one more, and the rest unchecked).
 pub(super) fn build(
     path: &Path,
     text: &str,
@@ -30,7 +32,7 @@ pub(super) fn build(
     groups: &BTreeMap<GroupName, Settings>,
     entries: &[LongTarget],
     per_host: Option<usize>,
-) -> Result<Config, ConfigError> {
+) -> Result<Config, Vec<ConfigError>> {
     // The file uses groups when it defines or names one: only then do series carry `group`.
     let uses_groups = !groups.is_empty()
         || defaults.group.is_some()
@@ -50,6 +52,7 @@ pub(super) fn build(
     };
     let mut group_names = BTreeSet::new();
     let mut targets = Vec::with_capacity(entries.len());
+    let mut errors = Vec::new();
     for (k, entry) in entries.iter().enumerate() {
         // The group picks the `groups` block to lay under the target, so it is read before
         // the layers are merged (which would give the same).
@@ -62,7 +65,18 @@ pub(super) fn build(
         if !group_names.contains(group) {
             group_names.insert(group.to_owned());
         }
-        targets.push(Arc::new(compiler.target(k, entry, group)?));
+        match compiler.target(k, entry, group) {
+            Ok(t) => targets.push(Arc::new(t)),
+            // One more than are listed, so that the list says it was cut.
+            Err(e) if errors.len() == MAX_ERRORS => {
+                errors.push(e);
+                break;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(Config {
         file: path.to_owned(),
@@ -113,12 +127,7 @@ struct Compiler<'a> {
 impl<'a> Compiler<'a> {
     /// An error at a line and column of the file.
     fn err_at(&self, (line, column): (usize, usize), message: String) -> ConfigError {
-        ConfigError {
-            file: self.path.to_owned(),
-            line,
-            column,
-            message,
-        }
+        ConfigError::new(self.path, line, column, message)
     }
 
     /// An error at entry `k`'s URL. Where it stands is worked out only when an error needs

@@ -590,8 +590,9 @@ pub(super) struct NativeFile {
     /// Settings per group, over `defaults`.
     #[serde(default)]
     pub(super) groups: BTreeMap<GroupName, Settings>,
-    /// The targets.
-    pub(super) targets: Vec<RawTarget>,
+    /// The targets; `~` (null) is an entry blanked out after an error (see `recover`), or an
+    /// error of its own.
+    pub(super) targets: Vec<Option<RawTarget>>,
     /// Per-host cap on concurrent probes.
     pub(super) max_connections_per_host: Option<usize>,
 }
