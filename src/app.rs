@@ -191,12 +191,12 @@ fn spawn_auto_reload(
             })
             .await
             .unwrap_or_else(|e| {
-                Err(config::ConfigError {
-                    file: path.clone(),
-                    line: 1,
-                    column: 1,
-                    message: format!("cannot read the targets file: {e}"),
-                })
+                Err(config::ConfigError::new(
+                    path.clone(),
+                    1,
+                    1,
+                    format!("cannot read the targets file: {e}"),
+                ))
             });
             // A changed file reloads; so does a file that vanished or became unreadable, so
             // that the failure is logged and counted as SIGHUP would (once, not every poll).
@@ -279,15 +279,15 @@ impl Reloader {
                 if let Some((file, next)) = &web
                     && let Some(lost) = self.web.get().weakened_by(next)
                 {
-                    return Err(ConfigError {
-                        file: (*file).clone(),
-                        line: 1,
-                        column: 1,
-                        message: format!(
+                    return Err(ConfigError::new(
+                        (*file).clone(),
+                        1,
+                        1,
+                        format!(
                             "the new web config turns {lost} off; a reload never weakens the \
                              endpoint's protection, restart the exporter to do that"
                         ),
-                    });
+                    ));
                 }
                 let web = web.map(|(_, next)| next);
                 Ok((config, web, dns))

@@ -90,8 +90,9 @@ impl<'de> serde::Deserialize<'de> for StatusCodes {
                 while let Some(entry) = seq.next_element::<Entry>()? {
                     ranges.push(entry.0);
                 }
+                // An empty list is blackbox_exporter's way of asking for the default.
                 if ranges.is_empty() {
-                    return Err(de::Error::custom("valid_status_codes must not be empty"));
+                    return Ok(StatusCodes::default());
                 }
                 Ok(StatusCodes { ranges })
             }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::codes::StatusCodes;
+use crate::outcome::HttpVersion;
 use crate::probe_url::{IpProtocol, ProbeUrl};
 use crate::request::RequestSpec;
 use crate::tls::TlsTarget;
@@ -66,6 +67,11 @@ pub struct Target {
     pub label_block: String,
     /// The group it belongs to (`default` unless the file says otherwise).
     pub group: Arc<str>,
+    /// HTTP versions the final status line may name (`valid_http_versions`); `None` allows
+    /// any.
+    pub valid_http_versions: Option<Vec<HttpVersion>>,
+    /// Keep the cookies a redirect sets for the next requests of the same probe (`cookies`).
+    pub cookies: bool,
 }
 
 impl std::fmt::Debug for Target {

@@ -181,12 +181,8 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
 
 /// Validate a web config's text; `path` names it in errors and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<WebConfig, ConfigError> {
-    let err = |line: usize, column: usize, message: String| ConfigError {
-        file: path.to_owned(),
-        line,
-        column,
-        message,
-    };
+    let err =
+        |line: usize, column: usize, message: String| ConfigError::new(path, line, column, message);
     let raw: RawWeb = if text.trim().is_empty() {
         RawWeb::default()
     } else {

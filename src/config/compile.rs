@@ -13,16 +13,18 @@ use super::position::{line_col, locate, url_position};
 use super::schema::{GroupName, Labels, LongTarget, RawTls};
 use super::{
     Config, ConfigError, DEFAULT_GROUP, DEFAULT_MAX_CONNECTIONS_PER_HOST, DEFAULT_TIMEOUT,
-    MAX_PAIRS, MAX_REDIRECTS, MAX_TEXT,
+    MAX_ERRORS, MAX_PAIRS, MAX_TEXT,
 };
 use crate::codes::StatusCodes;
 use crate::probe_url::{self, IpProtocol};
 use crate::proxy;
-use crate::request;
+use crate::request::{self, RequestSpec};
 use crate::target::Target;
 use crate::tls::{self, TlsSettings, TlsTarget};
 
 /// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
+/// Every target is checked: the errors are those of each bad target, in file order (past
+/// [`MAX_ERRORS`], one more, and the rest unchecked).
 pub(super) fn build(
     path: &Path,
     text: &str,
@@ -30,7 +32,7 @@ pub(super) fn build(
     groups: &BTreeMap<GroupName, Settings>,
     entries: &[LongTarget],
     per_host: Option<usize>,
-) -> Result<Config, ConfigError> {
+) -> Result<Config, Vec<ConfigError>> {
     // The file uses groups when it defines or names one: only then do series carry `group`.
     let uses_groups = !groups.is_empty()
         || defaults.group.is_some()
@@ -50,6 +52,7 @@ pub(super) fn build(
     };
     let mut group_names = BTreeSet::new();
     let mut targets = Vec::with_capacity(entries.len());
+    let mut errors = Vec::new();
     for (k, entry) in entries.iter().enumerate() {
         // The group picks the `groups` block to lay under the target, so it is read before
         // the layers are merged (which would give the same).
@@ -62,7 +65,18 @@ pub(super) fn build(
         if !group_names.contains(group) {
             group_names.insert(group.to_owned());
         }
-        targets.push(Arc::new(compiler.target(k, entry, group)?));
+        match compiler.target(k, entry, group) {
+            Ok(t) => targets.push(Arc::new(t)),
+            // One more than are listed, so that the list says it was cut.
+            Err(e) if errors.len() == MAX_ERRORS => {
+                errors.push(e);
+                break;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(Config {
         file: path.to_owned(),
@@ -113,12 +127,7 @@ struct Compiler<'a> {
 impl<'a> Compiler<'a> {
     /// An error at a line and column of the file.
     fn err_at(&self, (line, column): (usize, usize), message: String) -> ConfigError {
-        ConfigError {
-            file: self.path.to_owned(),
-            line,
-            column,
-            message,
-        }
+        ConfigError::new(self.path, line, column, message)
     }
 
     /// An error at entry `k`'s URL. Where it stands is worked out only when an error needs
@@ -180,14 +189,8 @@ impl<'a> Compiler<'a> {
         }
         // The target's own settings over its group's over the defaults.
         let merged = defaults.under(&entry.settings);
-        let follow_redirects = merged.follow_redirects.unwrap_or(0);
-        if follow_redirects > MAX_REDIRECTS {
-            return Err(self.field_err(
-                k,
-                "follow_redirects",
-                format!("follow_redirects must be 0 to {MAX_REDIRECTS}"),
-            ));
-        }
+        // The decoder keeps it within 0 to MAX_REDIRECTS.
+        let follow_redirects = merged.follow_redirects.map_or(0, |f| f.0);
         let fail_if_ssl = merged.fail_if_ssl.unwrap_or(false);
         let fail_if_not_ssl = merged.fail_if_not_ssl.unwrap_or(false);
         if fail_if_ssl && fail_if_not_ssl {
@@ -205,7 +208,7 @@ impl<'a> Compiler<'a> {
             .files
             .proxy_rules(&merged, self.base)
             .map_err(|(field, m)| self.field_err(k, field, m))?;
-        let (tls, redirect_tls) = self.tls(k, entry, &merged, follow_redirects)?;
+        let (tls, redirect_tls) = self.tls(k, entry, &merged, &spec, follow_redirects)?;
         let name = entry.name.clone();
         let labels = entry.labels.clone().unwrap_or_default().0;
         self.check_name_and_labels(k, name.as_deref(), &labels)?;
@@ -240,16 +243,23 @@ impl<'a> Compiler<'a> {
             tls,
             ip_protocol,
             source_ip: merged.source_ip,
+            valid_http_versions: merged
+                .valid_http_versions
+                .map(|v| v.0)
+                .filter(|v| !v.is_empty()),
+            cookies: merged.cookies.unwrap_or(false),
         })
     }
 
     /// The TLS client of an https target, and the one for the https requests of its redirects.
-    /// An http target has TLS settings only to follow redirects.
+    /// An http target has TLS settings only to follow redirects. The name sent and verified is
+    /// `server_name`, else a configured `Host` header's host, else the URL's host.
     fn tls(
         &mut self,
         k: usize,
         entry: &LongTarget,
         merged: &Settings,
+        spec: &RequestSpec,
         follow_redirects: u8,
     ) -> Result<(Option<TlsTarget>, Option<Arc<rustls::ClientConfig>>), ConfigError> {
         let url = &entry.url;
@@ -271,10 +281,23 @@ impl<'a> Compiler<'a> {
             probe_url::Scheme::Http => None,
             probe_url::Scheme::Https => {
                 let config = self.client_config(k, &raw_tls)?;
-                let server_name = tls::server_name(raw_tls.server_name.as_deref(), &url.host)
-                    .map_err(|m| {
+                let server_name = match (raw_tls.server_name.as_deref(), host_header(spec)) {
+                    (None, Some(host)) => {
+                        let host = host_name(host);
+                        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                            self.field_err(
+                                k,
+                                "headers",
+                                format!(
+                                    "headers: Host: {host:?} is not a valid TLS server name: {e}"
+                                ),
+                            )
+                        })?
+                    }
+                    (configured, _) => tls::server_name(configured, &url.host).map_err(|m| {
                         self.field_err(k, "server_name", format!("tls_config.server_name: {m}"))
-                    })?;
+                    })?,
+                };
                 Some(TlsTarget {
                     config,
                     server_name,
@@ -389,6 +412,31 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// The value of a configured `Host` header (any case), written in the file or read from one.
+fn host_header(spec: &RequestSpec) -> Option<&str> {
+    let shown = spec.headers.iter().map(|(k, v)| (k, v.as_str()));
+    let secret = spec.secret_headers.iter().map(|(k, v)| (k, v.expose()));
+    shown
+        .chain(secret)
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.trim())
+}
+
+/// The host of a `Host` header's value, as blackbox_exporter uses it for the TLS server name:
+/// without a `:port`, and a bracketed IPv6 address without its brackets.
+pub(super) fn host_name(value: &str) -> &str {
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split_once(']').map_or(value, |(ip, _)| ip);
+    }
+    match value.rsplit_once(':') {
+        // One colon: `host:port`. More than one: an IPv6 address without brackets.
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => value,
+    }
+}
+
 /// TLS client configurations, one per distinct [`TlsSettings`].
 struct TlsClients {
     /// The crypto provider every configuration uses.
@@ -409,7 +457,117 @@ impl Default for TlsClients {
 #[cfg(test)]
 mod tests {
     use crate::config::{MAX_TEXT, parse};
+    use crate::outcome::HttpVersion;
+    use crate::target::Target;
+    use rustls::pki_types::ServerName;
     use std::path::Path;
+
+    /// The TLS name of the only target of `text`.
+    fn sni(text: &str) -> String {
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        match &c.targets[0].tls.as_ref().unwrap().server_name {
+            ServerName::DnsName(n) => n.as_ref().to_owned(),
+            ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_host_header_names_the_tls_server_unless_server_name_does() {
+        let t = |extra: &str| {
+            sni(&format!(
+                "targets:\n  - {{url: 'https://127.0.0.1:8443/', {extra}}}\n"
+            ))
+        };
+        assert_eq!(t("name: x"), "127.0.0.1");
+        assert_eq!(t("headers: {Host: a.test}"), "a.test");
+        assert_eq!(t("headers: {host: 'a.test:8443'}"), "a.test");
+        assert_eq!(t("headers: {HOST: '[::1]:8443'}"), "::1");
+        assert_eq!(t("headers: {Host: '10.1.2.3'}"), "10.1.2.3");
+        assert_eq!(
+            t("headers: {Host: a.test}, tls_config: {server_name: b.test}"),
+            "b.test"
+        );
+        // From the defaults, and the target's own header over them.
+        let text = "defaults: {headers: {Host: a.test}}\ntargets:\n  - https://x.test/\n  - {url: 'https://y.test/', headers: {host: c.test}}\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let names: Vec<_> = c
+            .targets
+            .iter()
+            .map(|t| format!("{:?}", t.tls.as_ref().unwrap().server_name))
+            .collect();
+        assert!(
+            names[0].contains("a.test") && names[1].contains("c.test"),
+            "{names:?}"
+        );
+        let e = parse(
+            Path::new("t.yml"),
+            "targets:\n  - url: https://a/\n    headers: {Host: 'bad name'}\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (3, 5), "{e}");
+        assert!(
+            e.message
+                .starts_with("headers: Host: \"bad name\" is not a valid TLS server name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn blackbox_translation_keys() {
+        let one = |settings: &str| {
+            parse(
+                Path::new("t.yml"),
+                &format!("targets:\n  - {{url: 'http://a/', {settings}}}\n"),
+            )
+            .map(|c| Target::clone(&c.targets[0]))
+        };
+        assert_eq!(one("follow_redirects: true").unwrap().follow_redirects, 10);
+        assert_eq!(one("follow_redirects: false").unwrap().follow_redirects, 0);
+        assert_eq!(one("follow_redirects: 3").unwrap().follow_redirects, 3);
+        for bad in ["21", "-1", "yes-please", "1.5"] {
+            let e = one(&format!("follow_redirects: {bad}")).unwrap_err();
+            assert_eq!((e.line, e.column), (2, 42), "{bad}: {e}");
+            assert!(e.message.contains("follow_redirects"), "{bad}: {e}");
+        }
+        let codes = one("valid_status_codes: []").unwrap().valid_codes;
+        assert!(codes.contains(200) && codes.contains(302) && !codes.contains(404));
+        let versions =
+            |v: &str| one(&format!("valid_http_versions: {v}")).map(|t| t.valid_http_versions);
+        assert_eq!(
+            versions("['HTTP/1.0', 'HTTP/1.1']").unwrap(),
+            Some(vec![HttpVersion::Http10, HttpVersion::Http11])
+        );
+        assert_eq!(
+            versions("[HTTP/1.1, HTTP/1.1]").unwrap(),
+            Some(vec![HttpVersion::Http11])
+        );
+        assert_eq!(versions("[]").unwrap(), None);
+        assert_eq!(one("name: x").unwrap().valid_http_versions, None);
+        let e = versions("['HTTP/1.1', 'HTTP/2.0']").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 59), "{e}");
+        assert!(e.message.contains("the probe speaks HTTP/1.x only"), "{e}");
+        let e = versions("['http/1.1']").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 47), "{e}");
+        assert!(
+            e.message.contains("expected \"HTTP/1.0\" or \"HTTP/1.1\""),
+            "{e}"
+        );
+        assert!(one("cookies: true").unwrap().cookies);
+        assert!(!one("name: x").unwrap().cookies);
+        // Both layer: defaults, then the target.
+        let text = "defaults: {cookies: true, valid_http_versions: [HTTP/1.1], follow_redirects: true}\ntargets:\n  - http://a/\n  - {url: 'http://b/', cookies: false, follow_redirects: 2}\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        assert!(c.targets[0].cookies && !c.targets[1].cookies);
+        assert_eq!(
+            c.targets[1].valid_http_versions,
+            Some(vec![HttpVersion::Http11])
+        );
+        assert_eq!(
+            (c.targets[0].follow_redirects, c.targets[1].follow_redirects),
+            (10, 2)
+        );
+    }
 
     #[test]
     fn a_target_printed_for_debugging_hides_its_credentials() {

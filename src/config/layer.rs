@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::schema::{
-    BasicAuth, GroupName, Headers, HumanDuration, NoProxyList, RawTls, SecretValue,
+    BasicAuth, FollowRedirects, GroupName, Headers, HttpVersions, HumanDuration, NoProxyList,
+    RawTls, SecretValue,
 };
 use crate::codes::StatusCodes;
 use crate::probe_url::IpProtocol;
@@ -41,7 +42,7 @@ pub(super) struct Settings {
     /// The group of the targets (a `groups` block is a group already: there it is an error).
     pub(super) group: Option<GroupName>,
     /// Redirects followed at most.
-    pub(super) follow_redirects: Option<u8>,
+    pub(super) follow_redirects: Option<FollowRedirects>,
     /// Fail when the final request went over TLS.
     pub(super) fail_if_ssl: Option<bool>,
     /// Fail when the final request did not go over TLS.
@@ -64,6 +65,10 @@ pub(super) struct Settings {
     pub(super) body: Option<String>,
     /// A file holding the request body.
     pub(super) body_file: Option<PathBuf>,
+    /// HTTP versions a status line may name (any when unset).
+    pub(super) valid_http_versions: Option<HttpVersions>,
+    /// Keep cookies across the redirects of one probe.
+    pub(super) cookies: Option<bool>,
 }
 
 /// `over` when it is set, else `base`.
@@ -99,6 +104,8 @@ impl Settings {
             bearer_token_file,
             body,
             body_file,
+            valid_http_versions,
+            cookies,
         } = over;
         let auth = if basic_auth.is_some() || bearer_token.is_some() || bearer_token_file.is_some()
         {
@@ -143,6 +150,8 @@ impl Settings {
             bearer_token_file: auth.bearer_token_file.clone(),
             body: body_from.body.clone(),
             body_file: body_from.body_file.clone(),
+            valid_http_versions: pick(valid_http_versions, &self.valid_http_versions),
+            cookies: pick(cookies, &self.cookies),
         }
     }
 
@@ -230,10 +239,11 @@ mod tests {
     #[test]
     fn the_keys_are_those_of_the_struct() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 20);
+        assert_eq!(keys.len(), 22);
         assert_eq!(keys[0], "timeout");
         assert_eq!(keys[7], "group");
         assert_eq!(keys[19], "body_file");
+        assert_eq!(keys[21], "cookies");
     }
 
     #[test]

@@ -18,12 +18,14 @@
 //! - `compile`: layered settings into runtime targets (TLS clients among them), and the
 //!   checks that need more than one value;
 //! - `files`: the request and proxy rules of a target's settings, and the files they name;
-//! - `position`: the file, line and column of an error.
+//! - `position`: the file, line and column of an error;
+//! - `recover`: going on after an error, so that a load reports every error of the file.
 
 mod compile;
 mod files;
 mod layer;
 pub(crate) mod position;
+mod recover;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -38,6 +40,7 @@ use crate::probe_url;
 use crate::target::Target;
 use layer::Settings;
 use position::locate;
+use recover::{Recovery, Step};
 use schema::{GroupName, HumanDuration, Labels, LongTarget, NativeFile, SdGroup, check_label_name};
 
 /// A probe's timeout when none is configured.
@@ -75,7 +78,7 @@ const RESERVED_LABELS: &[&str] = &[
     "target", "name", "phase", "reason", "version", "job", "instance",
 ];
 
-pub use crate::config_error::ConfigError;
+pub use crate::config_error::{ConfigError, MAX_ERRORS};
 
 /// A loaded, validated targets file.
 #[derive(Debug, Clone)]
@@ -157,12 +160,7 @@ pub const MAX_FILE_SIZE: u64 = 64 << 20;
 /// [`MAX_FILE_SIZE`] bytes, checked before and while reading.
 pub fn read_bounded(path: &Path, what: &str) -> Result<String, ConfigError> {
     use std::io::Read as _;
-    let fail = |message: String| ConfigError {
-        file: path.to_owned(),
-        line: 1,
-        column: 1,
-        message,
-    };
+    let fail = |message: String| ConfigError::new(path, 1, 1, message);
     let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read the {what}: {e}")))?;
     if !meta.is_file() {
         return Err(fail(format!("the {what} is not a regular file")));
@@ -182,16 +180,12 @@ pub fn read_bounded(path: &Path, what: &str) -> Result<String, ConfigError> {
 }
 
 /// Validate a targets file's text; `path` names it in errors and anchors relative TLS paths.
+/// Every error of the file is reported, in file order (see [`ConfigError::more`]): after a bad
+/// entry of `targets` or a bad `defaults` or `groups` block, the rest of the file is still
+/// checked. A YAML syntax error, an anchor or a file_sd file stops at the first.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let err_at = |(line, column): (usize, usize), message: String| ConfigError {
-        file: path.to_owned(),
-        line,
-        column,
-        message,
-    };
-    let yaml_err = |e: serde_yaml::Error| {
-        let (place, message) = position::yaml_error(text, &e);
-        err_at(place, message)
+    let err_at = |(line, column): (usize, usize), message: String| {
+        ConfigError::new(path, line, column, message)
     };
     refuse_aliases(path, text)?;
     let is_sd = text
@@ -199,35 +193,103 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         .map(str::trim_start)
         .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---")
         .is_some_and(|l| l.starts_with('-') || l.starts_with('['));
-    let (defaults, groups, entries, per_host) = if is_sd {
-        let groups: Vec<SdGroup> = serde_yaml::from_str(text).map_err(yaml_err)?;
+    if is_sd {
+        let groups: Vec<SdGroup> = serde_yaml::from_str(text).map_err(|e| {
+            let (place, message) = position::yaml_error(text, &e);
+            err_at(place, message)
+        })?;
         let entries = file_sd_entries(text, groups).map_err(|(at, m)| err_at(at, m))?;
-        (Settings::default(), BTreeMap::new(), entries, None)
-    } else {
-        let file: NativeFile = serde_yaml::from_str(text).map_err(yaml_err)?;
-        let entries = file.targets.into_iter().map(|t| t.0).collect();
-        (
-            file.defaults,
-            file.groups,
-            entries,
-            file.max_connections_per_host,
+        return compile::build(
+            path,
+            text,
+            &Settings::default(),
+            &BTreeMap::new(),
+            &entries,
+            None,
         )
+        .map_err(|e| ConfigError::list(e, false).unwrap_or_else(|| unlisted(path)));
+    }
+    let mut errors = Vec::new();
+    let mut recovery: Option<Recovery> = None;
+    let mut truncated = false;
+    let file = loop {
+        let current = recovery.as_ref().map_or(text, Recovery::text);
+        let e = match serde_yaml::from_str::<NativeFile>(current) {
+            Ok(file) => break Some(file),
+            Err(e) => e,
+        };
+        let (place, message) = position::yaml_error(current, &e);
+        let r = recovery.get_or_insert_with(|| Recovery::new(text));
+        let step = e
+            .location()
+            .map_or(Step::Stop, |l| r.skip(l.line(), l.column()));
+        if step != Step::Spurious {
+            errors.push(err_at(place, message));
+        }
+        if step != Step::Again {
+            break None;
+        }
+        if errors.len() >= MAX_ERRORS {
+            truncated = true;
+            break None;
+        }
     };
+    let Some(file) = file else {
+        return Err(ConfigError::list(errors, truncated).unwrap_or_else(|| unlisted(path)));
+    };
+    let skipped = recovery
+        .as_ref()
+        .map(Recovery::skipped_targets)
+        .unwrap_or_default();
+    let mut entries = Vec::with_capacity(file.targets.len());
+    for (k, t) in file.targets.into_iter().enumerate() {
+        match t {
+            Some(t) => entries.push(t.0),
+            None if skipped.contains(&k) => {}
+            None => {
+                let r = recovery.get_or_insert_with(|| Recovery::new(text));
+                errors.push(err_at(
+                    r.target_place(k).unwrap_or((1, 1)),
+                    format!(
+                        "targets[{k}]: an empty entry: write a URL or a mapping with a `url` key"
+                    ),
+                ));
+            }
+        }
+    }
+    let (defaults, groups, per_host) = (file.defaults, file.groups, file.max_connections_per_host);
     if per_host.is_some_and(|n| !(1..=MAX_CONNECTIONS_PER_HOST).contains(&n)) {
         let (at, _) = locate(text, "max_connections_per_host", 0);
-        return Err(err_at(
+        errors.push(err_at(
             at,
             format!("max_connections_per_host must be 1 to {MAX_CONNECTIONS_PER_HOST}"),
         ));
     }
-    if let Some(name) = groups.iter().find_map(|(n, g)| g.group.as_ref().map(|_| n)) {
+    for name in groups
+        .iter()
+        .filter_map(|(n, g)| g.group.as_ref().map(|_| n))
+    {
         let (at, _) = locate(text, &name.0, 0);
-        return Err(err_at(
+        errors.push(err_at(
             at,
             format!("groups: {}: a group block names no group", name.0),
         ));
     }
-    compile::build(path, text, &defaults, &groups, &entries, per_host)
+    // Targets are compiled over the defaults and groups they are laid on: when one of those
+    // was bad, what the targets would make of it is left for the next check.
+    if !recovery.as_ref().is_some_and(Recovery::blanked_a_block) {
+        match compile::build(path, text, &defaults, &groups, &entries, per_host) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => {}
+            Err(more) => errors.extend(more),
+        }
+    }
+    Err(ConfigError::list(errors, truncated).unwrap_or_else(|| unlisted(path)))
+}
+
+/// An error for a load that failed without saying why; not expected to happen.
+fn unlisted(path: &Path) -> ConfigError {
+    ConfigError::new(path, 1, 1, "the file could not be loaded".into())
 }
 
 /// The entries of a file_sd file: each URL with its group's labels, where `name` is the name,
@@ -286,11 +348,8 @@ fn refuse_aliases(path: &Path, text: &str) -> Result<(), ConfigError> {
         return Ok(());
     }
     let mut parser = Parser::new_from_str(text);
-    let at = |mark: yaml_rust2::scanner::Marker, message: &str| ConfigError {
-        file: path.to_owned(),
-        line: mark.line(),
-        column: mark.col() + 1,
-        message: message.to_owned(),
+    let at = |mark: yaml_rust2::scanner::Marker, message: &str| {
+        ConfigError::new(path, mark.line(), mark.col() + 1, message.to_owned())
     };
     for _ in 0..MAX_YAML_EVENTS {
         let Ok((event, mark)) = parser.next_token() else {
@@ -317,12 +376,12 @@ fn refuse_aliases(path: &Path, text: &str) -> Result<(), ConfigError> {
             _ => {}
         }
     }
-    Err(ConfigError {
-        file: path.to_owned(),
-        line: 1,
-        column: 1,
-        message: format!("more than {MAX_YAML_EVENTS} YAML nodes"),
-    })
+    Err(ConfigError::new(
+        path,
+        1,
+        1,
+        format!("more than {MAX_YAML_EVENTS} YAML nodes"),
+    ))
 }
 
 /// A config of bare URLs (as given to `check` on the command line), each with `timeout`.
@@ -330,12 +389,8 @@ pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigErr
     let origin = Path::new("<command line>");
     let mut entries = Vec::with_capacity(urls.len());
     for (i, u) in urls.iter().enumerate() {
-        let url = probe_url::parse_url(u).map_err(|e| ConfigError {
-            file: origin.to_owned(),
-            line: 1,
-            column: i + 1,
-            message: e.to_string(),
-        })?;
+        let url = probe_url::parse_url(u)
+            .map_err(|e| ConfigError::new(origin, 1, i + 1, e.to_string()))?;
         entries.push(LongTarget::bare(url));
     }
     let defaults = Settings {
@@ -343,6 +398,7 @@ pub fn from_urls(urls: &[String], timeout: Duration) -> Result<Config, ConfigErr
         ..Settings::default()
     };
     compile::build(origin, "", &defaults, &BTreeMap::new(), &entries, None)
+        .map_err(|e| ConfigError::list(e, false).unwrap_or_else(|| unlisted(origin)))
 }
 
 /// One of `count` replicas: probes the targets whose stable URL hash falls on `index`.
@@ -399,6 +455,74 @@ mod tests {
             "max_connections_per_host: 65536\ntargets: ['http://a/']\n",
         );
         assert_eq!(ok.unwrap().max_connections_per_host, 65_536);
+    }
+
+    /// `file:line:column` and the start of each message of a load that failed.
+    fn places(text: &str) -> Vec<(usize, usize, String)> {
+        let e = parse(Path::new("t.yml"), text).unwrap_err();
+        e.all()
+            .map(|e| (e.line, e.column, e.message.chars().take(20).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_where_it_stands() {
+        let text = "defaults:\n  timeout: 5 parsecs\ngroups:\n  fast: {timeout: 1s, nope: 1}\n  \
+                    slow:\n    timeout: 9s\ntargets:\n  - http://ok.test/\n  - 'ftp://bad.test/'\n  \
+                    - url: http://a.test/\n    timeout: 2s\n    follow_redirects: maybe\n  \
+                    - {url: 'http://b.test/', nope: 1}\n  - ~\n  - {name: no-url}\n  \
+                    - http://ok2.test/\n";
+        let want = [
+            (2, 12, "defaults: timeout: i"),
+            (4, 23, "groups.fast: unknown"),
+            (9, 6, "targets[1]: URL \"ftp"),
+            (12, 23, "targets[2].follow_re"),
+            (13, 29, "targets[3]: unknown "),
+            (14, 5, "targets[4]: an empty"),
+            (15, 5, "targets[5]: missing "),
+        ];
+        let got = places(text);
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!((g.0, g.1, g.2.as_str()), w);
+        }
+        // Each error is the one the file would give with that entry alone broken.
+        let alone = "targets:\n  - http://ok.test/\n  - {url: 'http://b.test/', nope: 1}\n";
+        let e = parse(Path::new("t.yml"), alone).unwrap_err();
+        assert_eq!((e.line, e.column, e.count()), (3, 29, 1));
+        // Errors found once the file decodes (duplicates, keys that exclude each other) come
+        // with those of the decoder, in file order.
+        let text = "targets:\n  - http://ok.test/\n  - {url: 'http://b.test/', nope: 1}\n  \
+                    - http://ok.test/\n  - {url: 'http://d.test/', fail_if_ssl: true, fail_if_not_ssl: true}\n  \
+                    - {url: 'http://e.test/', timeout: 0s}\n";
+        let got: Vec<_> = places(text).into_iter().map(|(l, c, _)| (l, c)).collect();
+        assert_eq!(got, [(3, 29), (4, 5), (5, 29), (6, 38)]);
+        // A syntax error ends the list.
+        assert_eq!(places("targets: ['http://a/'\n").len(), 1);
+        let got = places("targets: [a, 'http://b/'\n");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[1].2.starts_with("did not find"), "{got:?}");
+    }
+
+    #[test]
+    fn a_load_lists_at_most_max_errors() {
+        let mut text = String::from("targets:\n");
+        for i in 0..MAX_ERRORS + 20 {
+            text.push_str(&format!("  - {{url: 'http://a/{i}', nope: 1}}\n"));
+        }
+        let e = parse(Path::new("t.yml"), &text).unwrap_err();
+        assert_eq!(e.count(), MAX_ERRORS);
+        assert!(e.truncated);
+        assert!(
+            e.to_string()
+                .ends_with("stopped after 100 errors; fix these and check again")
+        );
+        let mut text = String::from("targets:\n");
+        for _ in 0..MAX_ERRORS + 20 {
+            text.push_str("  - http://a/\n");
+        }
+        let e = parse(Path::new("t.yml"), &text).unwrap_err();
+        assert_eq!((e.count(), e.truncated), (MAX_ERRORS, true));
     }
 
     #[test]

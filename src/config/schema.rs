@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use super::layer::Settings;
-use super::{MAX_PAIRS, RESERVED_LABELS, parse_duration};
+use super::{MAX_PAIRS, MAX_REDIRECTS, RESERVED_LABELS, parse_duration};
+use crate::outcome::HttpVersion;
 use crate::probe_url::{self, ProbeUrl};
 use crate::proxy::NoProxy;
 use crate::secret::Secret;
@@ -30,6 +31,107 @@ impl<'de> Deserialize<'de> for HumanDuration {
         parse_duration(&s)
             .map(HumanDuration)
             .map_err(|e| de::Error::custom(format!("timeout: {e}")))
+    }
+}
+
+/// Redirects `follow_redirects: true` stands for: blackbox_exporter's limit.
+pub const BLACKBOX_REDIRECTS: u8 = 10;
+
+/// `follow_redirects`: a number of hops (0 to [`MAX_REDIRECTS`]), or blackbox_exporter's
+/// `true` (its limit of [`BLACKBOX_REDIRECTS`] hops) and `false` (none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FollowRedirects(pub(super) u8);
+
+impl<'de> Deserialize<'de> for FollowRedirects {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A number of hops or a boolean.
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FollowRedirects;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "a number of redirects from 0 to {MAX_REDIRECTS}, or true or false"
+                )
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<FollowRedirects, E> {
+                Ok(FollowRedirects(if v { BLACKBOX_REDIRECTS } else { 0 }))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FollowRedirects, E> {
+                match u8::try_from(v) {
+                    Ok(n) if n <= MAX_REDIRECTS => Ok(FollowRedirects(n)),
+                    _ => Err(E::custom(format!(
+                        "follow_redirects must be 0 to {MAX_REDIRECTS}, true or false"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FollowRedirects, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => self.visit_u64(u64::MAX),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `valid_http_versions`: the versions a status line may name, spelled as blackbox_exporter
+/// spells them (`HTTP/1.0`, `HTTP/1.1`). An empty list allows any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct HttpVersions(pub(super) Vec<HttpVersion>);
+
+impl<'de> Deserialize<'de> for HttpVersions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The list, each entry decoded where it stands.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HttpVersions;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of HTTP versions like [\"HTTP/1.0\", \"HTTP/1.1\"]")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HttpVersions, A::Error> {
+                let mut versions = Vec::new();
+                while let Some(VersionEntry(v)) = seq.next_element()? {
+                    if !versions.contains(&v) {
+                        versions.push(v);
+                    }
+                }
+                Ok(HttpVersions(versions))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// One entry of `valid_http_versions`.
+struct VersionEntry(HttpVersion);
+
+impl<'de> Deserialize<'de> for VersionEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_http_version(&s)
+            .map(VersionEntry)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// An HTTP version as blackbox_exporter's `valid_http_versions` spells it. HTTP/2 and HTTP/3
+/// are refused with the reason: the probe speaks HTTP/1.x, so no answer could name them.
+pub(super) fn parse_http_version(s: &str) -> Result<HttpVersion, String> {
+    match s {
+        "HTTP/1.0" => Ok(HttpVersion::Http10),
+        "HTTP/1.1" => Ok(HttpVersion::Http11),
+        _ if s.starts_with("HTTP/2") || s.starts_with("HTTP/3") => Err(format!(
+            "valid_http_versions: {s:?} cannot be probed: the probe speaks HTTP/1.x only \
+             (\"HTTP/1.0\", \"HTTP/1.1\")"
+        )),
+        _ => Err(format!(
+            "valid_http_versions: invalid HTTP version {s:?}: expected \"HTTP/1.0\" or \"HTTP/1.1\""
+        )),
     }
 }
 
@@ -488,8 +590,9 @@ pub(super) struct NativeFile {
     /// Settings per group, over `defaults`.
     #[serde(default)]
     pub(super) groups: BTreeMap<GroupName, Settings>,
-    /// The targets.
-    pub(super) targets: Vec<RawTarget>,
+    /// The targets; `~` (null) is an entry blanked out after an error (see `recover`), or an
+    /// error of its own.
+    pub(super) targets: Vec<Option<RawTarget>>,
     /// Per-host cap on concurrent probes.
     pub(super) max_connections_per_host: Option<usize>,
 }
@@ -530,7 +633,11 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(e.message.ends_with("`body`, `body_file`"), "{e}");
+        assert!(
+            e.message
+                .ends_with("`body`, `body_file`, `valid_http_versions`, `cookies`"),
+            "{e}"
+        );
         let e = parse("targets:\n  - {url: 'http://a/', url: 'http://b/'}\n").unwrap_err();
         assert_eq!(e.message, "targets[0]: duplicate field `url`");
         let e = parse("targets:\n  - {url: 'http://a/', timeout: ~, timeout: 2s}\n").unwrap_err();

@@ -62,12 +62,7 @@ impl Default for ResolvConf {
 
 /// A `file:line:column: message` error.
 fn error(file: &Path, line: usize, column: usize, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    }
+    ConfigError::new(file, line, column, message)
 }
 
 /// Column (1-based, in characters) of `word` within `line`, which it is a slice of.
