@@ -44,12 +44,17 @@ pub enum FailureReason {
     InvalidResponse,
     /// A valid status line with a code outside `valid_status_codes`.
     StatusCode,
+    /// A valid status line whose HTTP version is not in `valid_http_versions`.
+    HttpVersion,
     /// A redirect loop, or more redirects than `follow_redirects` allows.
     RedirectLimit,
     /// `fail_if_ssl`: the final request went over TLS.
     FailIfSsl,
     /// `fail_if_not_ssl`: the final request did not go over TLS.
     FailIfNotSsl,
+    /// A `/probe` target admitted by the allowlist resolved only to addresses it denies (or
+    /// a redirect led to a host it does not admit): no connection was made.
+    AddressDenied,
     /// The probe never left the queue before the scrape's deadline.
     NotStarted,
     /// The probe started late and the scrape's deadline ended it before its own timeout.
@@ -58,7 +63,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation.
-    pub const ALL: [FailureReason; 23] = [
+    pub const ALL: [FailureReason; 25] = [
         FailureReason::Dns,
         FailureReason::ConnectRefused,
         FailureReason::ConnectTimeout,
@@ -77,9 +82,11 @@ impl FailureReason {
         FailureReason::Reset,
         FailureReason::InvalidResponse,
         FailureReason::StatusCode,
+        FailureReason::HttpVersion,
         FailureReason::RedirectLimit,
         FailureReason::FailIfSsl,
         FailureReason::FailIfNotSsl,
+        FailureReason::AddressDenied,
         FailureReason::NotStarted,
         FailureReason::ScrapeDeadline,
     ];
@@ -105,9 +112,11 @@ impl FailureReason {
             FailureReason::Reset => "reset",
             FailureReason::InvalidResponse => "invalid_response",
             FailureReason::StatusCode => "status_code",
+            FailureReason::HttpVersion => "http_version",
             FailureReason::RedirectLimit => "redirect_limit",
             FailureReason::FailIfSsl => "fail_if_ssl",
             FailureReason::FailIfNotSsl => "fail_if_not_ssl",
+            FailureReason::AddressDenied => "address_denied",
             FailureReason::NotStarted => "not_started",
             FailureReason::ScrapeDeadline => "scrape_deadline",
         }

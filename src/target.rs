@@ -72,6 +72,9 @@ pub struct Target {
     pub valid_http_versions: Option<Vec<HttpVersion>>,
     /// Keep the cookies a redirect sets for the next requests of the same probe (`cookies`).
     pub cookies: bool,
+    /// For a `/probe` target that is not in the file: the allowlist that admitted it, which
+    /// every request's host and addresses must pass before a connection is made.
+    pub allowed: Option<Arc<crate::allow::Allow>>,
 }
 
 impl std::fmt::Debug for Target {

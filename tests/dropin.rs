@@ -30,6 +30,7 @@ fn every_listen_address_serves_and_the_metrics_live_at_the_telemetry_path() {
         &[
             "--web.listen-address",
             "127.0.0.1:0",
+            "--web.listen-address=127.0.0.1:0",
             "--web.telemetry-path",
             "/probe-metrics",
         ],

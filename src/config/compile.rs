@@ -248,6 +248,7 @@ impl<'a> Compiler<'a> {
                 .map(|v| v.0)
                 .filter(|v| !v.is_empty()),
             cookies: merged.cookies.unwrap_or(false),
+            allowed: None,
         })
     }
 

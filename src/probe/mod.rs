@@ -30,9 +30,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::allow::{Admission, Allow};
 use crate::dns::RoundResolver;
 use crate::outcome::{CertExpiry, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion};
-use crate::probe_url::ProbeUrl;
+use crate::probe_url::{Host, ProbeUrl};
 use crate::request::{Hop, build_head, request_body};
 use crate::target::Target;
 use crate::trace;
@@ -234,6 +235,58 @@ fn shown_head(head: &[u8]) -> String {
     text::printable(&out)
 }
 
+/// How the `/probe` allowlist admits `url`'s host (a target not in the file is probed only
+/// when it admits the host of every request).
+fn admission(allow: &Allow, url: &ProbeUrl) -> Admission {
+    match &url.host {
+        Host::Name(name) => allow.admits(name, None),
+        Host::Ip(ip) => allow.admits(&ip.to_string(), Some(*ip)),
+    }
+}
+
+/// The addresses of `url`'s host the allowlist permits a connection to; a failure when it
+/// permits none (or when a proxy would make the connection, whose addresses it cannot check).
+fn allowed(
+    allow: &Allow,
+    url: &ProbeUrl,
+    route: &route::Route<'_>,
+    addrs: &[std::net::IpAddr],
+) -> Result<Arc<[std::net::IpAddr]>, Failure> {
+    let denied = |why: String| {
+        trace::note(|| format!("refused: {why}"));
+        Failure::new(FailureReason::AddressDenied, why)
+    };
+    if let Some(p) = route.proxy() {
+        return Err(denied(format!(
+            "the /probe allowlist cannot check the addresses the proxy {} connects to",
+            p.authority()
+        )));
+    }
+    let Admission::Admitted { by_name, .. } = admission(allow, url) else {
+        return Err(denied(format!("{} is not admitted", url.host)));
+    };
+    let mut why = Vec::new();
+    let permitted: Arc<[std::net::IpAddr]> = addrs
+        .iter()
+        .copied()
+        .filter(|ip| match allow.permits(*ip, by_name) {
+            Ok(()) => true,
+            Err(w) => {
+                why.push(w);
+                false
+            }
+        })
+        .collect();
+    if permitted.is_empty() {
+        return Err(denied(format!(
+            "{} resolves only to denied addresses: {}",
+            url.host,
+            why.join("; ")
+        )));
+    }
+    Ok(permitted)
+}
+
 /// `1.5 s`: a wait, for a failure's detail.
 fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -251,17 +304,6 @@ pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver)
 /// on the final answer. While a request runs, only its own facts are held: the result is made
 /// from them once it is over.
 async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
-    let result = run_requests(target, deadline, resolver).await;
-    trace::note(|| match (result.failure, &result.detail) {
-        (None, _) => "verdict: success".into(),
-        (Some(reason), Some(detail)) => format!("verdict: failed, {reason}: {detail}"),
-        (Some(reason), None) => format!("verdict: failed, {reason}"),
-    });
-    result
-}
-
-/// The requests of [`run`] and the verdict on the final answer.
-async fn run_requests(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
     if target.follow_redirects == 0 {
         let mut facts = Facts::default();
         request(
@@ -288,6 +330,16 @@ async fn run_requests(target: &Target, deadline: Instant, resolver: &RoundResolv
 /// The verdict on the final answer, to `url`, when no request failed: its code, and TLS as
 /// `fail_if_ssl` and `fail_if_not_ssl` want it.
 fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
+    verdict(target, url, result);
+    trace::note(|| match (result.failure, &result.detail) {
+        (None, _) => "verdict: success".into(),
+        (Some(reason), Some(detail)) => format!("verdict: failed, {reason}: {detail}"),
+        (Some(reason), None) => format!("verdict: failed, {reason}"),
+    });
+}
+
+/// The checks of [`judge`].
+fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
     if result.failure.is_some() {
         return;
     }
@@ -298,6 +350,12 @@ fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
             detail = format!("{detail} ({why})");
         }
         return result.fail(FailureReason::StatusCode, detail);
+    }
+    if let Some(versions) = &target.valid_http_versions
+        && !versions.contains(&status.version)
+    {
+        let detail = format!("{} is not in valid_http_versions", status.version);
+        return result.fail(FailureReason::HttpVersion, detail);
     }
     if target.fail_if_ssl && result.ssl {
         return result.fail(FailureReason::FailIfSsl, "the final request went over TLS");
@@ -363,6 +421,13 @@ async fn request(
     facts: &mut Facts,
 ) -> Option<String> {
     let route = route::route(target, url);
+    if let Some(allow) = &target.allowed
+        && let Admission::Refused(why) = admission(allow, url)
+    {
+        trace::note(|| format!("refused: {why}"));
+        facts.fail(FailureReason::AddressDenied, why);
+        return None;
+    }
     trace::note(|| match route.via {
         Via::Direct => format!(
             "request to {}: direct to {}:{}",
@@ -379,20 +444,29 @@ async fn request(
             p.authority()
         ),
     });
-    let resolved = connect::resolve(&route, target.ip_protocol, deadline, resolver).await;
-    resolved.note("resolve", |a| {
-        let list: Vec<String> = a.iter().map(ToString::to_string).collect();
-        format!("{} is {}", route.host, list.join(", "))
-    });
-    let addrs = facts.record(|p| &mut p.resolve, resolved)?;
+    // Each phase's outcome in a block of its own: a value whose scope spans a later await
+    // takes room in the probe's future, even once it has been moved.
+    let mut addrs = {
+        let resolved = connect::resolve(&route, target.ip_protocol, deadline, resolver).await;
+        resolved.note("resolve", |a| {
+            let list: Vec<String> = a.iter().map(ToString::to_string).collect();
+            format!("{} is {}", route.host, list.join(", "))
+        });
+        facts.record(|p| &mut p.resolve, resolved)?
+    };
+    if let Some(allow) = &target.allowed {
+        addrs = facts.check(allowed(allow, url, &route, &addrs))?;
+    }
     // Known from here on, also when connecting fails (as blackbox_exporter reports them).
     facts.address(addrs.first().copied());
-    let opened = connect::open(&route, addrs, target.source_ip, deadline).await;
-    opened.note("connect", |c| match c.ip {
-        Some(ip) => format!("connected to {}", std::net::SocketAddr::new(ip, route.port)),
-        None => "connected".into(),
-    });
-    let connect::Connected { tcp, ip } = facts.record(|p| &mut p.connect, opened)?;
+    let connect::Connected { tcp, ip } = {
+        let opened = connect::open(&route, addrs, target.source_ip, deadline).await;
+        opened.note("connect", |c| match c.ip {
+            Some(ip) => format!("connected to {}", std::net::SocketAddr::new(ip, route.port)),
+            None => "connected".into(),
+        });
+        facts.record(|p| &mut p.connect, opened)?
+    };
     facts.address(ip);
     let tcp = match route.via {
         Via::Tunnel(proxy) => {

@@ -172,6 +172,9 @@ mod tests {
             label_block: String::new(),
             group: Arc::from("default"),
             url,
+            valid_http_versions: None,
+            cookies: false,
+            allowed: None,
         }
     }
 

@@ -364,10 +364,19 @@ impl Exporter {
 
     /// Start `program` (the exporter or a wrapper that runs it) on a targets file.
     pub fn start_with(program: &Path, path: &Path, extra: &[&str]) -> Exporter {
+        // A free loopback port, unless the flags say where to listen.
+        let listens = extra.iter().any(|a| {
+            a.starts_with("--web.listen-address") || a.starts_with("--web.systemd-socket")
+        });
+        let default_listen: &[&str] = if listens {
+            &[]
+        } else {
+            &["--web.listen-address", "127.0.0.1:0"]
+        };
         let mut child = Command::new(program)
             .arg("--config.file")
             .arg(path)
-            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(default_listen)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
