@@ -68,6 +68,40 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
+    /// The value of a configured `Host` header (any case), written in the file or read from
+    /// one.
+    pub fn host_header(&self) -> Option<&str> {
+        let shown = self.headers.iter().map(|(k, v)| (k, v.as_str()));
+        let secret = self.secret_headers.iter().map(|(k, v)| (k, v.expose()));
+        shown
+            .chain(secret)
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// This spec with `Host: host` instead of any configured `Host` header.
+    pub fn with_host(&self, host: &str) -> RequestSpec {
+        let not_host = |k: &String| !k.eq_ignore_ascii_case("host");
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| not_host(k))
+            .cloned()
+            .collect();
+        headers.push(("Host".to_owned(), host.to_owned()));
+        RequestSpec {
+            method: self.method.clone(),
+            headers,
+            secret_headers: self
+                .secret_headers
+                .iter()
+                .filter(|(k, _)| not_host(k))
+                .cloned()
+                .collect(),
+            body: self.body.clone(),
+        }
+    }
+
     /// A bare request: `method` with no headers and no body.
     pub fn bare(method: Method) -> RequestSpec {
         RequestSpec {
@@ -105,6 +139,21 @@ impl Hop {
         same_origin: true,
         keep_method: true,
     };
+}
+
+/// The host of a `Host` header's value, as blackbox_exporter uses it for the TLS server name:
+/// without a `:port`, and a bracketed IPv6 address without its brackets.
+pub fn host_of(value: &str) -> &str {
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split_once(']').map_or(value, |(ip, _)| ip);
+    }
+    match value.rsplit_once(':') {
+        // One colon: `host:port`. More than one: an IPv6 address without brackets.
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => value,
+    }
 }
 
 /// The `User-Agent` every probe sends unless the config names another.

@@ -75,6 +75,9 @@ pub struct Target {
     /// For a `/probe` target that is not in the file: the allowlist that admitted it, which
     /// every request's host and addresses must pass before a connection is made.
     pub allowed: Option<Arc<crate::allow::Allow>>,
+    /// `tls_config.server_name`, when configured: it names the TLS server whatever the URL or
+    /// a `Host` header say.
+    pub server_name: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -122,6 +125,62 @@ impl Target {
             out.push('"');
         }
         out
+    }
+
+    /// This target's settings for another request: to `url` (a `/probe` target admitted by
+    /// the allowlist, probed with its group's settings) and, when `host` is given, with that
+    /// `Host` header (`/probe?hostname=`). The request head, the label block (`labels` the
+    /// `group` label's) and the TLS server name are made anew; the server name follows `host`
+    /// unless `tls_config.server_name` is configured. An https `url` needs a TLS client: this
+    /// target's, or its redirects'.
+    pub fn adapted(
+        &self,
+        url: ProbeUrl,
+        host: Option<&str>,
+        group_label: bool,
+    ) -> Result<Target, String> {
+        let spec = match host {
+            Some(h) => Arc::new(self.spec.with_host(h)),
+            None => self.spec.clone(),
+        };
+        let tls = match url.scheme {
+            crate::probe_url::Scheme::Http => None,
+            crate::probe_url::Scheme::Https => {
+                let config = self
+                    .tls
+                    .as_ref()
+                    .map(|t| t.config.clone())
+                    .or_else(|| self.redirect_tls.clone())
+                    .ok_or_else(|| format!("no TLS client for {}", url.raw))?;
+                let server_name = crate::tls::server_name(
+                    self.server_name.as_deref(),
+                    spec.host_header(),
+                    &url.host,
+                )
+                .map_err(|(_, m)| m)?;
+                Some(TlsTarget {
+                    config,
+                    server_name,
+                })
+            }
+        };
+        let proxy = self.proxy.as_ref().and_then(|p| p.for_url(&url));
+        let form = crate::proxy::request_form(proxy, &url);
+        let request = crate::request::build_head(&url, &spec, form, crate::request::Hop::FIRST);
+        let label_block = Target::render_labels(
+            &url.raw,
+            self.name.as_deref(),
+            group_label.then_some(&*self.group),
+            &self.labels,
+        );
+        Ok(Target {
+            url,
+            request,
+            spec,
+            tls,
+            label_block,
+            ..self.clone()
+        })
     }
 
     /// A stable 64-bit hash of the target's URL (FNV-1a), used to assign shards.

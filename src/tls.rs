@@ -196,17 +196,39 @@ pub fn build_client_config(
     Ok(Arc::new(config))
 }
 
-/// The server name to send as SNI and to verify: the configured one, else the URL's host.
+/// The TLS server name (SNI and verification name) of an https request to `host`: the
+/// configured `server_name`, else the host of a configured `Host` header (as blackbox_exporter
+/// does), else the URL's host. The error names the setting at fault and says why.
 pub fn server_name(
     configured: Option<&str>,
+    host_header: Option<&str>,
     host: &crate::probe_url::Host,
-) -> Result<ServerName<'static>, String> {
-    match (configured, host) {
-        (Some(name), _) => ServerName::try_from(name.to_owned())
-            .map_err(|e| format!("invalid server_name {name:?}: {e}")),
-        (None, crate::probe_url::Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
-        (None, crate::probe_url::Host::Name(n)) => ServerName::try_from(n.clone())
-            .map_err(|e| format!("invalid TLS server name {n:?}: {e}")),
+) -> Result<ServerName<'static>, (&'static str, String)> {
+    match (configured, host_header, host) {
+        (Some(name), _, _) => ServerName::try_from(name.to_owned()).map_err(|e| {
+            (
+                "server_name",
+                format!("tls_config.server_name: invalid server_name {name:?}: {e}"),
+            )
+        }),
+        (None, Some(value), _) => {
+            let name = crate::request::host_of(value);
+            ServerName::try_from(name.to_owned()).map_err(|e| {
+                (
+                    "headers",
+                    format!("headers: Host: {name:?} is not a valid TLS server name: {e}"),
+                )
+            })
+        }
+        (None, None, crate::probe_url::Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
+        (None, None, crate::probe_url::Host::Name(n)) => {
+            ServerName::try_from(n.clone()).map_err(|e| {
+                (
+                    "server_name",
+                    format!("tls_config.server_name: invalid TLS server name {n:?}: {e}"),
+                )
+            })
+        }
     }
 }
 

@@ -84,7 +84,68 @@ pub(super) fn build(
         max_connections_per_host: per_host.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_HOST),
         uses_groups,
         groups: group_names.into_iter().collect(),
+        allow: None,
+        templates: BTreeMap::new(),
     })
+}
+
+/// `config` with the `/probe` allowlist and, per group (every group the file names, and
+/// `default`), a template: a target of that group's settings for an https URL of no host,
+/// which `/probe` adapts to each target the allowlist admits.
+pub(super) fn with_templates(
+    mut config: Config,
+    allow: Option<Arc<crate::allow::Allow>>,
+    path: &Path,
+    text: &str,
+    defaults: &Settings,
+    groups: &BTreeMap<GroupName, Settings>,
+) -> Result<Config, Vec<ConfigError>> {
+    let Some(allow) = allow else {
+        return Ok(config);
+    };
+    let mut names: BTreeSet<String> = config.groups.iter().cloned().collect();
+    names.extend(groups.keys().map(|g| g.0.clone()));
+    names.insert(DEFAULT_GROUP.to_owned());
+    let mut entries = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        // The URL is only a stand-in; `Target::adapted` replaces it.
+        let url = probe_url::parse_url(&format!("https://template.invalid/{i}"))
+            .map_err(|e| vec![ConfigError::new(path, 1, 1, e.to_string())])?;
+        let mut entry = LongTarget::bare(url);
+        entry.settings.group = Some(GroupName(name.clone()));
+        entries.push(entry);
+    }
+    let mut compiler = Compiler {
+        path,
+        text,
+        base: path.parent().unwrap_or(Path::new(".")),
+        defaults,
+        groups,
+        entries: &entries,
+        uses_groups: config.uses_groups,
+        files: Files::default(),
+        tls: TlsClients::default(),
+        seen: HashSet::new(),
+        layered: HashMap::new(),
+    };
+    let mut errors = Vec::new();
+    for (k, (entry, name)) in entries.iter().zip(&names).enumerate() {
+        match compiler.target(k, entry, name) {
+            Ok(mut t) => {
+                t.allowed = Some(allow.clone());
+                config.templates.insert(name.clone(), Arc::new(t));
+            }
+            Err(mut e) => {
+                e.message = format!("probe: the settings of group {name:?}: {}", e.message);
+                errors.push(e);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    config.allow = Some(allow);
+    Ok(config)
 }
 
 /// What makes two entries the same probe, however the URL is spelled (`HTTP://`, `:80`, an
@@ -249,6 +310,11 @@ impl<'a> Compiler<'a> {
                 .filter(|v| !v.is_empty()),
             cookies: merged.cookies.unwrap_or(false),
             allowed: None,
+            server_name: merged
+                .tls_config
+                .as_ref()
+                .and_then(|t| t.server_name.as_deref())
+                .map(Arc::from),
         })
     }
 
@@ -282,23 +348,12 @@ impl<'a> Compiler<'a> {
             probe_url::Scheme::Http => None,
             probe_url::Scheme::Https => {
                 let config = self.client_config(k, &raw_tls)?;
-                let server_name = match (raw_tls.server_name.as_deref(), host_header(spec)) {
-                    (None, Some(host)) => {
-                        let host = host_name(host);
-                        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
-                            self.field_err(
-                                k,
-                                "headers",
-                                format!(
-                                    "headers: Host: {host:?} is not a valid TLS server name: {e}"
-                                ),
-                            )
-                        })?
-                    }
-                    (configured, _) => tls::server_name(configured, &url.host).map_err(|m| {
-                        self.field_err(k, "server_name", format!("tls_config.server_name: {m}"))
-                    })?,
-                };
+                let server_name = tls::server_name(
+                    raw_tls.server_name.as_deref(),
+                    spec.host_header(),
+                    &url.host,
+                )
+                .map_err(|(field, m)| self.field_err(k, field, m))?;
                 Some(TlsTarget {
                     config,
                     server_name,
@@ -410,31 +465,6 @@ impl<'a> Compiler<'a> {
             ));
         }
         Ok(())
-    }
-}
-
-/// The value of a configured `Host` header (any case), written in the file or read from one.
-fn host_header(spec: &RequestSpec) -> Option<&str> {
-    let shown = spec.headers.iter().map(|(k, v)| (k, v.as_str()));
-    let secret = spec.secret_headers.iter().map(|(k, v)| (k, v.expose()));
-    shown
-        .chain(secret)
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.trim())
-}
-
-/// The host of a `Host` header's value, as blackbox_exporter uses it for the TLS server name:
-/// without a `:port`, and a bracketed IPv6 address without its brackets.
-pub(super) fn host_name(value: &str) -> &str {
-    if let Some(rest) = value.strip_prefix('[') {
-        return rest.split_once(']').map_or(value, |(ip, _)| ip);
-    }
-    match value.rsplit_once(':') {
-        // One colon: `host:port`. More than one: an IPv6 address without brackets.
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host
-        }
-        _ => value,
     }
 }
 

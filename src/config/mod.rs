@@ -94,6 +94,11 @@ pub struct Config {
     pub uses_groups: bool,
     /// The groups of the targets, sorted.
     pub groups: Vec<String>,
+    /// The `/probe` allowlist (`probe: {allow, deny}`); `None` probes configured targets only.
+    pub allow: Option<Arc<crate::allow::Allow>>,
+    /// With an allowlist: per group (every group named in the file, and `default`), a target
+    /// that carries the group's settings, from which `/probe` makes the targets it admits.
+    pub templates: BTreeMap<String, Arc<Target>>,
 }
 
 impl Config {
@@ -106,6 +111,8 @@ impl Config {
             max_connections_per_host: self.max_connections_per_host,
             uses_groups: self.uses_groups,
             groups: self.groups.clone(),
+            allow: self.allow.clone(),
+            templates: self.templates.clone(),
         }
     }
 }
@@ -258,6 +265,28 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
     let (defaults, groups, per_host) = (file.defaults, file.groups, file.max_connections_per_host);
+    let allow = if file.probe.allow.is_empty() && file.probe.deny.is_empty() {
+        None
+    } else {
+        match crate::allow::Allow::new(&file.probe.allow, &file.probe.deny) {
+            Ok(a) if a.is_empty() => {
+                let (at, _) = locate(text, "probe", 0);
+                errors.push(err_at(
+                    at,
+                    "probe: deny needs an allow list to narrow".into(),
+                ));
+                None
+            }
+            Ok(a) => Some(Arc::new(a)),
+            Err((i, allow, e)) => {
+                let key = if allow { "allow" } else { "deny" };
+                let (_, after) = locate(text, "probe", 0);
+                let (at, _) = locate(text, key, after);
+                errors.push(err_at(at, format!("probe.{key}[{i}]: {e}")));
+                None
+            }
+        }
+    };
     if per_host.is_some_and(|n| !(1..=MAX_CONNECTIONS_PER_HOST).contains(&n)) {
         let (at, _) = locate(text, "max_connections_per_host", 0);
         errors.push(err_at(
@@ -278,7 +307,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     // Targets are compiled over the defaults and groups they are laid on: when one of those
     // was bad, what the targets would make of it is left for the next check.
     if !recovery.as_ref().is_some_and(Recovery::blanked_a_block) {
-        match compile::build(path, text, &defaults, &groups, &entries, per_host) {
+        match compile::build(path, text, &defaults, &groups, &entries, per_host)
+            .and_then(|c| compile::with_templates(c, allow, path, text, &defaults, &groups))
+        {
             Ok(config) if errors.is_empty() => return Ok(config),
             Ok(_) => {}
             Err(more) => errors.extend(more),

@@ -595,6 +595,21 @@ pub(super) struct NativeFile {
     pub(super) targets: Vec<Option<RawTarget>>,
     /// Per-host cap on concurrent probes.
     pub(super) max_connections_per_host: Option<usize>,
+    /// `/probe` of targets that are not in this file.
+    #[serde(default)]
+    pub(super) probe: ProbeBlock,
+}
+
+/// The `probe` block: which targets that are not in the file `/probe` may probe.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProbeBlock {
+    /// Networks and host name patterns admitted.
+    #[serde(default)]
+    pub(super) allow: Vec<String>,
+    /// Networks never connected to, whatever `allow` says.
+    #[serde(default)]
+    pub(super) deny: Vec<String>,
 }
 
 /// One group of a Prometheus file_sd file.

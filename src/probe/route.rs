@@ -112,7 +112,7 @@ fn security<'a>(target: &'a Target, url: &'a ProbeUrl) -> Security<'a> {
         },
         (own, redirect) => {
             let config = redirect.as_ref().or(own.as_ref().map(|o| &o.config));
-            match (config, crate::tls::server_name(None, &url.host)) {
+            match (config, crate::tls::server_name(None, None, &url.host)) {
                 (Some(config), Ok(name)) => Security::Tls {
                     config,
                     server_name: Cow::Owned(name),
@@ -143,7 +143,7 @@ mod tests {
         let url = parse_url(raw).unwrap();
         let tls = (url.scheme == Scheme::Https).then(|| TlsTarget {
             config: client(),
-            server_name: crate::tls::server_name(None, &url.host).unwrap(),
+            server_name: crate::tls::server_name(None, None, &url.host).unwrap(),
         });
         let rules = proxy.then(|| {
             let p = crate::proxy::parse("http://user:pw@proxy:3128", Secret::new(String::new()))
@@ -175,6 +175,7 @@ mod tests {
             valid_http_versions: None,
             cookies: false,
             allowed: None,
+            server_name: None,
         }
     }
 
