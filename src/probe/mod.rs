@@ -31,7 +31,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::dns::RoundResolver;
-use crate::outcome::{CertExpiry, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion};
+use crate::outcome::{
+    CertExpiry, ChainInfo, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion,
+};
 use crate::probe_url::ProbeUrl;
 use crate::request::{Hop, build_head, request_body};
 use crate::target::Target;
@@ -58,6 +60,7 @@ impl ProbeResult {
             ip_protocol,
             tls_version,
             cert,
+            chain,
             ssl,
         } = facts;
         self.status = status;
@@ -73,6 +76,7 @@ impl ProbeResult {
         self.ip_protocol = ip_protocol;
         self.tls_version = tls_version;
         self.cert = cert;
+        self.chain = chain;
         self.ssl = ssl;
     }
 }
@@ -96,6 +100,8 @@ struct Facts {
     tls_version: Option<TlsVersion>,
     /// Expiry of the certificates the server presented, even if they were refused.
     cert: Option<CertExpiry>,
+    /// The leaf's identity and the verified chain's expiry, even if the chain was refused.
+    chain: Option<Arc<ChainInfo>>,
     /// Whether the request went over TLS (its handshake completed).
     ssl: bool,
 }
@@ -373,9 +379,12 @@ async fn secured(
     deadline: Instant,
     facts: &mut Facts,
 ) -> Option<Timed<Answer>> {
-    let handshake::Handshake { cert, secured } =
+    let handshake::Handshake { presented, secured } =
         handshake::handshake(tcp, config, server_name, deadline).await;
-    facts.cert = cert;
+    if let Some(crate::tls::Presented { expiry, chain }) = presented {
+        facts.cert = Some(expiry);
+        facts.chain = Some(chain);
+    }
     let handshake::Secured { stream, version } = facts.record(|p| &mut p.tls, secured)?;
     facts.ssl = true;
     facts.tls_version = version;
