@@ -2,10 +2,10 @@
 //!
 //! - [`scrape`]: `GET /metrics` (or `--web.telemetry-path`: a round of every target, or of
 //!   `?group=`), `GET /probe`.
-//! - [`pages`]: `GET /` (the status page, which links every endpoint), `GET /target`,
+//! - `pages`: `GET /` (the status page, which links every endpoint), `GET /target`,
 //!   `GET /config`, `GET /sd` (the targets for Prometheus' `http_sd_configs`).
-//! - [`lifecycle`]: `GET /-/healthy`, `GET /-/ready`, `POST /-/reload`.
-//! - [`body`]: response bodies (chunked metrics, gzip); [`conn`]: the stalled-client guard.
+//! - `lifecycle`: `GET /-/healthy`, `GET /-/ready`, `POST /-/reload`.
+//! - `body`: response bodies (chunked metrics, gzip); `conn`: the stalled-client guard.
 //!
 //! Reloading itself is the application's ([`Reload`]): the server only asks for it.
 
