@@ -9,7 +9,8 @@
 //! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
 //! - [`target`]: a target URL parsed once, its request bytes and label block.
 //! - [`dns`]: name resolution: the asynchronous stub resolver, its files, the system path.
-//! - [`tls`]: TLS client configurations, certificate expiry, TLS failure classification.
+//! - [`tls`]: TLS client configurations, certificate expiry and chain facts, TLS failure
+//!   classification.
 //! - [`probe`]: one probe, each request told phase by phase: route, connect
 //!   ([`probe::connect`], Happy Eyeballs), tunnel, TLS, exchange ([`probe::status`], the
 //!   status-line parser), redirect.

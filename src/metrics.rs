@@ -48,11 +48,15 @@ pub enum Family {
     EarliestCertExpiry,
     /// `probe_ssl_leaf_cert_expiry`
     LeafCertExpiry,
+    /// `probe_ssl_last_chain_expiry_timestamp_seconds`
+    LastChainExpiry,
+    /// `probe_ssl_last_chain_info`
+    LastChainInfo,
 }
 
 impl Family {
     /// Every family, in output order.
-    pub const ALL: [Family; 15] = [
+    pub const ALL: [Family; 17] = [
         Family::Success,
         Family::StatusCode,
         Family::Duration,
@@ -68,6 +72,8 @@ impl Family {
         Family::TlsVersionInfo,
         Family::EarliestCertExpiry,
         Family::LeafCertExpiry,
+        Family::LastChainExpiry,
+        Family::LastChainInfo,
     ];
 
     /// The metric name.
@@ -88,6 +94,8 @@ impl Family {
             Family::TlsVersionInfo => "probe_tls_version_info",
             Family::EarliestCertExpiry => "probe_ssl_earliest_cert_expiry",
             Family::LeafCertExpiry => "probe_ssl_leaf_cert_expiry",
+            Family::LastChainExpiry => "probe_ssl_last_chain_expiry_timestamp_seconds",
+            Family::LastChainInfo => "probe_ssl_last_chain_info",
         }
     }
 
@@ -128,6 +136,12 @@ impl Family {
             }
             Family::LeafCertExpiry => {
                 "NotAfter of the server's leaf certificate, unix seconds; reported also when verification failed."
+            }
+            Family::LastChainExpiry => {
+                "Earliest NotAfter of the verified chain, the ca_file's CA included, unix seconds; only when verification succeeded."
+            }
+            Family::LastChainInfo => {
+                "The server's leaf certificate: SHA-256 fingerprint, subject, issuer and DNS names as labels; value 1; reported also when verification failed."
             }
         }
     }
@@ -315,6 +329,20 @@ fn render_family(
                 }
             }
         }
+        Family::LastChainExpiry => {
+            for (t, r) in pairs() {
+                if let Some(expiry) = r.chain.as_ref().and_then(|c| c.last_chain_expiry) {
+                    line(out, name, &t.label_block, expiry);
+                }
+            }
+        }
+        Family::LastChainInfo => {
+            for (t, r) in pairs() {
+                if let Some(c) = &r.chain {
+                    chain_info(out, name, &t.label_block, c);
+                }
+            }
+        }
     }
 }
 
@@ -335,6 +363,23 @@ fn fnv1a_32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
+}
+
+/// `probe_ssl_last_chain_info{labels,fingerprint_sha256=…,issuer=…,subject=…,subjectalternative=…} 1`,
+/// the certificate's names (peer text, already printable) escaped as label values.
+fn chain_info(out: &mut String, name: &str, labels: &str, chain: &crate::outcome::ChainInfo) {
+    use crate::target::escape_label_value;
+    let _ = write!(
+        out,
+        "{name}{{{labels},fingerprint_sha256=\"{}\",issuer=\"",
+        chain.fingerprint_hex()
+    );
+    escape_label_value(out, chain.issuer());
+    out.push_str("\",subject=\"");
+    escape_label_value(out, chain.subject());
+    out.push_str("\",subjectalternative=\"");
+    escape_label_value(out, chain.subject_alternative());
+    out.push_str("\"} 1\n");
 }
 
 /// `name{labels} value`.
@@ -570,6 +615,50 @@ mod tests {
         // Families appear once each, in order.
         let helps: Vec<_> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
         assert_eq!(helps.len(), Family::ALL.len());
+    }
+
+    #[test]
+    fn the_last_chain_families_render_the_leaf_and_the_verified_expiry() {
+        let targets = [
+            target("https://127.0.0.1:1/verified"),
+            target("https://127.0.0.1:2/refused"),
+        ];
+        let subject = "CN=a.test,O=Say \"hi\"\\, Inc";
+        let issuer = "CN=CA";
+        let chain = |last_chain_expiry| {
+            Some(Arc::new(crate::outcome::ChainInfo {
+                fingerprint_sha256: [0xab; 32],
+                names: format!("{subject}{issuer}a.test,b.test"),
+                subject_end: subject.len(),
+                issuer_end: subject.len() + issuer.len(),
+                last_chain_expiry,
+            }))
+        };
+        let verified = ProbeResult {
+            chain: chain(Some(1_900_000_000)),
+            ..Default::default()
+        };
+        let refused = ProbeResult {
+            chain: chain(None),
+            ..Default::default()
+        };
+        let text = render_round(&targets, &[verified, refused]);
+        let fp = "ab".repeat(32);
+        for url in [
+            "https://127.0.0.1:1/verified",
+            "https://127.0.0.1:2/refused",
+        ] {
+            let want = format!(
+                "probe_ssl_last_chain_info{{target=\"{url}\",fingerprint_sha256=\"{fp}\",issuer=\"CN=CA\",subject=\"CN=a.test,O=Say \\\"hi\\\"\\\\, Inc\",subjectalternative=\"a.test,b.test\"}} 1\n"
+            );
+            assert!(text.contains(&want), "missing {want:?} in\n{text}");
+        }
+        assert!(text.contains(
+            "probe_ssl_last_chain_expiry_timestamp_seconds{target=\"https://127.0.0.1:1/verified\"} 1900000000\n"
+        ));
+        assert!(!text.contains(
+            "probe_ssl_last_chain_expiry_timestamp_seconds{target=\"https://127.0.0.1:2/refused\"}"
+        ));
     }
 
     #[test]

@@ -223,6 +223,56 @@ pub struct CertExpiry {
     pub earliest: i64,
 }
 
+/// blackbox_exporter's facts of the chain the server presented: the leaf's identity, and the
+/// earliest expiry of the chain that was verified. Held behind an [`std::sync::Arc`] so that a
+/// result without TLS carries one pointer only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    /// SHA-256 of the leaf certificate's DER.
+    pub fingerprint_sha256: [u8; 32],
+    /// The subject, issuer and DNS names, one after the other (see the accessors): one
+    /// allocation instead of three.
+    pub names: String,
+    /// Where the subject ends in `names`.
+    pub subject_end: usize,
+    /// Where the issuer ends in `names` (the DNS names follow).
+    pub issuer_end: usize,
+    /// Earliest NotAfter of the verified chain, the trust anchor's included when it is known
+    /// (unix seconds); `None` when the chain was not verified (refused, or
+    /// `insecure_skip_verify`).
+    pub last_chain_expiry: Option<i64>,
+}
+
+impl ChainInfo {
+    /// The leaf's subject, in Go's `pkix.Name.String()` form (`CN=a.test,O=Example`).
+    pub fn subject(&self) -> &str {
+        self.names.get(..self.subject_end).unwrap_or_default()
+    }
+
+    /// The leaf's issuer, in the form of [`ChainInfo::subject`].
+    pub fn issuer(&self) -> &str {
+        self.names
+            .get(self.subject_end..self.issuer_end)
+            .unwrap_or_default()
+    }
+
+    /// The leaf's DNS subject alternative names, joined with `,`.
+    pub fn subject_alternative(&self) -> &str {
+        self.names.get(self.issuer_end..).unwrap_or_default()
+    }
+
+    /// [`ChainInfo::fingerprint_sha256`] in lowercase hex.
+    pub fn fingerprint_hex(&self) -> String {
+        use fmt::Write as _;
+        let mut out = String::with_capacity(64);
+        for b in self.fingerprint_sha256 {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+}
+
 /// Everything one probe found out.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeResult {
@@ -249,6 +299,8 @@ pub struct ProbeResult {
     pub tls_version: Option<TlsVersion>,
     /// Expiry of the certificates the server presented, even if they were refused.
     pub cert: Option<CertExpiry>,
+    /// The presented chain's leaf and, when it was verified, the chain's expiry.
+    pub chain: Option<std::sync::Arc<ChainInfo>>,
     /// Redirects followed.
     pub redirects: u8,
     /// Whether the final request went over TLS (its handshake completed).

@@ -339,6 +339,15 @@ fn a_failed_hop_reports_its_own_facts_not_the_previous_hops() {
         assert_eq!(m("probe_http_redirects"), Some(hops), "{url}");
         assert_eq!(m("probe_ssl_earliest_cert_expiry"), None, "{url}\n{text}");
         assert_eq!(m("probe_ssl_leaf_cert_expiry"), None, "{url}\n{text}");
+        assert_eq!(
+            m("probe_ssl_last_chain_expiry_timestamp_seconds"),
+            None,
+            "{url}\n{text}"
+        );
+        assert!(
+            !text.contains(&format!("probe_ssl_last_chain_info{{target=\"{url}\"")),
+            "{text}"
+        );
         assert_eq!(m("probe_http_version"), None, "{url}\n{text}");
         assert_eq!(m("probe_ip_protocol"), None, "{url}\n{text}");
         assert!(

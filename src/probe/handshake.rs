@@ -1,6 +1,6 @@
 //! The TLS handshake of an https request, over a TCP connection (or a proxy's tunnel): the
-//! negotiated version, and the expiry of the certificates the server presented, recorded even
-//! when they are refused.
+//! negotiated version, and the expiry and facts of the certificates the server presented,
+//! recorded even when they are refused.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
 use super::{Failure, Timed};
-use crate::outcome::{CertExpiry, FailureReason, TlsVersion};
-use crate::tls::PRESENTED;
+use crate::outcome::{FailureReason, TlsVersion};
+use crate::tls::{PRESENTED, Presented};
 
 /// A completed handshake.
 #[derive(Debug)]
@@ -27,9 +27,9 @@ pub struct Secured {
 /// What a handshake established, whether it completed or not.
 #[derive(Debug)]
 pub struct Handshake {
-    /// Expiry of the certificates the server presented, even if they were refused; `None`
-    /// when none arrived before the deadline.
-    pub cert: Option<CertExpiry>,
+    /// Expiry and facts of the certificates the server presented, even if they were
+    /// refused; `None` when none arrived before the deadline.
+    pub presented: Option<Presented>,
     /// The stream, or why the handshake failed; and how long it took.
     pub secured: Timed<Secured>,
 }
@@ -46,20 +46,20 @@ pub async fn handshake(
     let connector = tokio_rustls::TlsConnector::from(config.clone());
     let handshake = PRESENTED.scope(Cell::new(None), async {
         let r = connector.connect(server_name, tcp).await;
-        (r, PRESENTED.with(Cell::get))
+        (r, PRESENTED.with(Cell::take))
     });
     let outcome = timeout_at(deadline, handshake).await;
     let took = t.elapsed();
-    let (cert, result) = match outcome {
-        Ok((Ok(stream), cert)) => {
+    let (presented, result) = match outcome {
+        Ok((Ok(stream), presented)) => {
             let version = match stream.get_ref().1.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
                 Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
                 _ => None,
             };
-            (cert, Ok(Secured { stream, version }))
+            (presented, Ok(Secured { stream, version }))
         }
-        Ok((Err(e), cert)) => (cert, Err(Failure::io(&e, true))),
+        Ok((Err(e), presented)) => (presented, Err(Failure::io(&e, true))),
         Err(_) => (
             None,
             Err(Failure::new(
@@ -69,7 +69,7 @@ pub async fn handshake(
         ),
     };
     Handshake {
-        cert,
+        presented,
         secured: Timed { took, result },
     }
 }

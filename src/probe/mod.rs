@@ -32,7 +32,9 @@ use tokio::time::Instant;
 
 use crate::allow::{Admission, Allow};
 use crate::dns::RoundResolver;
-use crate::outcome::{CertExpiry, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion};
+use crate::outcome::{
+    CertExpiry, ChainInfo, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion,
+};
 use crate::probe_url::{Host, ProbeUrl};
 use crate::request::{Hop, build_head, request_body};
 use crate::target::Target;
@@ -62,6 +64,7 @@ impl ProbeResult {
             content_length,
             tls_version,
             cert,
+            chain,
             ssl,
         } = facts;
         self.status = status;
@@ -79,6 +82,7 @@ impl ProbeResult {
         self.content_length = content_length;
         self.tls_version = tls_version;
         self.cert = cert;
+        self.chain = chain;
         self.ssl = ssl;
     }
 }
@@ -106,6 +110,8 @@ struct Facts {
     tls_version: Option<TlsVersion>,
     /// Expiry of the certificates the server presented, even if they were refused.
     cert: Option<CertExpiry>,
+    /// The leaf's identity and the verified chain's expiry, even if the chain was refused.
+    chain: Option<Arc<ChainInfo>>,
     /// Whether the request went over TLS (its handshake completed).
     ssl: bool,
 }
@@ -541,8 +547,9 @@ async fn secured(
     facts: &mut Facts,
 ) -> Option<Timed<Answer>> {
     let name = format!("{server_name:?}");
-    let handshake::Handshake { cert, secured } =
+    let handshake::Handshake { presented, secured } =
         handshake::handshake(tcp, config, server_name, deadline).await;
+    let cert = presented.as_ref().map(|p| p.expiry);
     secured.note("TLS", |s| {
         let version = s.version.map_or("TLS", |v| v.as_str());
         match cert {
@@ -553,7 +560,10 @@ async fn secured(
             None => format!("{version} with {name}"),
         }
     });
-    facts.cert = cert;
+    if let Some(crate::tls::Presented { expiry, chain }) = presented {
+        facts.cert = Some(expiry);
+        facts.chain = Some(chain);
+    }
     let handshake::Secured { stream, version } = facts.record(|p| &mut p.tls, secured)?;
     facts.ssl = true;
     facts.tls_version = version;

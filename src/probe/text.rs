@@ -11,13 +11,19 @@ pub const MAX_PEER_TEXT: usize = 512;
 /// isolates, zero-width and line-separator characters), written as a `\u{..}` escape; cut to
 /// [`MAX_PEER_TEXT`] characters.
 pub fn printable(text: &str) -> String {
+    printable_within(text, MAX_PEER_TEXT)
+}
+
+/// [`printable`] with `max` characters kept instead of [`MAX_PEER_TEXT`]: for texts that are
+/// longer by nature, such as the list of names a certificate is valid for.
+pub fn printable_within(text: &str, max: usize) -> String {
     use std::fmt::Write as _;
-    let mut out = String::with_capacity(text.len().min(MAX_PEER_TEXT));
+    let mut out = String::with_capacity(text.len().min(max));
     let mut shown = 0;
     for c in text.chars() {
         let hidden = (c.is_control() && c != '\t') || reorders(c);
         let width = if hidden { escape_width(c) } else { 1 };
-        if shown + width > MAX_PEER_TEXT {
+        if shown + width > max {
             out.push('…');
             break;
         }
@@ -89,5 +95,7 @@ mod tests {
         assert_eq!(escape_width('\u{0}'), 5);
         assert_eq!(escape_width('\u{1b}'), 6);
         assert_eq!(escape_width('\u{202e}'), 8);
+        assert_eq!(printable_within("abcdef", 4), "abcd…");
+        assert_eq!(printable_within("abcd", 4), "abcd");
     }
 }
