@@ -42,6 +42,7 @@ pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
+pub mod peer_text;
 pub mod probe;
 pub mod probe_url;
 pub mod prober;

@@ -72,7 +72,7 @@ impl Selection {
     }
 
     /// Whether `t` is selected.
-    fn keeps(&self, t: &crate::target::Target) -> bool {
+    pub fn keeps(&self, t: &crate::target::Target) -> bool {
         match self {
             Selection::All => true,
             Selection::Groups(g) => g.iter().any(|g| **g == *t.group),
@@ -414,6 +414,38 @@ impl Prober {
             finished.remove(&oldest);
         }
         finished.insert(selection, round.clone());
+    }
+
+    /// Probe `targets` (made for one `/probe` request: an allowlisted URL, or a configured
+    /// target with another `Host`) once, on the slots every round shares; no other scrape
+    /// joins this round and it is not kept. Without a budget the scrape gets
+    /// [`default_budget`].
+    pub async fn probe_targets(
+        &self,
+        targets: Vec<Arc<crate::target::Target>>,
+        budget: Option<Duration>,
+    ) -> Arc<Round> {
+        self.metrics.scrapes.inc();
+        let mut config = self.config().subset(|_| false);
+        config.targets = targets;
+        let budget = Some(budget.unwrap_or_else(|| default_budget(&config)));
+        let resolver = self.resolver();
+        let round = run_round_on(Arc::new(config), &resolver, budget, &self.slots, |_, _| {}).await;
+        Arc::new(round)
+    }
+
+    /// Probe `target` once, outside the rounds, with a trace of every step
+    /// (`/probe?debug=true`): the result and the trace's lines. The probe takes no slot: it is
+    /// one probe that a person asked for.
+    pub async fn trace_target(
+        &self,
+        target: &crate::target::Target,
+        budget: Option<Duration>,
+    ) -> (crate::outcome::ProbeResult, Vec<String>) {
+        let budget = budget.unwrap_or(target.timeout).min(target.timeout);
+        let deadline = Instant::now() + budget;
+        let resolver = self.resolver().round();
+        crate::trace::collect(crate::probe::probe(target, deadline, &resolver)).await
     }
 
     /// [`Prober::scrape`] for the targets `selection` asks for. Rounds of different

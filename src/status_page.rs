@@ -253,10 +253,12 @@ pub fn render(
         }
         let _ = writeln!(
             out,
-            "<tr class=\"{class}\"><td class=\"state\">{state}</td><td><a href=\"/target?{id}\">{url}</a></td><td>{name}</td>{group}\
+            "<tr class=\"{class}\"><td class=\"state\">{state}</td><td><a href=\"/target?{id}\">{url}</a> \
+             <a class=\"trace\" href=\"{trace}\" title=\"trace one probe\">trace</a></td><td>{name}</td>{group}\
              <td>{status}</td><td>{reason}</td><td class=\"num\">{lat:.1}</td><td class=\"num\">{expiry}</td>\
              <td class=\"strip\">{strip}</td><td class=\"num\">{uptime}</td></tr>",
             id = target_query(t),
+            trace = trace_link(t),
             url = html(&t.url.raw),
             name = html(t.name.as_deref().unwrap_or("")),
             group = if groups {
@@ -291,6 +293,15 @@ pub fn render(
     }
     out.push_str("</p></nav>\n</body></html>\n");
     out
+}
+
+/// `/probe?target=…&module=…&debug=true` for `t`: one probe of it, traced.
+fn trace_link(t: &crate::target::Target) -> String {
+    format!(
+        "/probe?target={}&amp;module={}&amp;debug=true",
+        query_escape(t.name.as_deref().unwrap_or(&t.url.raw)),
+        query_escape(&t.group)
+    )
 }
 
 /// The query that names a target on its page: its URL, and its name when it has one (the same
@@ -344,6 +355,12 @@ pub fn render_target(
     })?;
     let mut out = String::with_capacity(8192 + history.depth() * 400);
     head(&mut out, &target.url.raw, metrics_path);
+    let _ = writeln!(
+        out,
+        "<p><a href=\"{}\">Trace one probe</a> of this target: what each step did, and the \
+         metrics it gives.</p>",
+        trace_link(target)
+    );
     let _ = writeln!(
         out,
         "<p>Name: {}{}, timeout {} ms.</p>",

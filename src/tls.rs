@@ -335,7 +335,7 @@ impl RecordingVerifier {
 
 /// The [`ChainInfo`] of a leaf: its fingerprint, and its names made printable.
 fn chain_info(leaf_der: &[u8], leaf: &Tbs<'_>, last_chain_expiry: Option<i64>) -> ChainInfo {
-    use crate::probe::text::printable_within;
+    use crate::peer_text::printable_within;
     let digest = ring::digest::digest(&ring::digest::SHA256, leaf_der);
     // A SHA-256 digest is 32 bytes: the default is never used.
     let fingerprint_sha256 = <[u8; 32]>::try_from(digest.as_ref()).unwrap_or_default();

@@ -21,7 +21,6 @@ mod handshake;
 mod redirect;
 mod route;
 pub mod status;
-pub mod text;
 mod tunnel;
 
 use std::io;
@@ -185,7 +184,7 @@ impl Failure {
         {
             return Failure::new(
                 crate::tls::classify(tls_err),
-                text::printable(&tls_err.to_string()),
+                crate::peer_text::printable(&tls_err.to_string()),
             );
         }
         let reason = match e.kind() {
@@ -238,7 +237,7 @@ fn shown_head(head: &[u8]) -> String {
             out.push_str(&format!("; {name}: <not shown>"));
         }
     }
-    text::printable(&out)
+    crate::peer_text::printable(&out)
 }
 
 /// How the `/probe` allowlist admits `url`'s host (a target not in the file is probed only

@@ -3,7 +3,6 @@
 //! Pure: the requests themselves are [`super::request`]'s.
 
 use super::Failure;
-use super::text;
 use crate::outcome::FailureReason;
 use crate::probe_url::ProbeUrl;
 use crate::request::Hop;
@@ -17,7 +16,7 @@ pub fn is_redirect(code: u16) -> bool {
 /// followed (a `Location` that does not make a probe URL leaves the 3xx as the answer).
 pub fn resolve(url: &ProbeUrl, location: &str) -> Result<ProbeUrl, String> {
     crate::probe_url::redirect_target(url, location).ok_or_else(|| {
-        let shown = text::printable(location);
+        let shown = crate::peer_text::printable(location);
         format!("its Location \"{shown}\" is not an http(s) URL")
     })
 }

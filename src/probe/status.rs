@@ -400,7 +400,7 @@ pub fn parse_status_line(line: &[u8]) -> Result<StatusLine, ParseError> {
     Ok(StatusLine {
         version,
         code,
-        reason: super::text::printable(&String::from_utf8_lossy(reason)),
+        reason: crate::peer_text::printable(&String::from_utf8_lossy(reason)),
     })
 }
 

@@ -1,7 +1,9 @@
 //! `GET /metrics` and `GET /probe`: pick the targets a scrape asks for, derive its budget from
 //! the scrape timeout Prometheus announces, join or start a round and answer with its metrics.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -10,8 +12,12 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::State;
 use super::body::{Chunks, METRICS_CONTENT_TYPE, TEXT, accepts_gzip, query_pairs, reply, respond};
+use crate::allow::Admission;
 use crate::config::Config;
+use crate::probe_url::Host;
 use crate::prober::Selection;
+use crate::round::Round;
+use crate::target::Target;
 
 /// Answer a scrape of `/metrics` (`probe` false) or `/probe` (`probe` true).
 pub(super) async fn answer(
@@ -24,11 +30,22 @@ pub(super) async fn answer(
         return reply(StatusCode::OK, METRICS_CONTENT_TYPE, "");
     }
     let query = query_pairs(req);
+    let budget = state.budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
     let config = state.prober.config();
     let selection = if probe {
-        match probe_selection(&config, &query) {
-            Ok(s) => s,
-            Err((status, message)) => return reply(status, TEXT, message),
+        match probe_request(&config, &query) {
+            Ok(ProbeRequest::Shared(s)) => s,
+            Ok(ProbeRequest::Own { targets, debug }) => {
+                drop(config);
+                return match debug {
+                    true => debug_answer(state, &targets[0], budget).await,
+                    false => {
+                        let round = state.prober.probe_targets(targets, budget).await;
+                        metrics_answer(state, req, round, true)
+                    }
+                };
+            }
+            Err(refusal) => return refusal.answer(),
         }
     } else {
         match group_selection(&config, &query) {
@@ -37,12 +54,20 @@ pub(super) async fn answer(
         }
     };
     drop(config);
-    let budget = state.budget(req.headers().get("x-prometheus-scrape-timeout-seconds"));
-    let round = match state.prober.scrape_selection(selection, budget).await {
-        Ok(round) => round,
-        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
-    };
-    // `/probe` answers with the target's series only, as blackbox does.
+    match state.prober.scrape_selection(selection, budget).await {
+        Ok(round) => metrics_answer(state, req, round, probe),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+    }
+}
+
+/// The metrics of `round`: for `/metrics` followed by the exporter's own; `/probe` answers
+/// with the target's series only, as blackbox does.
+fn metrics_answer(
+    state: &State,
+    req: &Request<Incoming>,
+    round: Arc<Round>,
+    probe: bool,
+) -> Response<Chunks> {
     let mut tail = Vec::with_capacity(8192);
     if !probe {
         if let Err(e) = state.prober.metrics().render(&mut tail) {
@@ -76,6 +101,188 @@ pub(super) async fn answer(
     r
 }
 
+/// `/probe?debug=true`: probe once with a trace, and answer with the trace, the verdict and
+/// the metrics a scrape would have got, as text for a person.
+async fn debug_answer(
+    state: &State,
+    target: &Arc<Target>,
+    budget: Option<Duration>,
+) -> Response<Chunks> {
+    let (result, lines) = state.prober.trace_target(target, budget).await;
+    let mut out = String::with_capacity(4096);
+    let how = if target.allowed.is_some() {
+        "not in the targets file; admitted by the probe allowlist"
+    } else {
+        "a configured target"
+    };
+    let _ = writeln!(
+        out,
+        "Probe of {} (group {:?}, {how}), timeout {:.1} s\n\nLogs for the probe:",
+        target.url.raw,
+        &*target.group,
+        target.timeout.as_secs_f64()
+    );
+    for line in &lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let mut config = state.prober.config().subset(|_| false);
+    config.targets = vec![target.clone()];
+    let round = Arc::new(Round {
+        config: Arc::new(config),
+        results: vec![result],
+        started_at: std::time::SystemTime::now(),
+        duration: Duration::ZERO,
+        max_queue_wait: Duration::ZERO,
+        not_started: 0,
+        cut: 0,
+        budget,
+        finished: tokio::time::Instant::now(),
+    });
+    out.push_str("\nMetrics that would have been returned:\n");
+    let mut render = crate::metrics::ChunkedRender::new(round);
+    while let Some(chunk) = render.next_chunk() {
+        out.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    reply(StatusCode::OK, TEXT, out)
+}
+
+/// What a `/probe` request asks for.
+enum ProbeRequest {
+    /// Configured targets as they are: a round shared with other scrapes of them.
+    Shared(Selection),
+    /// Targets made for this request (an allowlisted URL, or another `Host`), or one traced.
+    Own {
+        /// The targets.
+        targets: Vec<Arc<Target>>,
+        /// Trace the (first) target's probe (`debug=true`).
+        debug: bool,
+    },
+}
+
+/// Why a `/probe` request is not probed: its status and message.
+struct Refusal {
+    /// 400 for a bad request, 404 for a target that is not probed.
+    status: StatusCode,
+    /// What the client is told.
+    message: String,
+    /// Whether the client asked for a trace: it then reads "refused".
+    debug: bool,
+}
+
+impl Refusal {
+    /// The answer to the client.
+    fn answer(self) -> Response<Chunks> {
+        let body = match self.debug {
+            true => format!("refused: {}", self.message),
+            false => self.message,
+        };
+        reply(self.status, TEXT, body)
+    }
+}
+
+/// Read a `/probe` request: `target` (configured, by URL or name; or, under the allowlist, any
+/// URL or bare `host:port`), `module` (a group), `hostname` (the `Host` header and TLS name to
+/// probe with) and `debug`.
+fn probe_request(config: &Config, query: &[(String, String)]) -> Result<ProbeRequest, Refusal> {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let debug = param("debug").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let refuse = |status, message: String| Refusal {
+        status,
+        message,
+        debug,
+    };
+    let hostname = match param("hostname") {
+        Some(h) if !valid_hostname(h) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("hostname {h:?} is not a host name or host:port\n"),
+            ));
+        }
+        h => h,
+    };
+    let selection = match probe_selection(config, query) {
+        Ok(s) => s,
+        Err(Unprobed::Configured(status, message)) => return Err(refuse(status, message)),
+        Err(Unprobed::NotConfigured(wanted, message)) => {
+            let target = allowlisted(config, &wanted, param("module"), hostname)
+                .map_err(|why| {
+                    tracing::info!(target = %wanted, why = %why, "/probe refused a target that is not in the targets file");
+                    refuse(StatusCode::NOT_FOUND, format!("{}{why}\n", message))
+                })?;
+            return Ok(ProbeRequest::Own {
+                targets: vec![Arc::new(target)],
+                debug,
+            });
+        }
+    };
+    if hostname.is_none() && !debug {
+        return Ok(ProbeRequest::Shared(selection));
+    }
+    let mut targets = Vec::new();
+    for t in config.targets.iter().filter(|t| selection.keeps(t)) {
+        targets.push(match hostname {
+            Some(h) => Arc::new(
+                t.adapted(t.url.clone(), Some(h), config.uses_groups)
+                    .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e}\n")))?,
+            ),
+            None => t.clone(),
+        });
+    }
+    Ok(ProbeRequest::Own { targets, debug })
+}
+
+/// Whether `/probe?hostname=` is a host name or address, with an optional port: nothing that
+/// could break the request head.
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+}
+
+/// A target that is not in the file, made from the group `module`'s settings (else the
+/// `default` group's) when the allowlist admits its host; why not otherwise, naming the rule
+/// that would admit it.
+fn allowlisted(
+    config: &Config,
+    wanted: &str,
+    module: Option<&str>,
+    hostname: Option<&str>,
+) -> Result<Target, String> {
+    let Some(allow) = &config.allow else {
+        return Err(
+            "add it to the targets file, or admit it with a `probe: {allow: [...]}` block".into(),
+        );
+    };
+    // A bare `host:port` is `http://host:port/`, as in blackbox_exporter.
+    let raw = if wanted.contains("://") {
+        wanted.to_owned()
+    } else {
+        format!("http://{wanted}/")
+    };
+    let url = crate::probe_url::parse_url(&raw).map_err(|e| e.to_string())?;
+    let admission = match &url.host {
+        Host::Name(n) => allow.admits(n, None),
+        Host::Ip(ip) => allow.admits(&ip.to_string(), Some(*ip)),
+    };
+    if let Admission::Refused(why) = admission {
+        return Err(why);
+    }
+    let group = module
+        .filter(|m| config.templates.contains_key(*m))
+        .unwrap_or(crate::config::DEFAULT_GROUP);
+    let template = config
+        .templates
+        .get(group)
+        .ok_or_else(|| format!("no settings for group {group:?}"))?;
+    template.adapted(url, hostname, config.uses_groups)
+}
+
 /// The groups `/metrics?group=a&group=b` asks for; an unknown group is an error (a typo in a
 /// scrape config must not look like an empty group).
 fn group_selection(config: &Config, query: &[(String, String)]) -> Result<Selection, String> {
@@ -95,17 +302,22 @@ fn group_selection(config: &Config, query: &[(String, String)]) -> Result<Select
     Ok(Selection::groups(names))
 }
 
+/// Why `/probe` does not probe a configured target as asked.
+enum Unprobed {
+    /// A bad request, or a configured target in another group: the status and message.
+    Configured(StatusCode, String),
+    /// The target is not in the file: the target as asked, and the start of the message.
+    NotConfigured(String, String),
+}
+
 /// The target `/probe?target=URL&module=M` asks for: one that is in the config, by its URL as
 /// written or its name. Nothing else is ever probed (no open proxy). `module`, when it names a
 /// group, selects that group's target only (a URL may be in several groups); other modules are
 /// accepted as blackbox jobs send them.
-fn probe_selection(
-    config: &Config,
-    query: &[(String, String)],
-) -> Result<Selection, (StatusCode, String)> {
+fn probe_selection(config: &Config, query: &[(String, String)]) -> Result<Selection, Unprobed> {
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let Some(wanted) = param("target") else {
-        return Err((
+        return Err(Unprobed::Configured(
             StatusCode::BAD_REQUEST,
             "/probe needs a target parameter: /probe?target=URL\n".into(),
         ));
@@ -117,11 +329,11 @@ fn probe_selection(
         .map(|t| &*t.group)
         .collect();
     if matching.is_empty() {
-        return Err((
-            StatusCode::NOT_FOUND,
+        return Err(Unprobed::NotConfigured(
+            wanted.clone(),
             format!(
                 "target {wanted:?} is not in the config: /probe probes configured targets only, \
-                 by their URL as written or their name\n"
+                 by their URL as written or their name, and targets the probe allowlist admits: "
             ),
         ));
     }
@@ -129,7 +341,7 @@ fn probe_selection(
     if let Some(module) = group
         && !matching.contains(&module.as_str())
     {
-        return Err((
+        return Err(Unprobed::Configured(
             StatusCode::NOT_FOUND,
             format!(
                 "target {wanted:?} is in group {}, not {module:?}\n",
