@@ -393,3 +393,270 @@ fn address_version_and_length_facts_equal_blackbox_exporters_on_the_same_targets
     );
     assert_eq!(target_sample(&ours, "probe_ip_protocol", &v6), Some(6.0));
 }
+
+/// A loopback server on `ip` that answers 200 to anything and counts the connections it got.
+fn counting_peer(ip: &str) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, count)
+}
+
+/// A targets file with an allowlist, and a hosts file for the exporter's resolver: names
+/// under `allowed.test` are admitted; `ok.allowed.test` resolves into the allowed network,
+/// `denied.allowed.test` to loopback, which no name pattern opens.
+fn allowlisted_exporter(configured: &str) -> (Exporter, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.2 ok.allowed.test\n127.0.0.1 denied.allowed.test\n",
+    )
+    .unwrap();
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        format!(
+            "probe:\n  allow: ['127.0.0.2/32', '*.allowed.test']\n  deny: ['127.0.0.3/32']\n\
+             groups:\n  web: {{timeout: 2s}}\n\
+             targets:\n  - {{url: '{configured}', group: web}}\n"
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start_file(&targets, &["--dns.hosts-file", hosts.to_str().unwrap()]);
+    (e, dir)
+}
+
+#[test]
+fn a_probe_job_with_file_sd_probes_what_the_allowlist_admits_and_connects_nowhere_else() {
+    let nginx = Nginx::start(&[]);
+    let configured = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let (allowed, allowed_hits) = counting_peer("127.0.0.2");
+    let (denied, denied_hits) = counting_peer("127.0.0.1");
+    let (e, dir) = allowlisted_exporter(&configured);
+    let literal = format!("http://127.0.0.2:{}/health", allowed.port());
+    let by_name = format!("ok.allowed.test:{}", allowed.port());
+    let into_loopback = format!("denied.allowed.test:{}", denied.port());
+    let outside = format!("http://127.0.0.1:{}/", denied.port());
+    let sd = dir.path().join("sd.json");
+    std::fs::write(
+        &sd,
+        serde_json::json!([{
+            "targets": [&configured, &literal, &by_name, &into_loopback, &outside],
+            "labels": {"__param_module": "web"}
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    let exporter = e.addr.to_string();
+    let (_prom, prom) = prometheus(&format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n\
+         - job_name: probe\n  metrics_path: /probe\n  honor_labels: true\n  \
+           file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n  \
+           relabel_configs:\n    \
+           - {{source_labels: [__address__], target_label: __param_target}}\n    \
+           - {{source_labels: [__param_target], target_label: instance}}\n    \
+           - {{target_label: __address__, replacement: '{exporter}'}}\n",
+        sd.display()
+    ));
+    // Prometheus answers 503 until its storage is open.
+    let query = |q: &str| -> Vec<serde_json::Value> {
+        let r = http(
+            prom,
+            "GET",
+            &format!("/api/v1/query?query={}", url_encode(q)),
+            &[],
+        );
+        if r.status != 200 {
+            return Vec::new();
+        }
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        v["data"]["result"].as_array().unwrap().clone()
+    };
+    let value = |q: &str, instance: &str| -> Option<String> {
+        query(q)
+            .iter()
+            .find(|s| s["metric"]["instance"] == instance)
+            .map(|s| s["value"][1].as_str().unwrap().to_owned())
+    };
+    let start = Instant::now();
+    while query("up{job=\"probe\"}").len() < 5 || query("probe_success").len() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Prometheus did not scrape every target: {:?}",
+            query("up")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(value("probe_success", &configured).as_deref(), Some("1"));
+    assert_eq!(value("probe_success", &literal).as_deref(), Some("1"));
+    assert_eq!(value("probe_success", &by_name).as_deref(), Some("1"));
+    // A permitted name that resolves into loopback: a failed probe, never a connection.
+    assert_eq!(value("probe_success", &into_loopback).as_deref(), Some("0"));
+    assert_eq!(
+        value(
+            "probe_failure_reason{reason=\"address_denied\"}",
+            &into_loopback
+        )
+        .as_deref(),
+        Some("1")
+    );
+    // Not admitted at all: 404, so the job's `up` is 0 and no probe series exist.
+    assert_eq!(value("up", &outside).as_deref(), Some("0"));
+    assert_eq!(value("probe_success", &outside), None);
+    // Every admitted probe got the group's settings: its group label is web.
+    for s in query("probe_success") {
+        assert_eq!(s["metric"]["group"], "web", "{s}");
+    }
+    assert!(allowed_hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_eq!(
+        denied_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a denied target was connected to"
+    );
+    // The log says which rule would admit what was refused.
+    let log = e.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("127.0.0.1/32 would admit it"),
+        "no refusal logged:\n{log}"
+    );
+}
+
+#[test]
+fn debug_traces_a_probe_and_says_why_a_target_is_refused() {
+    let nginx = Nginx::start(&[]);
+    let configured = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let (e, _dir) = allowlisted_exporter(&configured);
+    let get = |target: &str| {
+        http(
+            e.addr,
+            "GET",
+            &format!("/probe?target={}&module=web&debug=true", url_encode(target)),
+            &[],
+        )
+    };
+    let r = get(&configured);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain")
+    );
+    for want in [
+        "a configured target",
+        "Logs for the probe:",
+        &format!("direct to 127.0.0.1:{}", nginx.port),
+        &format!("connected to 127.0.0.1:{}", nginx.port),
+        "send: GET /ok HTTP/1.1; Host: 127.0.0.1",
+        "answer: HTTP/1.1 200 OK (Content-Length 3)",
+        "verdict: success",
+        "Metrics that would have been returned:",
+        "probe_http_status_code{",
+    ] {
+        assert!(
+            r.body.contains(want),
+            "the trace lacks {want:?}:\n{}",
+            r.body
+        );
+    }
+    let r = get(&format!("denied.allowed.test:{}", nginx.port));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("admitted by the probe allowlist"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("refused: denied.allowed.test resolves only to denied addresses: 127.0.0.1 is a loopback"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("reason=\"address_denied\""), "{}", r.body);
+    let r = get(&format!("http://127.0.0.3:{}/", nginx.port));
+    assert_eq!(r.status, 404);
+    assert!(r.body.starts_with("refused: "), "{}", r.body);
+    assert!(r.body.contains("denied network 127.0.0.3/32"), "{}", r.body);
+    // The status page links a trace of each target.
+    e.scrape(None);
+    let page = http(e.addr, "GET", "/", &[]).body;
+    assert!(
+        page.contains("&amp;debug=true"),
+        "no trace link on the status page"
+    );
+}
+
+#[test]
+fn hostname_sets_the_host_header_and_the_tls_name_as_in_blackbox() {
+    let pki = Pki::new("hostname CA");
+    let (cert, key) = pki.leaf(&["a.test"], -1, 30);
+    let nginx = Nginx::start(&[TlsServer {
+        cert_pem: cert,
+        key_pem: key,
+        extra: String::new(),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pki.ca_pem()).unwrap();
+    let url = format!("https://127.0.0.1:{}/ok", nginx.tls_ports[0]);
+    let e = Exporter::start(
+        &format!(
+            "targets:\n  - {{url: '{url}', tls_config: {{ca_file: '{}'}}}}\n",
+            ca.display()
+        ),
+        &[],
+    );
+    let bb = Blackbox::start(&format!(
+        "  tls:\n    prober: http\n    http:\n      tls_config: {{ca_file: '{}'}}\n",
+        ca.display()
+    ));
+    for hostname in [None, Some("a.test")] {
+        let mut path = format!("/probe?target={}", url_encode(&url));
+        let mut extra = Vec::new();
+        if let Some(h) = hostname {
+            path.push_str(&format!("&hostname={h}"));
+            extra.push(("hostname", h));
+        }
+        let ours = http(e.addr, "GET", &path, &[]).body;
+        let theirs = bb.probe(&url, "tls", &extra);
+        let want = if hostname.is_some() { 1.0 } else { 0.0 };
+        assert_eq!(
+            sample(&theirs, "probe_success", &[]),
+            Some(want),
+            "{theirs}"
+        );
+        assert_eq!(
+            target_sample(&ours, "probe_success", &url),
+            Some(want),
+            "{ours}"
+        );
+        if hostname.is_none() {
+            assert_eq!(
+                reason(&ours, &url).as_deref(),
+                Some("tls_hostname_mismatch")
+            );
+        }
+    }
+    assert_eq!(
+        http(
+            e.addr,
+            "GET",
+            &format!("/probe?target={}&hostname=a%0d%0ab", url_encode(&url)),
+            &[]
+        )
+        .status,
+        400
+    );
+}
