@@ -3,28 +3,44 @@
 //! and reports status code, success, latency by phase, TLS facts and why a probe failed.
 //!
 //! # Layout
-//! - [`app`]: running the exporter: load, listen, serve, reload on SIGHUP or file change, stop.
-//! - [`cli`]: command-line flags, declared with clap.
-//! - [`config`]: the targets file: schema, defaults, validation with file:line:column errors.
-//! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
-//! - [`target`]: a target URL parsed once, its request bytes and label block.
-//! - [`dns`]: name resolution: the asynchronous stub resolver, its files, the system path.
-//! - [`tls`]: TLS client configurations, certificate expiry and chain facts, TLS failure
-//!   classification.
-//! - [`probe`]: one probe, each request told phase by phase: route, connect
-//!   ([`probe::connect`], Happy Eyeballs), tunnel, TLS, exchange ([`probe::status`], the
-//!   status-line parser), redirect.
-//! - [`proxy`]: HTTP proxies: `proxy_url`, `no_proxy`, the proxy environment variables.
-//! - [`round`]: one scrape's fan-out: lanes per host, the slots every round shares, deadlines.
-//! - [`prober`]: which scrapes share a round; min-interval reuse; abandoned rounds; caches.
-//! - [`history`]: the last results of every target, for the status pages.
-//! - [`metrics`]: metric names and rendering; the exporter's own registry.
-//! - [`server`]: hyper endpoints, reload, graceful shutdown.
-//! - [`status_page`]: the HTML status page.
+//! Read from the top down: each module imports only modules listed below it (and `main.rs`
+//! only the library).
+//! - [`app`]: running the exporter: load, listen, serve, reload (SIGHUP, `/-/reload`, a
+//!   changed file), stop.
 //! - [`check`]: the one-shot `check` command.
 //! - [`logging`]: logfmt and JSON log output.
-//! - [`sys`]: file-descriptor limit and the concurrency derived from it.
+//! - [`cli`]: command-line flags, declared with clap.
+//! - [`server`]: hyper endpoints, one file per family: scrape (`/metrics`, `/probe`), pages
+//!   (`/`, `/target`, `/config`, `/sd`), lifecycle; bodies; graceful shutdown.
 //! - [`web`]: `--web.config.file`: TLS and basic authentication on our endpoints.
+//! - [`status_page`]: the HTML status and target pages.
+//! - [`prober`]: which scrapes share a round; min-interval reuse; abandoned rounds; caches;
+//!   one-off probes for `/probe`.
+//! - [`history`]: the last results of every target, for the status pages.
+//! - [`metrics`]: per-target metric families and their rendering; the exporter's registry.
+//! - [`round`]: one scrape's fan-out: lanes per host, the slots every round shares, deadlines.
+//! - [`config`]: the targets file: schema, layered settings, compiling into targets, error
+//!   positions, error recovery, the `/probe` allowlist's templates.
+//! - [`probe`]: one probe, each request told phase by phase: route, resolve and connect
+//!   ([`probe::connect`]), tunnel, TLS, exchange ([`probe::status`], the head parser),
+//!   redirect; then the verdict.
+//! - [`target`]: one runtime target: request bytes, TLS client, proxy rules, label block.
+//! - [`dns`]: name resolution: the asynchronous stub resolver, its files, the system path.
+//! - [`proxy`]: HTTP proxies: `proxy_url`, `no_proxy`, the proxy environment variables.
+//! - [`tls`]: TLS client configurations, certificate expiry and chain facts, TLS failure
+//!   classification.
+//! - [`request`]: the bytes of each request of a probe; the `Host` header's host.
+//! - [`allow`]: the `/probe` allowlist's rules: networks and host name patterns.
+//! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
+//! - [`probe_url`]: the parsed probe URL (scheme, host, port, request target); address
+//!   families.
+//! - [`outcome`]: what a probe found out: result, failure reasons, status line, phase times.
+//! - [`config_error`]: an error with the file, line and column it points at.
+//! - [`secret`]: a value never shown.
+//! - [`peer_text`]: text from a peer made printable once, where it enters.
+//! - [`trace`]: the trace of one probe, for `/probe?debug=true`.
+//! - [`sys`]: file-descriptor limit, the concurrency derived from it, allocator, systemd
+//!   sockets, the clock.
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
