@@ -161,6 +161,21 @@ pub const USER_AGENT: &str = concat!("http_status_exporter/", env!("CARGO_PKG_VE
 
 /// The head of one request of a probe (its body, if any, is [`request_body`]).
 pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop: Hop) -> Bytes {
+    build_head_with_cookies(url, spec, form, hop, None)
+}
+
+/// [`build_head`] with `cookies`, the `Cookie` value a probe's cookie jar has for `url` (names
+/// and values the jar checked: no control characters). A request sends one `Cookie` header at
+/// most (RFC 6265 §5.4): the jar's cookies follow those of a configured `Cookie` header the
+/// request sends (one goes only to the target's own origin, as without a jar), or make a
+/// header of their own.
+pub fn build_head_with_cookies(
+    url: &ProbeUrl,
+    spec: &RequestSpec,
+    form: RequestForm<'_>,
+    hop: Hop,
+    cookies: Option<&str>,
+) -> Bytes {
     let downgraded = downgrades(spec, hop);
     let method = if downgraded {
         Method::GET
@@ -219,8 +234,24 @@ pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop
     if body_len > 0 || (method.expects_body() && !downgraded) {
         let _ = write!(req, "Content-Length: {body_len}\r\n");
     }
+    let mut jar = cookies.filter(|c| !c.is_empty());
     for (k, v) in sent {
-        let _ = write!(req, "{k}: {v}\r\n");
+        match jar.filter(|_| k.eq_ignore_ascii_case("cookie")) {
+            Some(c) if v.trim().is_empty() => {
+                let _ = write!(req, "{k}: {c}\r\n");
+                jar = None;
+            }
+            Some(c) => {
+                let _ = write!(req, "{k}: {v}; {c}\r\n");
+                jar = None;
+            }
+            None => {
+                let _ = write!(req, "{k}: {v}\r\n");
+            }
+        }
+    }
+    if let Some(c) = jar {
+        let _ = write!(req, "Cookie: {c}\r\n");
     }
     req.push_str("\r\n");
     Bytes::from(req)
@@ -273,5 +304,34 @@ mod tests {
         let text = std::str::from_utf8(&req).unwrap();
         assert!(text.starts_with("HEAD /health?full=1 HTTP/1.1\r\nUser-Agent:"));
         assert!(text.ends_with("host: other\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_jars_cookies_join_a_configured_cookie_header_sent_to_the_same_origin_only() {
+        let u = parse_url("http://example.com/home").unwrap();
+        let spec = RequestSpec {
+            headers: vec![("cookie".into(), "conf=1".into())],
+            ..RequestSpec::bare(Method::GET)
+        };
+        let head = |hop, cookies| {
+            let head = build_head_with_cookies(&u, &spec, RequestForm::Origin, hop, cookies);
+            String::from_utf8(head.to_vec()).unwrap()
+        };
+        let same = head(Hop::FIRST, Some("s=abc"));
+        assert!(
+            same.ends_with("\r\ncookie: conf=1; s=abc\r\n\r\n"),
+            "{same}"
+        );
+        assert_eq!(same.matches("ookie:").count(), 1);
+        let other = Hop {
+            same_origin: false,
+            keep_method: false,
+        };
+        let text = head(other, Some("s=abc"));
+        assert!(text.ends_with("\r\nCookie: s=abc\r\n\r\n"), "{text}");
+        assert!(!text.contains("conf=1"));
+        let text = head(other, None);
+        assert!(!text.contains("ookie"), "{text}");
+        assert_eq!(head(Hop::FIRST, None), head(Hop::FIRST, Some("")));
     }
 }

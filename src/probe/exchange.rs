@@ -1,6 +1,7 @@
 //! The exchange: write the request (head, then body) and read the answer's head, bounded, as
 //! far as the probe needs it: the final status line, and for a redirect to follow its
-//! `Location`. Also reads a proxy's answer to CONNECT for [`super::tunnel`].
+//! `Location` (and its `Set-Cookie` values, when the chain keeps cookies). Also reads a proxy's
+//! answer to CONNECT for [`super::tunnel`].
 //!
 //! A connection is closed with a reset unless the server has closed first (see [`finish`]).
 
@@ -10,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
 use super::redirect::is_redirect;
-use super::status::{HeadParser, HeaderScan, Headers, MAX_HEAD, MAX_LINE, ParseError, Step};
+use super::status::{Field, HeadParser, HeaderScan, Headers, MAX_HEAD, MAX_LINE, ParseError, Step};
 use super::{Failure, Timed, seconds};
 use crate::outcome::{FailureReason, StatusLine};
 use crate::proxy::Proxy;
@@ -27,6 +28,8 @@ pub struct Answer {
     /// The `Content-Length` of an answer that is not a redirect, when the bytes that came
     /// with its status line carry it.
     pub content_length: Option<u64>,
+    /// The `Set-Cookie` values of a redirect, when asked for ([`Want::Cookies`]).
+    pub set_cookies: Vec<Vec<u8>>,
 }
 
 /// Write the request (head, then body), read the final status line (and, as `want` says, a
@@ -58,14 +61,14 @@ pub async fn exchange<S: Conn>(
     let result = match (status, outcome) {
         // Once the status line is in, what failed is the rest of a redirect's head: the 3xx
         // is the answer, and the detail says why it was not followed.
-        (Some(status), outcome) => {
-            let content_length = match &outcome {
-                Ok(Ok(h)) => h.content_length,
-                _ => None,
+        (Some(status), mut outcome) => {
+            let (content_length, set_cookies) = match &mut outcome {
+                Ok(Ok(h)) => (h.content_length, std::mem::take(&mut h.set_cookies)),
+                _ => (None, Vec::new()),
             };
             let location = match outcome {
                 Ok(Ok(h)) => match h.location {
-                    None if want == Want::Location && is_redirect(status.code) => {
+                    None if want != Want::Status && is_redirect(status.code) => {
                         Err("it has no Location".to_owned())
                     }
                     location => Ok(location),
@@ -81,6 +84,7 @@ pub async fn exchange<S: Conn>(
                 status,
                 location,
                 content_length,
+                set_cookies,
             })
         }
         (None, Err(_)) => Err(match proxy {
@@ -205,6 +209,9 @@ pub enum Want {
     Status,
     /// The status line, and a redirect's `Location`.
     Location,
+    /// The status line, and a redirect's `Location` and `Set-Cookie` values: its head is read
+    /// to its end (within [`MAX_HEAD`]).
+    Cookies,
     /// The whole head (a proxy's answer to CONNECT), noting bytes after it.
     Whole,
 }
@@ -219,6 +226,8 @@ pub struct Head {
     /// `Content-Length`, when the head was not read on but the bytes already read after the
     /// status line carry it (see [`content_length`]).
     pub content_length: Option<u64>,
+    /// The `Set-Cookie` values of a redirect ([`Want::Cookies`] only).
+    pub set_cookies: Vec<Vec<u8>>,
     /// The largest the buffer grew, in bytes: what the reader held at most.
     #[cfg(test)]
     pub held: usize,
@@ -228,6 +237,11 @@ pub struct Head {
 /// it in `answer`; then, as `want` says, the header lines too: at most [`MAX_HEAD`] more bytes,
 /// read one line at a time into the same buffer (a redirect's `Location` is that buffer, cut
 /// down to the value). An error after the status line leaves the status line in `answer`.
+///
+/// With [`Want::Cookies`] a redirect's head is read on past its `Location` to its end, each
+/// `Set-Cookie` value copied out as its line is scanned; a head that goes on past
+/// [`MAX_HEAD`], or a connection that closes before its end, after a usable `Location` gives
+/// that `Location` and the cookies read so far.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     want: Want,
@@ -254,7 +268,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     };
     let headers = match want {
         Want::Status => false,
-        Want::Location => is_redirect(line.code),
+        Want::Location | Want::Cookies => is_redirect(line.code),
         Want::Whole => true,
     };
     *answer = Some(line);
@@ -263,12 +277,18 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             location: None,
             extra: false,
             content_length: content_length(buf.get(parser.end()..).unwrap_or_default()),
+            set_cookies: Vec::new(),
             #[cfg(test)]
             held: buf.capacity(),
         });
     }
     buf.drain(..parser.end());
-    let mut scan = HeaderScan::new(want == Want::Location);
+    let mut scan = HeaderScan::new(want != Want::Whole);
+    if want == Want::Cookies {
+        scan = scan.with_cookies();
+    }
+    // Collecting cookies: what was found so far, from the first field found on.
+    let mut collected: Option<Box<Collected>> = None;
     // Bytes of the head read after the status line.
     let mut read = buf.len();
     loop {
@@ -284,17 +304,33 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                     location,
                     extra: false,
                     content_length: None,
+                    set_cookies: Vec::new(),
                     #[cfg(test)]
                     held,
                 });
             }
+            Headers::Field {
+                field,
+                start,
+                end,
+                next,
+            } => {
+                let value = &buf[start..end];
+                let c = collected.get_or_insert_with(Box::default);
+                match field {
+                    // The scan found UTF-8 there.
+                    Field::Location => c.location = String::from_utf8(value.to_vec()).ok(),
+                    Field::SetCookie => c.set_cookies.push(value.to_vec()),
+                }
+                buf.drain(..next);
+                // The rest of the buffer may hold more complete lines.
+                continue;
+            }
             Headers::End { end } => {
+                let found = collected.map(|c| *c).unwrap_or_default();
                 return Ok(Head {
-                    location: None,
                     extra: buf.len() > end,
-                    content_length: None,
-                    #[cfg(test)]
-                    held: buf.capacity(),
+                    ..found.head(buf.capacity())
                 });
             }
             Headers::NeedMore { consumed } => {
@@ -302,6 +338,9 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             }
         }
         if read >= MAX_HEAD {
+            if let Some(found) = Collected::followable(&mut collected) {
+                return Ok((*found).head(buf.capacity()));
+            }
             return Err(ReadError::Parse(ParseError::HeadTooLong));
         }
         if buf.len() == buf.capacity() {
@@ -314,9 +353,48 @@ pub async fn read_head<S: AsyncRead + Unpin>(
         let room = (buf.capacity().min(MAX_LINE) - buf.len()).min(MAX_HEAD - read);
         let n = (&mut *stream).take(room as u64).read_buf(&mut buf).await?;
         if n == 0 {
+            if let Some(found) = Collected::followable(&mut collected) {
+                return Ok((*found).head(buf.capacity()));
+            }
             return Err(ReadError::Closed);
         }
         read += n;
+    }
+}
+
+/// What a read collecting cookies ([`Want::Cookies`]) found so far in a redirect's head.
+/// Boxed where [`read_head`] holds it, so that a read that collects nothing carries only a
+/// pointer.
+#[derive(Debug, Default)]
+struct Collected {
+    /// The first usable `Location`.
+    location: Option<String>,
+    /// The `Set-Cookie` values, in order.
+    set_cookies: Vec<Vec<u8>>,
+}
+
+impl Collected {
+    /// What was collected, when it has a usable `Location`: enough to follow the redirect
+    /// when the rest of its head cannot be read (past [`MAX_HEAD`], or closed).
+    fn followable(collected: &mut Option<Box<Collected>>) -> Option<Box<Collected>> {
+        collected.take_if(|c| c.location.is_some())
+    }
+
+    /// The head these findings make, for a buffer that held at most `held` bytes.
+    #[cfg_attr(not(test), allow(unused_variables))]
+    fn head(self, held: usize) -> Head {
+        let Collected {
+            location,
+            set_cookies,
+        } = self;
+        Head {
+            location,
+            extra: false,
+            content_length: None,
+            set_cookies,
+            #[cfg(test)]
+            held,
+        }
     }
 }
 
@@ -419,6 +497,27 @@ mod tests {
         ));
         assert_eq!(code, Some(200));
         assert!(read <= 40 + MAX_HEAD, "{read}");
+        // Collecting cookies: the head is read on past the Location, the cookies that fit a
+        // line are kept, and the limit after the Location still gives the Location.
+        let (head, _, read) = read_from(&early, Want::Cookies).await;
+        let head = head.unwrap();
+        assert_eq!(head.location.as_deref(), Some("/ok"));
+        assert!(head.set_cookies.is_empty() && head.held <= MAX_LINE);
+        assert!(read <= 40 + MAX_HEAD, "{read}");
+        let mut small = b"HTTP/1.1 302 Found\r\nSet-Cookie: a=1\r\nLocation: /ok\r\n".to_vec();
+        small.extend(b"Set-Cookie: b=2; Path=/\r\n\r\nbody");
+        let (head, _, _) = read_from(&small, Want::Cookies).await;
+        let head = head.unwrap();
+        assert_eq!(head.location.as_deref(), Some("/ok"));
+        assert_eq!(head.set_cookies, [&b"a=1"[..], b"b=2; Path=/"]);
+        // Closed before the end, after the Location: followed with what was read.
+        let cut = &small[..small.len() - 10];
+        let (head, _, _) = read_from(cut, Want::Cookies).await;
+        assert_eq!(head.unwrap().set_cookies, [&b"a=1"[..]]);
+        // Not a redirect: nothing after the status line is read.
+        let ok = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\n\r\n";
+        let (head, _, _) = read_from(ok, Want::Cookies).await;
+        assert!(head.unwrap().set_cookies.is_empty());
         // A whole head with cookies just under the limit: held one line at a time.
         let mut fits = b"HTTP/1.1 200 Connection established\r\n".to_vec();
         fits.extend(cookies(3));
@@ -426,5 +525,15 @@ mod tests {
         let (head, _, _) = read_from(&fits, Want::Whole).await;
         let head = head.unwrap();
         assert!(!head.extra && head.held <= MAX_LINE, "{}", head.held);
+    }
+}
+#[cfg(test)]
+mod sizes {
+    #[test]
+    fn print_sizes() {
+        let mut s: &[u8] = b"";
+        let mut a = None;
+        let f = super::read_head(&mut s, super::Want::Status, &mut a);
+        eprintln!("READ_HEAD {}", std::mem::size_of_val(&f));
     }
 }

@@ -9,13 +9,16 @@
 //! 4. TLS: the handshake and the presented certificates' expiry (`handshake.rs`);
 //! 5. exchange: write the request, read the final status line, and a redirect's `Location`
 //!    (`exchange.rs`, with the parser in [`status`]);
-//! 6. redirect: whether the chain goes on, and where (`redirect.rs`).
+//! 6. redirect: whether the chain goes on, and where (`redirect.rs`); with `cookies: true`
+//!    the chain keeps the cookies its redirects set, and each later request sends those that
+//!    match its URL (`cookies.rs`).
 //!
 //! Each phase returns its time and a `Result`: its facts, or the failure (a reason and its
 //! detail) that ends the request. Every step runs under the probe's deadline. A target that is
 //! down is a [`ProbeResult`] with a [`FailureReason`], never an `Err`.
 
 pub mod connect;
+mod cookies;
 mod exchange;
 mod handshake;
 mod redirect;
@@ -35,7 +38,7 @@ use crate::outcome::{
     CertExpiry, ChainInfo, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion,
 };
 use crate::probe_url::{Host, ProbeUrl};
-use crate::request::{Hop, build_head, request_body};
+use crate::request::{Hop, build_head_with_cookies, request_body};
 use crate::target::Target;
 use crate::trace;
 use exchange::{Answer, Want};
@@ -318,6 +321,7 @@ async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> Pr
             deadline,
             resolver,
             &mut facts,
+            None,
         )
         .await;
         let mut result = ProbeResult::default();
@@ -372,7 +376,8 @@ fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
 }
 
 /// The requests of a redirect chain, up to `follow_redirects` hops: returns the result (a
-/// failure, `redirect_limit` among them, is in it) and the URL of the final request.
+/// failure, `redirect_limit` among them, is in it) and the URL of the final request. With
+/// `cookies`, the chain's cookie jar lives here, for this probe only.
 async fn follow(
     target: &Target,
     deadline: Instant,
@@ -382,9 +387,19 @@ async fn follow(
     let mut url = target.url.clone();
     let mut hop = Hop::FIRST;
     let mut visited: Vec<ProbeUrl> = Vec::new();
+    let mut jar = target.cookies.then(cookies::Jar::default);
     loop {
         let mut facts = Facts::default();
-        let location = request(target, &url, hop, deadline, resolver, &mut facts).await;
+        let location = request(
+            target,
+            &url,
+            hop,
+            deadline,
+            resolver,
+            &mut facts,
+            jar.as_mut(),
+        )
+        .await;
         let code = facts.status.as_ref().map_or(0, |s| s.code);
         let next = location.and_then(|location| match redirect::resolve(&url, &location) {
             Ok(next) => Some(next),
@@ -416,7 +431,9 @@ async fn follow(
 /// One request of a probe to `url`, made as `hop`: route, resolve, connect (to the proxy if
 /// the route goes through one), tunnel, TLS, exchange. Each phase records what it established
 /// in `facts`, which the caller made fresh for this request, and a failure ends the request;
-/// returns the `Location` of a redirect to follow.
+/// returns the `Location` of a redirect to follow. With a `jar` (a chain that keeps cookies),
+/// the request sends the cookies of the jar that match `url`, and the jar takes those a
+/// redirect answered sets.
 async fn request(
     target: &Target,
     url: &ProbeUrl,
@@ -424,6 +441,7 @@ async fn request(
     deadline: Instant,
     resolver: &RoundResolver,
     facts: &mut Facts,
+    jar: Option<&mut cookies::Jar>,
 ) -> Option<String> {
     let route = route::route(target, url);
     if let Some(allow) = &target.allowed
@@ -483,20 +501,20 @@ async fn request(
     };
 
     // The first request's head was built at load (a later one's URL is never the target's:
-    // that would be a loop).
+    // that would be a loop; and the jar is empty before the first answer).
     let built;
     let head: &[u8] = if std::ptr::eq(url, &target.url) || url.raw == target.url.raw {
         &target.request
     } else {
-        built = build_head(url, &target.spec, route.form, hop);
+        built = next_head(target, url, route.form, hop, jar.as_deref());
         &built
     };
     let request = (head, request_body(&target.spec, hop));
     trace::note(|| format!("send: {}", shown_head(head)));
-    let want = if target.follow_redirects > 0 {
-        Want::Location
-    } else {
-        Want::Status
+    let want = match (target.follow_redirects, &jar) {
+        (0, _) => Want::Status,
+        (_, None) => Want::Location,
+        (_, Some(_)) => Want::Cookies,
     };
     let exchanged = match route.security {
         // A request written to a plain-HTTP proxy: a stall is the proxy's.
@@ -525,13 +543,60 @@ async fn request(
         status,
         location,
         content_length,
+        set_cookies,
     } = facts.record(|p| &mut p.processing, exchanged)?;
+    if let Some(jar) = jar
+        && !set_cookies.is_empty()
+    {
+        keep_cookies(jar, url, &set_cookies);
+    }
     facts.status = Some(status);
     facts.content_length = content_length;
     location.unwrap_or_else(|why| {
         facts.not_followed(why);
         None
     })
+}
+
+/// The head of a request after a redirect, to `url`, made as `hop`: with the cookies of `jar`
+/// that match `url`, if any.
+fn next_head(
+    target: &Target,
+    url: &ProbeUrl,
+    form: crate::request::RequestForm<'_>,
+    hop: Hop,
+    jar: Option<&cookies::Jar>,
+) -> bytes::Bytes {
+    let cookies = jar.and_then(|j| j.header(url));
+    if let Some((_, names)) = &cookies {
+        trace::note(|| format!("cookies sent: {}", text::printable(&names.join(", "))));
+    }
+    let value = cookies.as_ref().map(|(v, _)| v.as_str());
+    build_head_with_cookies(url, &target.spec, form, hop, value)
+}
+
+/// Put the `Set-Cookie` values a redirect answered to a request for `url` in `jar`; the trace
+/// names the cookies kept, deleted and refused (never their values).
+fn keep_cookies(jar: &mut cookies::Jar, url: &ProbeUrl, set_cookies: &[Vec<u8>]) {
+    // A clock before 1970 makes every Expires date a future one: nothing is deleted by it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let stored: Vec<cookies::Stored> = set_cookies
+        .iter()
+        .map(|value| jar.store(url, value, now))
+        .collect();
+    trace::note(|| {
+        let said: Vec<String> = stored
+            .iter()
+            .map(|s| match s {
+                cookies::Stored::Kept(name) => format!("kept {name}"),
+                cookies::Stored::Deleted(name) => format!("deleted {name}"),
+                cookies::Stored::Refused(name, why) => format!("refused {name} ({why})"),
+            })
+            .collect();
+        format!("cookies set: {}", text::printable(&said.join(", ")))
+    });
 }
 
 /// The TLS half of an https request: the handshake over `tcp` (its facts go into `facts`),

@@ -195,21 +195,50 @@ pub enum Headers {
         /// Where it ends.
         end: usize,
     },
-    /// The blank line that ends the head is in, and no `Location` was asked for or found.
+    /// When cookies are collected too ([`HeaderScan::with_cookies`]): a field asked for, whose
+    /// value, trimmed, is `buf[start..end]`. The scan goes on: bytes before `next` are done
+    /// with and may be dropped before the next call.
+    Field {
+        /// Which field it is.
+        field: Field,
+        /// Where the value starts in the buffer.
+        start: usize,
+        /// Where it ends.
+        end: usize,
+        /// Where the next line starts.
+        next: usize,
+    },
+    /// The blank line that ends the head is in, and no `Location` was asked for or found (or,
+    /// when cookies are collected, every field asked for was reported).
     End {
         /// The offset just past the blank line: bytes from here on follow the head.
         end: usize,
     },
 }
 
+/// A header field a scan that collects cookies reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The first usable `Location`.
+    Location,
+    /// A non-empty `Set-Cookie`.
+    SetCookie,
+}
+
 /// Scans the header lines after a final status line one at a time, for the first usable
-/// `Location` or the blank line that ends the head. The caller owns the bytes and needs to
-/// hold only the line being read: a line longer than [`MAX_LINE`] is skipped as it arrives,
-/// never held whole. How many bytes a head may have in all is the caller's to bound.
+/// `Location` or the blank line that ends the head; or, collecting cookies, for that
+/// `Location` and every `Set-Cookie` up to the end of the head. The caller owns the bytes and
+/// needs to hold only the line being read: a line longer than [`MAX_LINE`] (a cookie too
+/// large to keep among them) is skipped as it arrives, never held whole. How many bytes a
+/// head may have in all is the caller's to bound.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderScan {
-    /// Stop at the first usable `Location`.
+    /// Look for the first usable `Location` (and stop there, unless collecting cookies).
     location: bool,
+    /// Report every `Set-Cookie` and the `Location` as [`Headers::Field`], up to the end.
+    cookies: bool,
+    /// Collecting cookies: the `Location` was reported, later ones are not looked at.
+    found: bool,
     /// Inside a line longer than [`MAX_LINE`], which is skipped up to its line end.
     skipping: bool,
 }
@@ -220,7 +249,18 @@ impl HeaderScan {
     pub fn new(location: bool) -> Self {
         HeaderScan {
             location,
+            cookies: false,
+            found: false,
             skipping: false,
+        }
+    }
+
+    /// The same scan, reading on to the end of the head to report the `Location` and every
+    /// `Set-Cookie` as [`Headers::Field`].
+    pub fn with_cookies(self) -> Self {
+        HeaderScan {
+            cookies: true,
+            ..self
         }
     }
 
@@ -262,24 +302,40 @@ impl HeaderScan {
             if line.is_empty() {
                 return Ok(Headers::End { end: pos });
             }
-            if !self.location {
-                continue;
-            }
-            if let Some(at) = header_value_at(line, b"location")
-                .filter(|at| usable_location(&line[at.start..at.end]))
+            if self.location
+                && !self.found
+                && let Some(at) = header_value_at(line, b"location")
+                    .filter(|at| usable_location(&line[at.start..at.end]))
             {
-                return Ok(Headers::Location {
+                let (start, end) = (line_start + at.start, line_start + at.end);
+                if !self.cookies {
+                    return Ok(Headers::Location { start, end });
+                }
+                self.found = true;
+                return Ok(Headers::Field {
+                    field: Field::Location,
+                    start,
+                    end,
+                    next: pos,
+                });
+            }
+            if self.cookies
+                && let Some(at) = header_value_at(line, b"set-cookie").filter(|at| !at.is_empty())
+            {
+                return Ok(Headers::Field {
+                    field: Field::SetCookie,
                     start: line_start + at.start,
                     end: line_start + at.end,
+                    next: pos,
                 });
             }
         }
     }
 
-    /// A line of at least [`MAX_LINE`] bytes starts in `line`: a `Location` that long is
-    /// refused, any other line is skipped.
+    /// A line of at least [`MAX_LINE`] bytes starts in `line`: a `Location` that long (before
+    /// a usable one) is refused, any other line is skipped.
     fn long_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
-        if self.location && header_value_at(line, b"location").is_some() {
+        if self.location && !self.found && header_value_at(line, b"location").is_some() {
             return Err(ParseError::LocationTooLong);
         }
         self.skipping = true;
@@ -452,6 +508,7 @@ mod tests {
                     assert!(end <= buf.len());
                     return (Ok("end".into()), held);
                 }
+                Ok(Headers::Field { .. }) => panic!("a scan without cookies reported a field"),
             }
         }
         (Ok("need more".into()), held)
@@ -518,6 +575,76 @@ mod tests {
         edge.resize(MAX_LINE - 2, b'b');
         edge.extend(b"\r\n\r\n");
         assert!(matches!(scan_headers(&edge), Ok(Headers::Location { .. })));
+    }
+
+    /// Scan `bytes` collecting cookies, fed in pieces of `step` bytes as the probe does: the
+    /// fields reported, then `end` if the end was reached; and the most bytes held at once.
+    fn collect_in_steps(bytes: &[u8], step: usize) -> (Vec<String>, usize) {
+        let mut scan = HeaderScan::new(true).with_cookies();
+        let mut buf = Vec::new();
+        let mut held = 0;
+        let mut found = Vec::new();
+        for piece in bytes.chunks(step) {
+            buf.extend_from_slice(piece);
+            held = held.max(buf.len());
+            loop {
+                match scan.scan(&buf) {
+                    Err(e) => {
+                        found.push(format!("{e}"));
+                        return (found, held);
+                    }
+                    Ok(Headers::NeedMore { consumed }) => {
+                        buf.drain(..consumed);
+                        break;
+                    }
+                    Ok(Headers::Field {
+                        field,
+                        start,
+                        end,
+                        next,
+                    }) => {
+                        let value = String::from_utf8_lossy(&buf[start..end]);
+                        found.push(format!("{field:?} {value}"));
+                        buf.drain(..next);
+                    }
+                    Ok(Headers::Location { .. }) => panic!("a scan collecting cookies stopped"),
+                    Ok(Headers::End { .. }) => {
+                        found.push("end".into());
+                        return (found, held);
+                    }
+                }
+            }
+        }
+        (found, held)
+    }
+
+    #[test]
+    fn a_scan_collecting_cookies_reports_each_and_the_first_location_up_to_the_end() {
+        let mut head = b"Set-Cookie: a=1; Path=/\r\nServer: x\r\nLocation: /next\r\n".to_vec();
+        head.extend(b"set-cookie:b=2\r\nSet-Cookie:   \r\nLocation: /second\r\n");
+        // A cookie too large to keep is skipped as it arrives.
+        head.extend(format!("Set-Cookie: big={}\r\n", "v".repeat(MAX_LINE)).bytes());
+        head.extend(b"Set-Cookie: c=3\r\n\r\nbody");
+        let want = [
+            "SetCookie a=1; Path=/",
+            "Location /next",
+            "SetCookie b=2",
+            "SetCookie c=3",
+            "end",
+        ];
+        for step in [1, 2, 7, 64, 1024, MAX_LINE, head.len()] {
+            let (found, held) = collect_in_steps(&head, step);
+            assert_eq!(found, want, "{step}");
+            assert!(held <= MAX_LINE + step, "{step}: held {held}");
+        }
+        // A Location too long is refused before a usable one, ignored after it.
+        let long = format!("Location: /{}\r\n", "a".repeat(MAX_LINE));
+        let (found, _) = collect_in_steps(format!("{long}Location: /x\r\n\r\n").as_bytes(), 100);
+        assert_eq!(found, ["its Location is longer than 4096 bytes"]);
+        let (found, _) = collect_in_steps(format!("Location: /x\r\n{long}\r\n").as_bytes(), 100);
+        assert_eq!(found, ["Location /x", "end"]);
+        // Without cookies, Set-Cookie is not reported and the scan stops at the Location.
+        assert_eq!(scan_in_steps(&head, 5, true).0, Ok("/next".into()));
     }
 
     #[test]
