@@ -569,7 +569,12 @@ fn next_head(
 ) -> bytes::Bytes {
     let cookies = jar.and_then(|j| j.header(url));
     if let Some((_, names)) = &cookies {
-        trace::note(|| format!("cookies sent: {}", text::printable(&names.join(", "))));
+        trace::note(|| {
+            format!(
+                "cookies sent: {}",
+                crate::peer_text::printable(&names.join(", "))
+            )
+        });
     }
     let value = cookies.as_ref().map(|(v, _)| v.as_str());
     build_head_with_cookies(url, &target.spec, form, hop, value)
@@ -595,7 +600,10 @@ fn keep_cookies(jar: &mut cookies::Jar, url: &ProbeUrl, set_cookies: &[Vec<u8>])
                 cookies::Stored::Refused(name, why) => format!("refused {name} ({why})"),
             })
             .collect();
-        format!("cookies set: {}", text::printable(&said.join(", ")))
+        format!(
+            "cookies set: {}",
+            crate::peer_text::printable(&said.join(", "))
+        )
     });
 }
 
