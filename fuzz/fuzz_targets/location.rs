@@ -3,9 +3,8 @@
 #![no_main]
 
 use http_status_exporter::probe::status::{Headers, scan_headers};
-use http_status_exporter::target::{
-    Hop, Method, RequestForm, RequestSpec, build_head, parse_url, redirect_target,
-};
+use http_status_exporter::probe_url::{parse_url, redirect_target};
+use http_status_exporter::request::{Hop, Method, RequestForm, RequestSpec, build_head};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
