@@ -660,3 +660,49 @@ fn hostname_sets_the_host_header_and_the_tls_name_as_in_blackbox() {
         400
     );
 }
+
+#[test]
+fn valid_http_versions_judges_the_status_line_as_blackbox_does() {
+    let nginx = Nginx::start(&[]);
+    let ok = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let bb = Blackbox::start(
+        "  only10:\n    prober: http\n    http:\n      valid_http_versions: [HTTP/1.0]\n\
+         \x20 only11:\n    prober: http\n    http:\n      valid_http_versions: [HTTP/1.1]\n",
+    );
+    let e = Exporter::start(
+        &format!(
+            "groups:\n  only10: {{valid_http_versions: [HTTP/1.0]}}\n  only11: {{valid_http_versions: [HTTP/1.1]}}\n\
+             targets:\n  - {{url: '{ok}', group: only10}}\n  - {{url: '{ok}', group: only11}}\n"
+        ),
+        &[],
+    );
+    for (module, want) in [("only10", 0.0), ("only11", 1.0)] {
+        let theirs = bb.probe(&ok, module, &[]);
+        let ours = http(
+            e.addr,
+            "GET",
+            &format!("/probe?target={}&module={module}", url_encode(&ok)),
+            &[],
+        )
+        .body;
+        assert_eq!(
+            sample(&theirs, "probe_success", &[]),
+            Some(want),
+            "{theirs}"
+        );
+        assert_eq!(
+            target_sample(&ours, "probe_success", &ok),
+            Some(want),
+            "{ours}"
+        );
+        // The answer's version is reported either way.
+        assert_eq!(target_sample(&ours, "probe_http_version", &ok), Some(1.1));
+        if want == 0.0 {
+            assert_eq!(
+                reason(&ours, &ok).as_deref(),
+                Some("http_version"),
+                "{ours}"
+            );
+        }
+    }
+}

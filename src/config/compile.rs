@@ -149,7 +149,8 @@ pub(super) fn with_templates(
 }
 
 /// What makes two entries the same probe, however the URL is spelled (`HTTP://`, `:80`, an
-/// empty path): with the same name and labels they would make the same series twice.
+/// empty path): with the same name, labels and group they would make the same series twice.
+/// The same URL in two groups is two probes (a `/probe` module picks one).
 type ProbeKey<'a> = (
     probe_url::Scheme,
     &'a probe_url::Host,
@@ -157,6 +158,7 @@ type ProbeKey<'a> = (
     &'a str,
     Option<&'a str>,
     Option<&'a Labels>,
+    String,
 );
 
 /// Everything one load shares between its targets.
@@ -244,6 +246,7 @@ impl<'a> Compiler<'a> {
             u.path_and_query.as_str(),
             entry.name.as_deref(),
             entry.labels.as_ref(),
+            group.to_owned(),
         );
         if !self.seen.insert(probe) {
             return Err(self.url_err(k, format!("targets: {raw:?} is listed twice")));
