@@ -525,17 +525,11 @@ fn render_time() -> f64 {
             ..Default::default()
         })
         .collect();
-    let round = Arc::new(http_status_exporter::round::Round {
-        config: Arc::new(cfg),
+    let round = Arc::new(http_status_exporter::round::Round::of(
+        Arc::new(cfg),
         results,
-        started_at: std::time::SystemTime::now(),
-        duration: Duration::ZERO,
-        max_queue_wait: Duration::ZERO,
-        not_started: 0,
-        cut: 0,
-        budget: None,
-        finished: tokio::time::Instant::now(),
-    });
+        None,
+    ));
     let mut samples = Vec::new();
     for _ in 0..21 {
         let t = Instant::now();

@@ -543,17 +543,11 @@ mod tests {
         let mut config =
             crate::config::parse(std::path::Path::new("t.yml"), "targets: []").unwrap();
         config.targets = targets.to_vec();
-        let round = std::sync::Arc::new(crate::round::Round {
-            config: std::sync::Arc::new(config),
-            results: results.to_vec(),
-            started_at: std::time::SystemTime::now(),
-            duration: Duration::ZERO,
-            max_queue_wait: Duration::ZERO,
-            not_started: 0,
-            cut: 0,
-            budget: None,
-            finished: tokio::time::Instant::now(),
-        });
+        let round = std::sync::Arc::new(crate::round::Round::of(
+            std::sync::Arc::new(config),
+            results.to_vec(),
+            None,
+        ));
         let mut r = ChunkedRender::new(round);
         let mut joined = Vec::new();
         while let Some(c) = r.next_chunk() {
@@ -676,17 +670,11 @@ mod tests {
             })
             .collect();
         let whole = render_round(&config.targets, &results);
-        let round = std::sync::Arc::new(crate::round::Round {
-            config: std::sync::Arc::new(config),
+        let round = std::sync::Arc::new(crate::round::Round::of(
+            std::sync::Arc::new(config),
             results,
-            started_at: std::time::SystemTime::now(),
-            duration: Duration::ZERO,
-            max_queue_wait: Duration::ZERO,
-            not_started: 0,
-            cut: 0,
-            budget: None,
-            finished: tokio::time::Instant::now(),
-        });
+            None,
+        ));
         let mut r = ChunkedRender::new(round);
         let mut joined = Vec::new();
         let mut chunks = 0;

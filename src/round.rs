@@ -66,6 +66,22 @@ pub struct Round {
 }
 
 impl Round {
+    /// A round of `config`'s targets that ended now with `results` (one per target), none of
+    /// them cut: for results obtained outside [`run_round`], such as one traced probe.
+    pub fn of(config: Arc<Config>, results: Vec<ProbeResult>, budget: Option<Duration>) -> Round {
+        Round {
+            config,
+            results,
+            started_at: SystemTime::now(),
+            duration: Duration::ZERO,
+            max_queue_wait: Duration::ZERO,
+            not_started: 0,
+            cut: 0,
+            budget,
+            finished: Instant::now(),
+        }
+    }
+
     /// Whether a scrape with `budget` may be given this round's results: it has no result cut
     /// by its budget, or the scrape's budget is no longer than the one that cut them (a round
     /// of its own would have been cut as much).

@@ -166,32 +166,6 @@ fn api(prom: SocketAddr, path: &str) -> serde_json::Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
-/// Start Prometheus with `conf` on a free port; it is stopped when the returned process drops.
-fn prometheus(conf: &str) -> (Proc, SocketAddr) {
-    let program = find_program("prometheus", "prometheus");
-    let dir = tempfile::tempdir().unwrap();
-    let conf_path = dir.path().join("prometheus.yml");
-    std::fs::write(&conf_path, conf).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(program)
-        .arg(format!("--config.file={}", conf_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let proc = Proc {
-        child,
-        dir: Some(dir),
-    };
-    wait_listening(addr, Duration::from_secs(20));
-    (proc, addr)
-}
-
 #[test]
 fn a_probe_job_discovers_the_exporters_own_targets_from_sd() {
     let nginx = Nginx::start(&[]);

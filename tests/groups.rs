@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{Exporter, find_program, free_port, http, sample, wait_listening};
+use common::{Exporter, http, sample};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -203,12 +202,10 @@ fn api(prom: SocketAddr, path: &str) -> serde_json::Value {
 
 #[test]
 fn a_real_prometheus_scrapes_groups_at_their_intervals_and_probe_with_relabeling() {
-    let prometheus = find_program("prometheus", "prometheus");
     let peer = Counter::start(Duration::ZERO);
     let e = Exporter::start(&grouped(peer.addr), &[]);
     let api_url = format!("http://{}/api", peer.addr);
     let home_url = format!("http://{}/home", peer.addr);
-    let dir = tempfile::tempdir().unwrap();
     let exporter = e.addr.to_string();
     let conf = format!(
         "global: {{scrape_timeout: 1s}}\nscrape_configs:\n\
@@ -220,23 +217,7 @@ fn a_real_prometheus_scrapes_groups_at_their_intervals_and_probe_with_relabeling
            - {{source_labels: [__param_target], target_label: instance}}\n    \
            - {{target_label: __address__, replacement: '{exporter}'}}\n"
     );
-    let conf_path = dir.path().join("prometheus.yml");
-    std::fs::write(&conf_path, conf).unwrap();
-    let port = free_port();
-    let prom_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", conf_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let proc = common::Proc { child, dir: None };
-    wait_listening(prom_addr, Duration::from_secs(20));
+    let (proc, prom_addr) = common::prometheus(&conf);
     let start = Instant::now();
     // Wait for every job to have scraped, then let the intervals run.
     // Prometheus answers 503 until its storage is open.

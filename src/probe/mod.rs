@@ -245,7 +245,7 @@ fn shown_head(head: &[u8]) -> String {
 
 /// How the `/probe` allowlist admits `url`'s host (a target not in the file is probed only
 /// when it admits the host of every request).
-fn admission(allow: &Allow, url: &ProbeUrl) -> Admission {
+pub fn admission(allow: &Allow, url: &ProbeUrl) -> Admission {
     match &url.host {
         Host::Name(name) => allow.admits(name, None),
         Host::Ip(ip) => allow.admits(&ip.to_string(), Some(*ip)),

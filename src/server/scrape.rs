@@ -14,7 +14,6 @@ use super::State;
 use super::body::{Chunks, METRICS_CONTENT_TYPE, TEXT, accepts_gzip, query_pairs, reply, respond};
 use crate::allow::Admission;
 use crate::config::Config;
-use crate::probe_url::Host;
 use crate::prober::Selection;
 use crate::round::Round;
 use crate::target::Target;
@@ -127,17 +126,7 @@ async fn debug_answer(
     }
     let mut config = state.prober.config().subset(|_| false);
     config.targets = vec![target.clone()];
-    let round = Arc::new(Round {
-        config: Arc::new(config),
-        results: vec![result],
-        started_at: std::time::SystemTime::now(),
-        duration: Duration::ZERO,
-        max_queue_wait: Duration::ZERO,
-        not_started: 0,
-        cut: 0,
-        budget,
-        finished: tokio::time::Instant::now(),
-    });
+    let round = Arc::new(Round::of(Arc::new(config), vec![result], budget));
     out.push_str("\nMetrics that would have been returned:\n");
     let mut render = crate::metrics::ChunkedRender::new(round);
     while let Some(chunk) = render.next_chunk() {
@@ -266,11 +255,7 @@ fn allowlisted(
         format!("http://{wanted}/")
     };
     let url = crate::probe_url::parse_url(&raw).map_err(|e| e.to_string())?;
-    let admission = match &url.host {
-        Host::Name(n) => allow.admits(n, None),
-        Host::Ip(ip) => allow.admits(&ip.to_string(), Some(*ip)),
-    };
-    if let Admission::Refused(why) = admission {
+    if let Admission::Refused(why) = crate::probe::admission(allow, &url) {
         return Err(why);
     }
     let group = module

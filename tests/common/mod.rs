@@ -559,3 +559,29 @@ pub fn system_resolver() -> http_status_exporter::dns::Resolver {
     };
     Resolver::load(&settings, 4096).expect("the system resolver loads")
 }
+
+/// Start Prometheus with `conf` on a free port; it is stopped when the returned process drops.
+pub fn prometheus(conf: &str) -> (Proc, SocketAddr) {
+    let program = find_program("prometheus", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let conf_path = dir.path().join("prometheus.yml");
+    std::fs::write(&conf_path, conf).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(program)
+        .arg(format!("--config.file={}", conf_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc {
+        child,
+        dir: Some(dir),
+    };
+    wait_listening(addr, Duration::from_secs(20));
+    (proc, addr)
+}
