@@ -96,31 +96,56 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it carries; anything else as is.
+/// An IPv4-mapped or IPv4-compatible IPv6 address as the IPv4 address it carries (`::` and
+/// `::1` stay IPv6); anything else as is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            // IPv4-compatible (`::a.b.c.d`, RFC 4291 §2.5.5.1, deprecated): judged as its
+            // IPv4 address, whatever the kernel would do with it.
+            None if u128::from(a) >> 32 == 0 && u128::from(a) > 1 => {
+                IpAddr::V4(Ipv4Addr::from(u128::from(a) as u32))
+            }
+            None => ip,
+        },
         v4 => v4,
     }
 }
 
-/// Addresses no name pattern opens: only an allowed network can.
-fn special(ip: IpAddr) -> bool {
+/// Where a connection to `ip` lands, as the allowlist judges it: the IPv4 address of an
+/// IPv4-mapped or IPv4-compatible one, and this host's loopback address for the unspecified
+/// ones (`0.0.0.0/8` and `::`: a connection to them reaches the local host).
+pub fn landing(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
-        IpAddr::V4(a) => {
-            a.is_loopback()
-                || a.is_link_local()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || a.is_broadcast()
-        }
-        IpAddr::V6(a) => {
-            a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-        }
+        IpAddr::V4(a) if a.octets()[0] == 0 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
     }
+}
+
+/// The ranges no name pattern and no wider network opens: loopback, `0.0.0.0/8`, link-local
+/// (the cloud metadata address among them), multicast and broadcast, and their IPv6
+/// counterparts. Only an allowed network inside one of them opens (part of) it.
+const SPECIAL: &[(IpAddr, u8)] = &[
+    (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+    (IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)), 8),
+    (IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16),
+    (IpAddr::V4(Ipv4Addr::new(224, 0, 0, 0)), 4),
+    (IpAddr::V4(Ipv4Addr::new(255, 255, 255, 255)), 32),
+    (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+    (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 128),
+    (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
+    (IpAddr::V6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0)), 8),
+];
+
+/// The special range `ip` is in, if any.
+fn special_range(ip: IpAddr) -> Option<Net> {
+    let ip = canonical(ip);
+    SPECIAL
+        .iter()
+        .map(|&(addr, prefix)| Net { addr, prefix })
+        .find(|n| n.contains(ip))
 }
 
 /// A host name pattern, lower case: `api.example.internal`, or `*.example.internal`.
@@ -228,24 +253,25 @@ impl Allow {
     }
 
     /// The check before resolution, for a host as parsed from a URL (a lower-case name, or an
-    /// address literal).
+    /// address literal, judged by where a connection to it lands: see [`landing`]).
     pub fn admits(&self, host: &str, ip: Option<IpAddr>) -> Admission {
         if let Some(ip) = ip {
-            if let Some(d) = self.deny.iter().find(|d| d.contains(ip)) {
-                return Admission::Refused(format!("{ip} is in the denied network {d}"));
-            }
-            return match self.nets.iter().find(|n| n.contains(ip)) {
-                Some(n) => Admission::Admitted {
-                    by: n.to_string(),
+            return match self.judge(ip, false) {
+                Ok(by) => Admission::Admitted {
+                    by: by.map_or_else(|| ip.to_string(), |n| n.to_string()),
                     by_name: false,
                 },
-                None => Admission::Refused(format!(
-                    "{ip} is in no allowed network; an `allow` entry like {} would admit it",
-                    Net {
-                        addr: canonical(ip),
-                        prefix: if canonical(ip).is_ipv4() { 32 } else { 128 },
-                    }
-                )),
+                Err(Verdict::Denied(why)) => Admission::Refused(why),
+                Err(Verdict::Outside(why)) => {
+                    let lands = landing(ip);
+                    Admission::Refused(format!(
+                        "{why}; an `allow` entry like {} would admit it",
+                        Net {
+                            addr: lands,
+                            prefix: if lands.is_ipv4() { 32 } else { 128 },
+                        }
+                    ))
+                }
             };
         }
         let host = host.trim_end_matches('.');
@@ -272,26 +298,66 @@ impl Allow {
     }
 
     /// The check after resolution, on one address of a host that [`Allow::admits`] admitted
-    /// (`by_name` from its admission): `Err` says why no connection may be made to it.
+    /// (`by_name` from its admission), and again on the address a connection reached: `Err`
+    /// says why no connection may be made to it (or why the one made is closed).
     pub fn permits(&self, ip: IpAddr, by_name: bool) -> Result<(), String> {
-        if let Some(d) = self.deny.iter().find(|d| d.contains(ip)) {
-            return Err(format!("{ip} is in the denied network {d}"));
-        }
-        if self.nets.iter().any(|n| n.contains(ip)) {
-            return Ok(());
-        }
-        if by_name && !special(ip) {
-            return Ok(());
-        }
-        Err(if by_name {
-            format!(
-                "{ip} is a loopback, link-local or other special address, which only an allowed \
-                 network admits"
-            )
-        } else {
-            format!("{ip} is in no allowed network")
+        self.judge(ip, by_name).map(|_| ()).map_err(|v| match v {
+            Verdict::Denied(why) | Verdict::Outside(why) => why,
         })
     }
+
+    /// The one decision on an address, by where a connection to it lands: a `deny` network
+    /// that holds the address as written or where it lands refuses it; an address that lands
+    /// in a special range (loopback, the local host, link-local, multicast, broadcast) is
+    /// permitted only by an allowed network inside that range, so `0.0.0.0/0` never opens
+    /// loopback; any other address by an allowed network, or by a name pattern (`by_name`).
+    /// `Ok` names the network that permitted it, if one did.
+    fn judge(&self, ip: IpAddr, by_name: bool) -> Result<Option<Net>, Verdict> {
+        let lands = landing(ip);
+        let shown = if lands == canonical(ip) {
+            ip.to_string()
+        } else {
+            format!("{ip} (which reaches {lands})")
+        };
+        if let Some(d) = self
+            .deny
+            .iter()
+            .find(|d| d.contains(ip) || d.contains(lands))
+        {
+            return Err(Verdict::Denied(format!(
+                "{shown} is in the denied network {d}"
+            )));
+        }
+        if let Some(range) = special_range(lands) {
+            return self
+                .nets
+                .iter()
+                .find(|n| n.contains(lands) && n.prefix >= range.prefix && range.contains(n.addr))
+                .map(|n| Some(*n))
+                .ok_or_else(|| {
+                    Verdict::Outside(format!(
+                        "{shown} is in {range}, a loopback, local-host, link-local, multicast or \
+                         broadcast range, which only an allowed network inside it admits"
+                    ))
+                });
+        }
+        match self.nets.iter().find(|n| n.contains(lands)) {
+            Some(n) => Ok(Some(*n)),
+            None if by_name => Ok(None),
+            None => Err(Verdict::Outside(format!(
+                "{shown} is in no allowed network"
+            ))),
+        }
+    }
+}
+
+/// Why [`Allow::judge`] refused an address.
+#[derive(Debug)]
+enum Verdict {
+    /// A `deny` network holds it.
+    Denied(String),
+    /// No allowed network (or pattern) opens it.
+    Outside(String),
 }
 
 #[cfg(test)]
@@ -314,7 +380,8 @@ mod tests {
         assert!(n.contains(ip("10.255.0.1")));
         assert!(n.contains(ip("::ffff:10.0.0.1")));
         assert!(!n.contains(ip("11.0.0.1")));
-        assert!(!n.contains(ip("::a00:1")));
+        // IPv4-compatible: judged as the IPv4 address it carries.
+        assert!(n.contains(ip("::a00:1")));
         let n = Net::parse("2001:db8::/32").unwrap().unwrap();
         assert!(n.contains(ip("2001:db8:ffff::1")));
         assert!(!n.contains(ip("2001:db9::1")));
@@ -395,5 +462,57 @@ mod tests {
             Allow::default().admits("a.test", None),
             Admission::Refused(_)
         ));
+    }
+    #[test]
+    fn addresses_are_judged_by_where_a_connection_lands() {
+        let a = allow(
+            &["0.0.0.0/0", "::/0"],
+            &["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"],
+        );
+        let local = [
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "::ffff:0.0.0.0",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::7f00:1",
+            "127.0.0.1",
+            "127.255.255.254",
+            "::1",
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "ff02::1",
+        ];
+        for bad in local {
+            assert!(a.permits(ip(bad), false).is_err(), "{bad}");
+            assert!(a.permits(ip(bad), true).is_err(), "{bad}");
+            assert!(
+                matches!(a.admits(bad, Some(ip(bad))), Admission::Refused(_)),
+                "{bad}"
+            );
+        }
+        assert_eq!(a.permits(ip("192.0.2.7"), false), Ok(()));
+        assert_eq!(a.permits(ip("::ffff:192.0.2.7"), false), Ok(()));
+        assert_eq!(a.permits(ip("2001:db8::1"), false), Ok(()));
+        // Without a deny list, a network wider than a special range still does not open it.
+        let wide = allow(&["0.0.0.0/0", "::/0"], &[]);
+        for bad in local {
+            assert!(wide.permits(ip(bad), false).is_err(), "{bad}");
+        }
+        // A network inside loopback opens it, and so the unspecified address, which lands
+        // there; a deny of the unspecified range catches it as written.
+        let lo = allow(&["127.0.0.0/8"], &[]);
+        assert_eq!(lo.permits(ip("0.0.0.0"), false), Ok(()));
+        assert_eq!(lo.permits(ip("::ffff:127.0.0.1"), false), Ok(()));
+        assert!(lo.permits(ip("::1"), false).is_err());
+        let no_zero = allow(&["127.0.0.0/8"], &["0.0.0.0/8"]);
+        assert!(no_zero.permits(ip("0.0.0.0"), false).is_err());
+        assert_eq!(landing(ip("::")), ip("::1"));
+        assert_eq!(landing(ip("0.0.0.0")), ip("127.0.0.1"));
+        assert_eq!(landing(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 }

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::allow::{Admission, Allow};
 use crate::dns::RoundResolver;
+use crate::gate::Gates;
 use crate::outcome::{
     CertExpiry, ChainInfo, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion,
 };
@@ -274,10 +275,11 @@ fn allowed(
         return Err(denied(format!("{} is not admitted", url.host)));
     };
     let mut why = Vec::new();
+    let own = crate::sys::own_addresses();
     let permitted: Arc<[std::net::IpAddr]> = addrs
         .iter()
         .copied()
-        .filter(|ip| match allow.permits(*ip, by_name) {
+        .filter(|ip| match allow.permits(as_seen(*ip, &own), by_name) {
             Ok(()) => true,
             Err(w) => {
                 why.push(w);
@@ -295,15 +297,69 @@ fn allowed(
     Ok(permitted)
 }
 
+/// How the allowlist judges a connection to `ip`: one to an address of this host's own
+/// interfaces (`own`) reaches the host itself, as a loopback address would.
+fn as_seen(ip: std::net::IpAddr, own: &[std::net::IpAddr]) -> std::net::IpAddr {
+    let lands = crate::allow::landing(ip);
+    if lands.is_loopback() || !own.contains(&lands) {
+        return ip;
+    }
+    match lands {
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    }
+}
+
+/// The allowlist's check on the connection itself, after connecting and before the first
+/// byte is written: the address it reached (`getpeername`) must be permitted, and one whose
+/// peer is its own local address reached this host. Whatever path led there (a spelling, a
+/// resolver, a route), a connection that landed where the allowlist forbids is refused.
+fn landed(allow: &Allow, url: &ProbeUrl, tcp: &tokio::net::TcpStream) -> Result<(), Failure> {
+    let by_name = matches!(
+        admission(allow, url),
+        Admission::Admitted { by_name: true, .. }
+    );
+    let denied = |why: String| {
+        trace::note(|| format!("refused: {why}"));
+        Failure::new(FailureReason::AddressDenied, why)
+    };
+    let (Ok(peer), Ok(local)) = (tcp.peer_addr(), tcp.local_addr()) else {
+        return Err(denied(
+            "the connection's addresses could not be read: closed before sending".into(),
+        ));
+    };
+    let (peer, local) = (peer.ip(), local.ip());
+    let seen = if crate::allow::landing(peer) == crate::allow::landing(local) {
+        as_seen(peer, &[crate::allow::landing(peer)])
+    } else {
+        peer
+    };
+    allow.permits(seen, by_name).map_err(|why| {
+        denied(format!(
+            "the connection reached {peer} (from {local}): {why}; closed before sending"
+        ))
+    })
+}
+
 /// `1.5 s`: a wait, for a failure's detail.
 fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+/// What a probe reaches the network through: the round's resolver, and the gates of the
+/// addresses its requests connect to (shared with every other probe of the prober).
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// The round's resolver.
+    pub resolver: &'a RoundResolver,
+    /// One gate per address connected to, under the cap per host.
+    pub gates: &'a Gates<std::net::IpAddr>,
+}
+
 /// Probe `target` once, giving up at `deadline`. The probe's clock starts now.
-pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
+pub async fn probe(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
     let start = Instant::now();
-    let mut result = run(target, deadline, resolver).await;
+    let mut result = run(target, deadline, env).await;
     result.duration = Instant::now().saturating_duration_since(start);
     result
 }
@@ -311,7 +367,7 @@ pub async fn probe(target: &Target, deadline: Instant, resolver: &RoundResolver)
 /// The body of [`probe`]: one request, or one per hop of a redirect chain; then the verdict
 /// on the final answer. While a request runs, only its own facts are held: the result is made
 /// from them once it is over.
-async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> ProbeResult {
+async fn run(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
     if target.follow_redirects == 0 {
         let mut facts = Facts::default();
         request(
@@ -319,7 +375,7 @@ async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> Pr
             &target.url,
             Hop::FIRST,
             deadline,
-            resolver,
+            env,
             &mut facts,
             None,
         )
@@ -330,7 +386,7 @@ async fn run(target: &Target, deadline: Instant, resolver: &RoundResolver) -> Pr
         result
     } else {
         // Boxed: the state of a chain is not carried by the probes that follow none.
-        let (mut result, url) = Box::pin(follow(target, deadline, resolver)).await;
+        let (mut result, url) = Box::pin(follow(target, deadline, env)).await;
         judge(target, &url, &mut result);
         result
     }
@@ -378,11 +434,7 @@ fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
 /// The requests of a redirect chain, up to `follow_redirects` hops: returns the result (a
 /// failure, `redirect_limit` among them, is in it) and the URL of the final request. With
 /// `cookies`, the chain's cookie jar lives here, for this probe only.
-async fn follow(
-    target: &Target,
-    deadline: Instant,
-    resolver: &RoundResolver,
-) -> (ProbeResult, ProbeUrl) {
+async fn follow(target: &Target, deadline: Instant, env: &Env<'_>) -> (ProbeResult, ProbeUrl) {
     let mut result = ProbeResult::default();
     let mut url = target.url.clone();
     let mut hop = Hop::FIRST;
@@ -390,16 +442,7 @@ async fn follow(
     let mut jar = target.cookies.then(cookies::Jar::default);
     loop {
         let mut facts = Facts::default();
-        let location = request(
-            target,
-            &url,
-            hop,
-            deadline,
-            resolver,
-            &mut facts,
-            jar.as_mut(),
-        )
-        .await;
+        let location = request(target, &url, hop, deadline, env, &mut facts, jar.as_mut()).await;
         let code = facts.status.as_ref().map_or(0, |s| s.code);
         let next = location.and_then(|location| match redirect::resolve(&url, &location) {
             Ok(next) => Some(next),
@@ -439,7 +482,7 @@ async fn request(
     url: &ProbeUrl,
     hop: Hop,
     deadline: Instant,
-    resolver: &RoundResolver,
+    env: &Env<'_>,
     facts: &mut Facts,
     jar: Option<&mut cookies::Jar>,
 ) -> Option<String> {
@@ -470,7 +513,7 @@ async fn request(
     // Each phase's outcome in a block of its own: a value whose scope spans a later await
     // takes room in the probe's future, even once it has been moved.
     let mut addrs = {
-        let resolved = connect::resolve(&route, target.ip_protocol, deadline, resolver).await;
+        let resolved = connect::resolve(&route, target.ip_protocol, deadline, env.resolver).await;
         resolved.note("resolve", |a| {
             let list: Vec<String> = a.iter().map(ToString::to_string).collect();
             format!("{} is {}", route.host, list.join(", "))
@@ -482,8 +525,13 @@ async fn request(
     }
     // Known from here on, also when connecting fails (as blackbox_exporter reports them).
     facts.address(addrs.first().copied());
-    let connect::Connected { tcp, ip } = {
-        let opened = connect::open(&route, addrs, target.source_ip, deadline).await;
+    // The permit holds this request's place at the address's gate until the request ends.
+    let connect::Connected {
+        tcp,
+        ip,
+        permit: _permit,
+    } = {
+        let opened = connect::open(&route, addrs, target.source_ip, deadline, env.gates).await;
         opened.note("connect", |c| match c.ip {
             Some(ip) => format!("connected to {}", std::net::SocketAddr::new(ip, route.port)),
             None => "connected".into(),
@@ -491,6 +539,9 @@ async fn request(
         facts.record(|p| &mut p.connect, opened)?
     };
     facts.address(ip);
+    if let Some(allow) = &target.allowed {
+        facts.check(landed(allow, url, &tcp))?;
+    }
     let tcp = match route.via {
         Via::Tunnel(proxy) => {
             let tunnel = tunnel::open(tcp, proxy, url, deadline).await;
@@ -647,16 +698,18 @@ mod tests {
     use super::*;
 
     /// The size of the future an async fn taking a target, a deadline and a resolver returns.
-    fn future_size<'a, R>(_: impl Fn(&'a Target, Instant, &'a RoundResolver) -> R) -> usize {
+    fn future_size<'a, R>(_: impl Fn(&'a Target, Instant, &'a Env<'a>) -> R) -> usize {
         std::mem::size_of::<R>()
     }
 
     #[test]
     fn the_probe_future_stays_small() {
-        // Every target of a round holds one while it runs. 1,168 bytes (1,136 in release) was
-        // its size with rustc 1.95 before the phases were split apart; a redirect chain and
-        // the TLS state are boxed so that plain probes do not carry them.
+        // Every probe running holds one (at most the concurrency bound, 4,096 by default).
+        // 1,168 bytes (1,136 in release) was its size with rustc 1.95 before the phases were
+        // split apart; a redirect chain and the TLS state are boxed so that plain probes do
+        // not carry them. The place at the address's gate (and the Happy Eyeballs attempts
+        // that each hold one) added 184 bytes in release: 1,320.
         let size = future_size(probe);
-        assert!(size <= 1168, "the probe future is {size} bytes");
+        assert!(size <= 1352, "the probe future is {size} bytes");
     }
 }
