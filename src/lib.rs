@@ -30,7 +30,9 @@
 //! - [`tls`]: TLS client configurations, certificate expiry and chain facts, TLS failure
 //!   classification.
 //! - [`request`]: the bytes of each request of a probe; the `Host` header's host.
-//! - [`allow`]: the `/probe` allowlist's rules: networks and host name patterns.
+//! - [`allow`]: the `/probe` allowlist's rules: networks and host name patterns, and where a
+//!   connection to an address lands.
+//! - [`gate`]: connection gates: places per host or address under the cap per host.
 //! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
 //! - [`probe_url`]: the parsed probe URL (scheme, host, port, request target); address
 //!   families.
@@ -54,6 +56,7 @@ pub mod codes;
 pub mod config;
 pub mod config_error;
 pub mod dns;
+pub mod gate;
 pub mod history;
 pub mod logging;
 pub mod metrics;

@@ -435,8 +435,9 @@ impl Prober {
     }
 
     /// Probe `target` once, outside the rounds, with a trace of every step
-    /// (`/probe?debug=true`): the result and the trace's lines. The probe takes no slot: it is
-    /// one probe that a person asked for.
+    /// (`/probe?debug=true`): the result and the trace's lines. Like every probe it takes a
+    /// global slot and a slot of its host first, and a place at the gate of each address it
+    /// connects to.
     pub async fn trace_target(
         &self,
         target: &crate::target::Target,
@@ -445,7 +446,22 @@ impl Prober {
         let budget = budget.unwrap_or(target.timeout).min(target.timeout);
         let deadline = Instant::now() + budget;
         let resolver = self.resolver().round();
-        crate::trace::collect(crate::probe::probe(target, deadline, &resolver)).await
+        let Some(permits) = self.slots.one(&target.url.host, deadline).await else {
+            self.slots.sweep();
+            let line = format!(
+                "not started: no probe slot of {} was free before the deadline",
+                target.url.host
+            );
+            return (crate::outcome::ProbeResult::not_started(), vec![line]);
+        };
+        let env = crate::probe::Env {
+            resolver: &resolver,
+            gates: self.slots.addresses(),
+        };
+        let traced = crate::trace::collect(crate::probe::probe(target, deadline, &env)).await;
+        drop(permits);
+        self.slots.sweep();
+        traced
     }
 
     /// [`Prober::scrape`] for the targets `selection` asks for. Rounds of different

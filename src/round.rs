@@ -19,18 +19,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
 use crate::dns::Resolver;
+use crate::gate::{Gate, Gates, Permit};
 use crate::outcome::{FailureReason, ProbeResult};
 use crate::probe;
 use crate::probe_url::Host;
@@ -106,32 +108,6 @@ pub struct Limits {
     pub concurrency: usize,
 }
 
-/// One host's connections, counted across every round in flight and across reloads.
-#[derive(Debug, Default)]
-struct Gate {
-    /// Probes holding a slot of this host: each has at most one connection open to it.
-    open: Mutex<usize>,
-    /// Wakes the first waiting lane (FIFO) when a slot is freed.
-    freed: Notify,
-}
-
-/// A slot of one host, freed when dropped (the probe ended, was aborted, or never started).
-#[derive(Debug)]
-struct HostPermit {
-    /// The host's gate.
-    gate: Arc<Gate>,
-}
-
-impl Drop for HostPermit {
-    fn drop(&mut self) {
-        {
-            let mut open = lock(&self.gate.open);
-            *open = open.saturating_sub(1);
-        }
-        self.gate.freed.notify_one();
-    }
-}
-
 /// Probe slots shared by every round of a prober, so that rounds of different selections
 /// running at once, before and after a reload, stay under one concurrency bound and one cap
 /// per host.
@@ -139,20 +115,28 @@ impl Drop for HostPermit {
 pub struct Slots {
     /// The global bound.
     global: Arc<Semaphore>,
-    /// One gate per host (by name or address, whatever the port); a gate no round holds is
-    /// dropped at the end of each round.
-    hosts: Mutex<HashMap<Host, Arc<Gate>>>,
-    /// Connections per host at most: the cap of the config in force.
-    cap: AtomicUsize,
+    /// One gate per host of a target's URL (by name or address, whatever the port): a round's
+    /// lanes wait here, holding no global slot.
+    hosts: Gates<Host>,
+    /// One gate per address connected to (the proxy's for a proxied request), taken by every
+    /// request of every probe just before it connects: two names of one address, a redirect
+    /// hop to another host and the requests through one proxy count against the address the
+    /// server sees.
+    addresses: Arc<Gates<IpAddr>>,
+    /// Connections per host at most: the cap of the config in force, shared by both sets of
+    /// gates.
+    cap: Arc<AtomicUsize>,
 }
 
 impl Slots {
     /// Slots for `limits`, with `cap` connections per host.
     pub fn new(limits: Limits, cap: usize) -> Self {
+        let cap = Arc::new(AtomicUsize::new(cap.max(1)));
         Slots {
             global: Arc::new(Semaphore::new(limits.concurrency.max(1))),
-            hosts: Mutex::new(HashMap::new()),
-            cap: AtomicUsize::new(cap.max(1)),
+            hosts: Gates::new(cap.clone()),
+            addresses: Arc::new(Gates::new(cap.clone())),
+            cap,
         }
     }
 
@@ -162,38 +146,37 @@ impl Slots {
         let old = self.cap.swap(cap.max(1), Ordering::Relaxed);
         if cap > old {
             // Waiters may go now: let each check again.
-            for gate in lock(&self.hosts).values() {
-                gate.freed.notify_waiters();
-            }
+            self.hosts.wake_all();
+            self.addresses.wake_all();
         }
     }
 
-    /// The gate of `host`.
-    fn gate(&self, host: &Host) -> Arc<Gate> {
-        lock(&self.hosts).entry(host.clone()).or_default().clone()
+    /// The gates of the addresses connected to, for the probes.
+    pub fn addresses(&self) -> &Arc<Gates<IpAddr>> {
+        &self.addresses
     }
 
-    /// Drop the gates no round holds.
-    fn sweep(&self) {
-        lock(&self.hosts).retain(|_, g| Arc::strong_count(g) > 1);
+    /// A global slot and a slot of `host`, for one probe outside the rounds (a traced
+    /// `/probe`), before `deadline`; `None` when the deadline came first.
+    pub async fn one(
+        &self,
+        host: &Host,
+        deadline: Instant,
+    ) -> Option<(OwnedSemaphorePermit, Permit)> {
+        let gate = self.hosts.gate(host);
+        let host_permit = timeout_at(deadline, self.hosts.enter(&gate)).await.ok()?;
+        // The semaphore is never closed, so acquire only fails by timing out.
+        let global = timeout_at(deadline, self.global.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some((global, host_permit))
     }
 
-    /// Wait for a slot of `gate`'s host.
-    async fn host_slot(&self, gate: &Arc<Gate>) -> HostPermit {
-        loop {
-            // Registered before the count is read, so that a slot freed in between wakes us.
-            let freed = gate.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            {
-                let mut open = lock(&gate.open);
-                if *open < self.cap.load(Ordering::Relaxed) {
-                    *open += 1;
-                    return HostPermit { gate: gate.clone() };
-                }
-            }
-            freed.await;
-        }
+    /// Drop the gates no probe holds.
+    pub fn sweep(&self) {
+        self.hosts.sweep();
+        self.addresses.sweep();
     }
 }
 
@@ -212,7 +195,7 @@ fn schedule(config: &Config, slots: &Slots) -> Vec<(Arc<Gate>, Vec<usize>)> {
     let mut lanes: Vec<(Arc<Gate>, Vec<usize>)> = Vec::new();
     for (i, t) in config.targets.iter().enumerate() {
         let h = *host_of.entry(&t.url.host).or_insert_with(|| {
-            lanes.push((slots.gate(&t.url.host), Vec::new()));
+            lanes.push((slots.hosts.gate(&t.url.host), Vec::new()));
             lanes.len() - 1
         });
         lanes[h].1.push(i);
@@ -273,8 +256,9 @@ pub async fn run_round_on(
     let running = Running::default();
     let running_ref = &running;
     let launch_config = config.clone();
-    let launch = move |i: usize, permit: OwnedSemaphorePermit, host_permit: HostPermit| {
+    let launch = move |i: usize, permit: OwnedSemaphorePermit, host_permit: Permit| {
         let (config, resolver, tx) = (launch_config.clone(), resolver.clone(), tx.clone());
+        let gates = slots.addresses.clone();
         let task = tokio::spawn(async move {
             // Every target is queued when the round starts.
             let waited = start.elapsed();
@@ -288,7 +272,11 @@ pub async fn run_round_on(
             let t = &config.targets[i];
             let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
             let deadline = round_deadline.map_or(own, |r| r.min(own));
-            let mut result = probe::probe(t, deadline, &resolver).await;
+            let env = probe::Env {
+                resolver: &resolver,
+                gates: &gates,
+            };
+            let mut result = probe::probe(t, deadline, &env).await;
             if deadline < own
                 && matches!(
                     result.failure,
@@ -317,7 +305,8 @@ pub async fn run_round_on(
                 .map(|(gate, targets)| async move {
                     for i in targets {
                         // Out of time: whatever has not started never will.
-                        let Some(host_permit) = until(round_deadline, slots.host_slot(&gate)).await
+                        let Some(host_permit) =
+                            until(round_deadline, slots.hosts.enter(&gate)).await
                         else {
                             return;
                         };
@@ -437,7 +426,7 @@ mod tests {
         assert!(Arc::ptr_eq(&lanes[0].0, &again[0].0));
         drop((lanes, again));
         slots.sweep();
-        assert!(lock(&slots.hosts).is_empty(), "gates no round holds go");
+        assert!(slots.hosts.is_empty(), "gates no round holds go");
     }
 
     #[tokio::test]
@@ -445,11 +434,11 @@ mod tests {
         let config = config("targets:\n  - http://a/1\n");
         let slots = Arc::new(Slots::new(Limits { concurrency: 8 }, 2));
         let gate = schedule(&config, &slots).remove(0).0;
-        let a = slots.host_slot(&gate).await;
-        let b = slots.host_slot(&gate).await;
+        let a = slots.hosts.enter(&gate).await;
+        let b = slots.hosts.enter(&gate).await;
         let waiter = {
             let (slots, gate) = (slots.clone(), gate.clone());
-            tokio::spawn(async move { slots.host_slot(&gate).await })
+            tokio::spawn(async move { slots.hosts.enter(&gate).await })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "a third slot waits at a cap of 2");
@@ -458,13 +447,13 @@ mod tests {
             .await
             .expect("woken by the freed slot")
             .unwrap();
-        assert_eq!(*lock(&gate.open), 2);
+        assert_eq!(gate.open(), 2);
         // A lower cap holds new slots back until enough are freed.
         slots.set_cap(1);
         drop(b);
         let late = {
             let (slots, gate) = (slots.clone(), gate.clone());
-            tokio::spawn(async move { slots.host_slot(&gate).await })
+            tokio::spawn(async move { slots.hosts.enter(&gate).await })
         };
         tokio::task::yield_now().await;
         assert!(!late.is_finished(), "one open, cap 1: wait");
@@ -473,9 +462,9 @@ mod tests {
             .await
             .expect("woken")
             .unwrap();
-        assert_eq!(*lock(&gate.open), 1);
+        assert_eq!(gate.open(), 1);
         drop(d);
-        assert_eq!(*lock(&gate.open), 0);
+        assert_eq!(gate.open(), 0);
     }
 
     #[test]

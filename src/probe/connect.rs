@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout_at};
 use super::route::Route;
 use super::{Failure, Timed};
 use crate::dns::{DnsFailure, RoundResolver};
+use crate::gate::{Gates, Permit};
 use crate::outcome::FailureReason;
 use crate::probe_url::IpProtocol;
 
@@ -21,8 +22,32 @@ use crate::probe_url::IpProtocol;
 /// address is tried as well.
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
-/// Connect to one address, from `source` if given.
-async fn attempt(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+/// Where an attempt's place at its address's gate comes from.
+enum Place<'a> {
+    /// No gate: the connection counts against nothing.
+    Free,
+    /// Taken already.
+    Held(Permit),
+    /// To be taken from these gates before connecting.
+    Take(&'a Gates<IpAddr>),
+}
+
+/// Connect to one address, from `source` if given, holding a place at its gate.
+async fn attempt(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    place: Place<'_>,
+) -> io::Result<(TcpStream, Option<Permit>)> {
+    let permit = match place {
+        Place::Free => None,
+        Place::Held(p) => Some(p),
+        // The wait is boxed: uncontended, a place is taken at once, and the futures of
+        // every probe need not carry the wait's state.
+        Place::Take(gates) => Some(match gates.try_slot(&addr.ip()) {
+            Some(p) => p,
+            None => Box::pin(gates.slot(&addr.ip())).await,
+        }),
+    };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -31,24 +56,43 @@ async fn attempt(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStre
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    socket.connect(addr).await
+    Ok((socket.connect(addr).await?, permit))
 }
 
 /// Connect to the first address that answers: start with the first, add the next one after
 /// [`ATTEMPT_DELAY`] or as soon as an attempt fails; the first established connection wins
 /// and the others are dropped. The error of the last failure is returned if all fail.
 pub async fn connect(addrs: &[IpAddr], port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    connect_gated(addrs, port, source, None, None)
+        .await
+        .map(|(s, _)| s)
+}
+
+/// [`connect`], each attempt holding a place at its address's gate of `gates` (the first
+/// attempt's is `first`, when given): the winner's place is returned with its connection.
+async fn connect_gated(
+    addrs: &[IpAddr],
+    port: u16,
+    source: Option<IpAddr>,
+    gates: Option<&Gates<IpAddr>>,
+    mut first: Option<Permit>,
+) -> io::Result<(TcpStream, Option<Permit>)> {
+    let mut place = || match (first.take(), gates) {
+        (Some(p), _) => Place::Held(p),
+        (None, Some(g)) => Place::Take(g),
+        (None, None) => Place::Free,
+    };
     if let [only] = addrs {
-        return attempt(SocketAddr::new(*only, port), source).await;
+        return attempt(SocketAddr::new(*only, port), source, place()).await;
     }
     let mut pending = FuturesUnordered::new();
     let mut last_err = None;
     for addr in addrs {
-        pending.push(attempt(SocketAddr::new(*addr, port), source));
+        pending.push(attempt(SocketAddr::new(*addr, port), source, place()));
         tokio::select! {
             // An attempt finished: a connection wins, a failure starts the next attempt now.
             Some(r) = pending.next() => match r {
-                Ok(stream) => return Ok(stream),
+                Ok(won) => return Ok(won),
                 Err(e) => last_err = Some(e),
             },
             // The running attempts had their head start: add the next address.
@@ -58,7 +102,7 @@ pub async fn connect(addrs: &[IpAddr], port: u16, source: Option<IpAddr>) -> io:
     // Every address has been tried; wait for the attempts still running.
     while let Some(r) = pending.next().await {
         match r {
-            Ok(stream) => return Ok(stream),
+            Ok(won) => return Ok(won),
             Err(e) => last_err = Some(e),
         }
     }
@@ -103,15 +147,20 @@ pub(super) struct Connected {
     pub tcp: TcpStream,
     /// The address that answered.
     pub ip: Option<IpAddr>,
+    /// The connection's place at its address's gate, held until the request ends.
+    pub permit: Option<Permit>,
 }
 
-/// Connect to `route`'s port on one of `addrs` (from `source` if given) before `deadline`.
-/// The addresses are taken, so that they are let go of once connected.
+/// Connect to `route`'s port on one of `addrs` (from `source` if given) before `deadline`,
+/// each attempt taking a place at its address's gate of `gates` first. The wait for the first
+/// address's place is no part of the connect time. The addresses are taken, so that they are
+/// let go of once connected.
 pub(super) async fn open(
     route: &Route<'_>,
     addrs: Arc<[IpAddr]>,
     source: Option<IpAddr>,
     deadline: Instant,
+    gates: &Gates<IpAddr>,
 ) -> Timed<Connected> {
     // A deadline already past opens no socket (a timeout polls its future once first).
     if Instant::now() >= deadline {
@@ -123,12 +172,41 @@ pub(super) async fn open(
             )),
         };
     }
-    let t = Instant::now();
-    let connected = timeout_at(deadline, connect(&addrs, route.port, source)).await;
-    let took = t.elapsed();
     let proxy = route.proxy();
+    let Some(&head) = addrs.first() else {
+        return Timed {
+            took: Duration::ZERO,
+            result: Err(Failure::new(
+                FailureReason::ConnectError,
+                "no address to connect to",
+            )),
+        };
+    };
+    let first = match gates.try_slot(&head) {
+        Some(p) => Ok(p),
+        None => Box::pin(timeout_at(deadline, gates.slot(&head))).await,
+    };
+    let Ok(first) = first else {
+        return Timed {
+            took: Duration::ZERO,
+            result: Err(Failure::new(
+                FailureReason::ConnectTimeout,
+                format!(
+                    "deadline passed while waiting for a connection slot of {head} \
+                     (max_connections_per_host)"
+                ),
+            )),
+        };
+    };
+    let t = Instant::now();
+    let connected = timeout_at(
+        deadline,
+        connect_gated(&addrs, route.port, source, Some(gates), Some(first)),
+    )
+    .await;
+    let took = t.elapsed();
     let result = match connected {
-        Ok(Ok(tcp)) => {
+        Ok(Ok((tcp, permit))) => {
             let ip = tcp.peer_addr().ok().map(|a| a.ip());
             // Probes write one small request: do not wait for more to fill a segment.
             let _ = tcp.set_nodelay(true);
@@ -137,7 +215,7 @@ pub(super) async fn open(
             // on our side for a minute, and rounds of thousands of targets on one address
             // would run out of ports.
             set_linger_zero(&tcp, true);
-            Ok(Connected { tcp, ip })
+            Ok(Connected { tcp, ip, permit })
         }
         Ok(Err(e)) => {
             let reason = match (e.kind() == io::ErrorKind::ConnectionRefused, proxy) {
