@@ -49,6 +49,7 @@ pub(super) fn build(
         tls: TlsClients::default(),
         seen: HashSet::new(),
         layered: HashMap::new(),
+        admitted: false,
     };
     let mut group_names = BTreeSet::new();
     let mut targets = Vec::with_capacity(entries.len());
@@ -127,6 +128,7 @@ pub(super) fn with_templates(
         tls: TlsClients::default(),
         seen: HashSet::new(),
         layered: HashMap::new(),
+        admitted: true,
     };
     let mut errors = Vec::new();
     for (k, (entry, name)) in entries.iter().zip(&names).enumerate() {
@@ -185,6 +187,9 @@ struct Compiler<'a> {
     seen: HashSet<ProbeKey<'a>>,
     /// Per group: `defaults` with the group's block over it, and its default codes.
     layered: HashMap<String, (Arc<Settings>, Arc<StatusCodes>)>,
+    /// Whether the entries are the templates of targets the `/probe` allowlist admits, which
+    /// get no credential unless their group sends them.
+    admitted: bool,
 }
 
 impl<'a> Compiler<'a> {
@@ -251,8 +256,20 @@ impl<'a> Compiler<'a> {
         if !self.seen.insert(probe) {
             return Err(self.url_err(k, format!("targets: {raw:?} is listed twice")));
         }
+        if !self.admitted && entry.settings.send_credentials_to_admitted.is_some() {
+            return Err(self.field_err(
+                k,
+                "send_credentials_to_admitted",
+                "send_credentials_to_admitted: a target of the file always gets its credentials; \
+                 the key says whether the targets /probe admits get them, in defaults or a group"
+                    .into(),
+            ));
+        }
         // The target's own settings over its group's over the defaults.
-        let merged = defaults.under(&entry.settings);
+        let mut merged = defaults.under(&entry.settings);
+        if self.admitted && merged.send_credentials_to_admitted != Some(true) {
+            merged = merged.without_credentials();
+        }
         // The decoder keeps it within 0 to MAX_REDIRECTS.
         let follow_redirects = merged.follow_redirects.map_or(0, |f| f.0);
         let fail_if_ssl = merged.fail_if_ssl.unwrap_or(false);

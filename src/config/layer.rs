@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::schema::{
-    BasicAuth, FollowRedirects, GroupName, Headers, HttpVersions, HumanDuration, NoProxyList,
-    RawTls, SecretValue,
+    BasicAuth, FollowRedirects, GroupName, HeaderSource, Headers, HttpVersions, HumanDuration,
+    NoProxyList, RawTls, SecretValue,
 };
 use crate::codes::StatusCodes;
 use crate::probe_url::IpProtocol;
@@ -69,6 +69,9 @@ pub(super) struct Settings {
     pub(super) valid_http_versions: Option<HttpVersions>,
     /// Keep cookies across the redirects of one probe.
     pub(super) cookies: Option<bool>,
+    /// Send the file's credentials to the targets the `/probe` allowlist admits, too (`defaults`
+    /// and `groups` only): without it they get none.
+    pub(super) send_credentials_to_admitted: Option<bool>,
 }
 
 /// `over` when it is set, else `base`.
@@ -106,6 +109,7 @@ impl Settings {
             body_file,
             valid_http_versions,
             cookies,
+            send_credentials_to_admitted,
         } = over;
         let auth = if basic_auth.is_some() || bearer_token.is_some() || bearer_token_file.is_some()
         {
@@ -152,6 +156,44 @@ impl Settings {
             body_file: body_from.body_file.clone(),
             valid_http_versions: pick(valid_http_versions, &self.valid_http_versions),
             cookies: pick(cookies, &self.cookies),
+            send_credentials_to_admitted: pick(
+                send_credentials_to_admitted,
+                &self.send_credentials_to_admitted,
+            ),
+        }
+    }
+
+    /// These settings without any credential, for a target the `/probe` allowlist admitted:
+    /// no `basic_auth` or bearer token, no header whose value is read from a file, no
+    /// `Authorization`, `Proxy-Authorization` or `Cookie` header, no client certificate and no
+    /// CONNECT headers.
+    pub(super) fn without_credentials(&self) -> Settings {
+        let secret = |name: &str| {
+            ["authorization", "proxy-authorization", "cookie"]
+                .iter()
+                .any(|s| name.eq_ignore_ascii_case(s))
+        };
+        let headers = self.headers.as_ref().map(|h| {
+            Headers(
+                h.0.iter()
+                    .filter(|(k, v)| !secret(k) && !matches!(v, HeaderSource::File(_)))
+                    .cloned()
+                    .collect(),
+            )
+        });
+        let tls_config = self.tls_config.as_ref().map(|t| RawTls {
+            cert_file: None,
+            key_file: None,
+            ..t.clone()
+        });
+        Settings {
+            headers,
+            tls_config,
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            proxy_connect_header: None,
+            ..self.clone()
         }
     }
 
@@ -239,7 +281,7 @@ mod tests {
     #[test]
     fn the_keys_are_those_of_the_struct() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 22);
+        assert_eq!(keys.len(), 23);
         assert_eq!(keys[0], "timeout");
         assert_eq!(keys[7], "group");
         assert_eq!(keys[19], "body_file");
