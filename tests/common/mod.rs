@@ -4,6 +4,7 @@
 
 pub mod blackbox;
 pub mod dns;
+pub mod netns;
 pub mod peer;
 pub mod proxy;
 pub mod recorder;
