@@ -9,13 +9,17 @@
 //! addresses glibc prints, or fail where glibc fails.
 //!
 //! Cases: search list and ndots, NXDOMAIN and NODATA per family, CNAME chains, truncation
-//! and TCP, SERVFAIL from the first server with a good second one, unusable first servers.
+//! and TCP, SERVFAIL from the first server with a good second one, unusable first servers;
+//! odd `options` values (`ndots:abc`, `attempts:-1`, `timeout:2x`), which both must read alike;
+//! and a link-local name server with its zone (`fe80::53%llc0`), reached over a veth pair
+//! between two network namespaces of the test's own (`ip netns`, package `iproute2`), where
+//! glibc runs too (`ip netns exec`).
 
 mod common;
 
 use common::dns::{DnsServer, Entry, Rec, Unbound, Zone, program};
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -81,13 +85,31 @@ impl Env {
     /// glibc's answer: `getent ahosts` (`ahostsv4` for IPv4 only) in a mount namespace with
     /// these files; the addresses in its order, once each, or its exit status.
     fn glibc(&self, name: &str, proto: IpProtocol) -> Result<Vec<IpAddr>, String> {
+        self.glibc_in(None, name, proto)
+    }
+
+    /// [`Env::glibc`], in network namespace `netns` when given (`ip netns exec`).
+    fn glibc_in(
+        &self,
+        netns: Option<&str>,
+        name: &str,
+        proto: IpProtocol,
+    ) -> Result<Vec<IpAddr>, String> {
         let unshare = program("unshare", "util-linux");
         program("getent", "libc-bin");
         let database = match proto {
             IpProtocol::Ip4 => "ahostsv4",
             _ => "ahosts",
         };
-        let out = std::process::Command::new(unshare)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new(program("ip", "iproute2"));
+                c.args(["netns", "exec", ns]).arg(unshare);
+                c
+            }
+            None => std::process::Command::new(unshare),
+        };
+        let out = command
             .args(["-m", "sh", "-c"])
             .arg(
                 "mount --bind \"$1\" /etc/resolv.conf && mount --bind \"$2\" /etc/hosts && \
@@ -380,4 +402,258 @@ async fn unusable_first_servers_are_passed_over() {
         Ok(ips(&["127.0.0.60"]))
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// A name with `dots` dots: `x`, `x.y`, `x.y.y`...
+fn dotted(dots: usize) -> String {
+    std::iter::once("x")
+        .chain(std::iter::repeat_n("y", dots))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_ndots_values_pick_the_names_glibc_picks() {
+    // Every name is NXDOMAIN, so both resolvers go through all their candidates: the order in
+    // which the names are asked shows the ndots each read.
+    let dns = DnsServer::start_on(&format!("{}:53", own_address()), Zone::new(&[]));
+    let names: Vec<String> = [0, 1, 2, 3, 14, 15].into_iter().map(dotted).collect();
+    for option in [
+        "ndots:abc",
+        "ndots:3x",
+        "ndots:+2",
+        "ndots:",
+        "ndots: 3",
+        "ndots:-1",
+        "ndots:-2",
+        "ndots:-17",
+        "ndots:99",
+        "ndots:4294967299",
+        "ndots:2 ndots:x",
+    ] {
+        let env = Env::new(
+            &[dns.addr.ip()],
+            &format!("search s.test\noptions {option}\n"),
+        );
+        for name in &names {
+            let from = dns.seen().asked.len();
+            let glibc = tokio::task::block_in_place(|| env.glibc(name, IpProtocol::Auto));
+            assert!(glibc.is_err(), "options {option}, {name}: {glibc:?}");
+            let theirs = dns.seen().names_since(from);
+            let from = dns.seen().asked.len();
+            let ours = env.ours(name, IpProtocol::Auto).await;
+            assert!(ours.is_err(), "options {option}, {name}: {ours:?}");
+            let asked = dns.seen().names_since(from);
+            assert_eq!(
+                asked, theirs,
+                "options {option}, {name}: ours, then glibc's"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_attempts_and_timeout_values_are_read_as_glibc_reads_them() {
+    let dns = DnsServer::start_on(
+        &format!("{}:53", own_address()),
+        Zone::new(&[
+            ("refused.test", Entry::Refused),
+            ("silent.test", Entry::Silent),
+        ]),
+    );
+    // A refusal moves on at once: the questions one lookup sends are `attempts` rounds (none
+    // at all when glibc reads 0).
+    for option in [
+        "attempts:abc",
+        "attempts:0",
+        "attempts:-1",
+        "attempts:3x",
+        "attempts: 2",
+        "attempts:99",
+    ] {
+        let env = Env::new(&[dns.addr.ip()], &format!("options {option}\n"));
+        let before = dns.seen().count("refused.test", "A", "udp");
+        assert!(
+            tokio::task::block_in_place(|| env.glibc("refused.test.", IpProtocol::Auto)).is_err()
+        );
+        let between = dns.seen().count("refused.test", "A", "udp");
+        assert!(env.ours("refused.test.", IpProtocol::Auto).await.is_err());
+        let after = dns.seen().count("refused.test", "A", "udp");
+        assert_eq!(
+            after - between,
+            between - before,
+            "options {option}: questions we sent, then glibc's"
+        );
+    }
+    // Silence: one wait of `timeout`, which glibc reads as 1 s for `abc` and 2 s for `2x`.
+    // Both resolvers wait at the same time, each on its own sockets.
+    for (option, secs) in [("timeout:abc", 1.0), ("timeout:2x", 2.0)] {
+        let env = Arc::new(Env::new(
+            &[dns.addr.ip()],
+            &format!("options {option} attempts:1\n"),
+        ));
+        let e = env.clone();
+        let glibc = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            assert!(e.glibc("silent.test.", IpProtocol::Auto).is_err());
+            started.elapsed().as_secs_f64()
+        });
+        let started = std::time::Instant::now();
+        assert!(env.ours("silent.test.", IpProtocol::Auto).await.is_err());
+        let ours = started.elapsed().as_secs_f64();
+        let theirs = glibc.await.unwrap();
+        for took in [ours, theirs] {
+            assert!(
+                (secs..secs + 0.5).contains(&took),
+                "options {option}: ours {ours:.3} s, glibc {theirs:.3} s, expected {secs} s"
+            );
+        }
+    }
+}
+
+/// Two network namespaces of this test's own joined by a veth pair whose ends have only the
+/// link-local addresses given here (`fe80::1` on the client's `llc0`, `fe80::53` on the
+/// server's `lls0`): no automatic address, no duplicate address detection, nothing leaves
+/// them. Removed when dropped (their veth ends go with them).
+struct LinkLocal {
+    /// Where the resolvers run.
+    client: String,
+    /// Where the name server runs.
+    server: String,
+}
+
+impl LinkLocal {
+    /// The client's interface.
+    const CLIENT_IF: &str = "llc0";
+    /// The server's interface.
+    const SERVER_IF: &str = "lls0";
+
+    fn new() -> LinkLocal {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let net = LinkLocal {
+            client: format!("hse-llc-{id}"),
+            server: format!("hse-lls-{id}"),
+        };
+        let (c, s) = (net.client.as_str(), net.server.as_str());
+        ip(&["netns", "add", c]);
+        ip(&["netns", "add", s]);
+        let (c_if, s_if) = (Self::CLIENT_IF, Self::SERVER_IF);
+        ip(&[
+            "-n", c, "link", "add", c_if, "type", "veth", "peer", "name", s_if, "netns", s,
+        ]);
+        for (ns, dev, addr) in [(c, c_if, "fe80::1/64"), (s, s_if, "fe80::53/64")] {
+            ip(&["-n", ns, "link", "set", dev, "addrgenmode", "none"]);
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    /// The index of interface `dev` in namespace `ns`.
+    fn index(ns: &str, dev: &str) -> u32 {
+        let out = std::process::Command::new(program("ip", "iproute2"))
+            .args(["-n", ns, "-o", "link", "show", dev])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split(':').next().unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for LinkLocal {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.server] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+/// Run `ip` with these arguments; fail naming the package when it cannot.
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new(program("ip", "iproute2"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {} (this test needs root and the iproute2 package)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The exporter's answer for `name` with `env`'s files, resolved in network namespace `ns`
+/// (the resolver is loaded there too, so that an interface name is the namespace's).
+fn ours_in(ns: &str, env: &Env, name: &str) -> Result<Vec<IpAddr>, String> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(&path).unwrap();
+                // SAFETY: setns moves only this thread, into a namespace whose descriptor we
+                // hold; the runtime below runs on this thread alone.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(env.ours(name, IpProtocol::Auto))
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_link_local_name_server_with_its_zone_answers_in_a_network_namespace() {
+    let net = LinkLocal::new();
+    let server_if = LinkLocal::index(&net.server, LinkLocal::SERVER_IF);
+    let client_if = LinkLocal::index(&net.client, LinkLocal::CLIENT_IF);
+    let at = SocketAddrV6::new(
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x53),
+        53,
+        0,
+        server_if,
+    );
+    let dns = DnsServer::start_in(
+        &net.server,
+        SocketAddr::V6(at),
+        // AAAA only: glibc asks for A only where the host has an IPv4 address besides
+        // loopback (AI_ADDRCONFIG), which these namespaces have not.
+        Zone::new(&[("web.test", Entry::Records(vec![v6("::1")]))]),
+    );
+    // The zone as an interface name, and as a number.
+    for zone in [LinkLocal::CLIENT_IF.to_owned(), client_if.to_string()] {
+        let env = Env::new(
+            &[],
+            &format!("nameserver fe80::53%{zone}\noptions timeout:1\n"),
+        );
+        let theirs = env.glibc_in(Some(&net.client), "web.test", IpProtocol::Auto);
+        assert_eq!(theirs, Ok(ips(&["::1"])), "glibc, %{zone}");
+        let before = dns.seen().count("web.test", "AAAA", "udp");
+        let ours = ours_in(&net.client, &env, "web.test");
+        assert_eq!(ours, Ok(ips(&["::1"])), "ours, %{zone}");
+        assert_eq!(dns.seen().count("web.test", "AAAA", "udp"), before + 1);
+    }
+    // A zone that is no interface there: glibc asks without one, which cannot reach a
+    // link-local server, and so do we.
+    let env = Env::new(
+        &[],
+        "nameserver fe80::53%nosuch0\noptions timeout:1 attempts:1\n",
+    );
+    assert!(
+        env.glibc_in(Some(&net.client), "web.test", IpProtocol::Auto)
+            .is_err()
+    );
+    assert!(ours_in(&net.client, &env, "web.test").is_err());
 }

@@ -196,7 +196,7 @@ pub struct Client {
     servers: Vec<SocketAddr>,
     /// One server's time to answer.
     timeout: Duration,
-    /// Rounds through the servers.
+    /// Rounds through the servers; 0 sends no query (glibc's reading of `attempts:0`).
     attempts: usize,
     /// Start each query at the next server.
     rotate: bool,
@@ -217,7 +217,7 @@ impl Client {
         Client {
             servers: conf.nameservers.clone(),
             timeout: conf.timeout,
-            attempts: conf.attempts.max(1),
+            attempts: conf.attempts,
             rotate: conf.rotate,
             next_server: AtomicUsize::new(0),
         }
@@ -232,6 +232,10 @@ impl Client {
         let n = self.servers.len();
         if n == 0 {
             return outcomes;
+        }
+        if self.attempts == 0 {
+            let why = "no query is sent: attempts is 0 in resolv.conf, as glibc reads it";
+            return vec![Err(QueryError::Unreachable(why.into())); qtypes.len()];
         }
         let first = if self.rotate {
             self.next_server.fetch_add(1, Ordering::Relaxed)

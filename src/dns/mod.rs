@@ -203,7 +203,8 @@ impl Resolver {
     }
 
     /// Build the resolver `settings` describe, reading its files; `fd_limit` sizes the default
-    /// concurrency. Errors name the file, line and column.
+    /// concurrency. An error is a file that cannot be read; what glibc reads otherwise than
+    /// written in `resolv.conf` is logged as a warning that names the file, line and column.
     pub fn load(settings: &Settings, fd_limit: u64) -> Result<Self, ConfigError> {
         if settings.backend == Backend::System {
             return Ok(Resolver::system(
@@ -211,7 +212,13 @@ impl Resolver {
             ));
         }
         let resolv = match read_optional(settings.resolv_conf.as_deref(), DEFAULT_RESOLV_CONF)? {
-            Some((path, text)) => conf::parse_resolv_conf(&path, &text)?,
+            Some((path, text)) => {
+                let (resolv, warnings) = conf::parse_resolv_conf(&path, &text);
+                for warning in &warnings {
+                    tracing::warn!(%warning, "resolv.conf is read as glibc reads it");
+                }
+                resolv
+            }
             None => ResolvConf::default(),
         };
         let hosts = match read_optional(settings.hosts_file.as_deref(), DEFAULT_HOSTS_FILE)? {

@@ -1,7 +1,8 @@
 //! A DNS server for tests and the benchmark: UDP and TCP on one free loopback port, a zone given
 //! as a table, a fixed answer delay, and misbehaviours per name (NXDOMAIN, SERVFAIL, REFUSED,
 //! silence, truncation over UDP, answers to another question sent first). It counts every
-//! query it gets and the source ports they came from.
+//! query it gets, keeps the names asked in their order, and the source ports they came from.
+//! It can serve inside a network namespace of the test's own ([`DnsServer::start_in`]).
 //!
 //! [`Unbound`] runs a real caching resolver (Debian package `unbound`) in front of it.
 #![allow(dead_code)]
@@ -94,6 +95,8 @@ pub struct Seen {
     pub ports: HashSet<u16>,
     /// The IDs of UDP queries, in arrival order.
     pub ids: Vec<u16>,
+    /// The name of every query (any type and transport), in arrival order.
+    pub asked: Vec<String>,
 }
 
 impl Seen {
@@ -118,6 +121,19 @@ impl Seen {
     pub fn total(&self) -> usize {
         self.queries.values().sum()
     }
+
+    /// The names asked since the `from`-th query, each once, in the order they were first
+    /// asked: the candidates a lookup went through (its A and AAAA questions may come in
+    /// either order).
+    pub fn names_since(&self, from: usize) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.asked.iter().skip(from) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
 }
 
 /// The static name of a transport.
@@ -141,17 +157,37 @@ impl DnsServer {
 
     /// Start serving `zone` on `addr` (port 0: a free port, the same for UDP and TCP).
     pub fn start_on(addr: &str, zone: Zone) -> DnsServer {
-        let addr = addr.to_owned();
+        let addr = addr.parse().expect("an IP address with a port");
+        DnsServer::start_at(None, addr, zone)
+    }
+
+    /// Start serving `zone` on `addr` inside the network namespace `netns` (a name under
+    /// `/run/netns`, as `ip netns add` makes it): its sockets are that namespace's. A
+    /// link-local `addr` carries its interface as the scope ID.
+    pub fn start_in(netns: &str, addr: SocketAddr, zone: Zone) -> DnsServer {
+        DnsServer::start_at(Some(format!("/run/netns/{netns}")), addr, zone)
+    }
+
+    /// Serve on a thread of its own, moved into the namespace at `netns` first when given.
+    fn start_at(netns: Option<String>, addr: SocketAddr, zone: Zone) -> DnsServer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (tx, rx) = std::sync::mpsc::channel();
         let s = seen.clone();
         std::thread::spawn(move || {
+            if let Some(path) = netns {
+                use std::os::fd::AsRawFd;
+                let file = std::fs::File::open(&path).unwrap();
+                // SAFETY: setns moves only this thread (and the runtime threads it starts) into
+                // a namespace whose descriptor we hold.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(&addr, Arc::new(zone), s, tx));
+            rt.block_on(serve(addr, Arc::new(zone), s, tx));
         });
         let addr = rx.recv().expect("DNS server started");
         DnsServer { addr, seen }
@@ -181,7 +217,7 @@ impl DnsServer {
 /// Bind UDP and TCP on `at` (the same free port for both when its port is 0), then answer
 /// until the process ends.
 async fn serve(
-    at: &str,
+    at: SocketAddr,
     zone: Arc<Zone>,
     seen: Arc<Mutex<Seen>>,
     ready: std::sync::mpsc::Sender<SocketAddr>,
@@ -284,12 +320,14 @@ fn answer(
         .trim_end_matches('.')
         .to_ascii_lowercase();
     let rtype = q.query_type();
-    *seen
-        .lock()
-        .unwrap()
-        .queries
-        .entry((name.clone(), rtype.to_string(), transport))
-        .or_default() += 1;
+    {
+        let mut seen = seen.lock().unwrap();
+        *seen
+            .queries
+            .entry((name.clone(), rtype.to_string(), transport))
+            .or_default() += 1;
+        seen.asked.push(name.clone());
+    }
     let mut reply = Message::response(msg.metadata.id, OpCode::Query);
     reply.metadata.message_type = MessageType::Response;
     reply.metadata.recursion_desired = msg.metadata.recursion_desired;
