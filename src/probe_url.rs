@@ -161,7 +161,13 @@ pub fn parse_url(raw: &str) -> Result<ProbeUrl, UrlError> {
 /// Where a redirect from `base` with `location` leads: the location resolved against `base`
 /// (relative or absolute), if it makes a probe URL. `None` leaves the 3xx as the answer.
 pub fn redirect_target(base: &ProbeUrl, location: &str) -> Option<ProbeUrl> {
-    let joined = url::Url::parse(&base.raw).ok()?.join(location).ok()?;
+    let mut joined = url::Url::parse(&base.raw).ok()?.join(location).ok()?;
+    // A user and password in a Location are the peer's words: the chain goes on to the host
+    // (judged like any other) without them, and never sends them.
+    if !joined.username().is_empty() || joined.password().is_some() {
+        joined.set_username("").ok()?;
+        joined.set_password(None).ok()?;
+    }
     parse_url(joined.as_str()).ok()
 }
 

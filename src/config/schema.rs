@@ -650,7 +650,7 @@ mod tests {
         );
         assert!(
             e.message
-                .ends_with("`body`, `body_file`, `valid_http_versions`, `cookies`"),
+                .ends_with("`valid_http_versions`, `cookies`, `send_credentials_to_admitted`"),
             "{e}"
         );
         let e = parse("targets:\n  - {url: 'http://a/', url: 'http://b/'}\n").unwrap_err();

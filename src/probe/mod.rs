@@ -712,4 +712,27 @@ mod tests {
         let size = future_size(probe);
         assert!(size <= 1352, "the probe future is {size} bytes");
     }
+    #[tokio::test]
+    async fn a_connection_that_landed_on_this_host_is_refused_before_sending() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let url = crate::probe_url::parse_url(&format!("http://public.example:{port}/")).unwrap();
+        // Admitted by name, and by every network but loopback's: the socket decides.
+        let wide = Allow::new(&["*.example".into(), "0.0.0.0/0".into()], &[]).unwrap();
+        let f = landed(&wide, &url, &tcp).unwrap_err();
+        assert_eq!(f.reason, FailureReason::AddressDenied);
+        assert!(f.detail.contains("reached 127.0.0.1"), "{}", f.detail);
+        let lo = Allow::new(&["127.0.0.0/8".into()], &[]).unwrap();
+        assert!(landed(&lo, &url, &tcp).is_ok());
+        assert_eq!(
+            as_seen(
+                "198.18.0.1".parse().unwrap(),
+                &["198.18.0.1".parse().unwrap()]
+            ),
+            "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
 }
