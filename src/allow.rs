@@ -336,8 +336,9 @@ impl Allow {
                 .map(|n| Some(*n))
                 .ok_or_else(|| {
                     Verdict::Outside(format!(
-                        "{shown} is in {range}, a loopback, local-host, link-local, multicast or \
-                         broadcast range, which only an allowed network inside it admits"
+                        "{shown} is a loopback, local-host, link-local, multicast or broadcast \
+                         address (in {range}), which only an allowed network inside that range \
+                         admits"
                     ))
                 });
         }
