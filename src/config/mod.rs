@@ -194,7 +194,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let err_at = |(line, column): (usize, usize), message: String| {
         ConfigError::new(path, line, column, message)
     };
-    refuse_aliases(path, text)?;
+    check_structure(path, text)?;
     let is_sd = text
         .lines()
         .map(str::trim_start)
@@ -367,21 +367,28 @@ fn file_sd_entries(
 /// Most YAML events a file may hold: a million targets with settings fit well within it.
 pub const MAX_YAML_EVENTS: usize = 20_000_000;
 
-/// Refuse YAML anchors and aliases, naming where they stand: an alias is expanded in full at
-/// every use, so a small file could decode into gigabytes. A targets file does not need them
-/// (`defaults` shares settings). Also bounds the number of YAML nodes. Syntax errors are left
-/// to the decoder, which reports them in its own words.
-fn refuse_aliases(path: &Path, text: &str) -> Result<(), ConfigError> {
+/// Deepest nesting of collections a file may hold, counting the top level: a targets file
+/// needs five (the top, `targets`, a target, its `headers`, a header's list of values). The
+/// YAML decoder's time grows with the square of the depth of flow collections (`{a: {a: ...}}`),
+/// so a deeper file is refused before it is decoded.
+pub const MAX_NESTING: usize = 64;
+
+/// Check the file's shape before it is decoded, naming where it goes wrong: YAML anchors and
+/// aliases are refused (an alias is expanded in full at every use, so a small file could
+/// decode into gigabytes; a targets file does not need them, `defaults` shares settings), and
+/// so are collections nested deeper than [`MAX_NESTING`] levels and more than
+/// [`MAX_YAML_EVENTS`] nodes. The pass stops at the first of these, so that its own cost
+/// grows with the file's size, never with its depth. Syntax errors are left to the decoder,
+/// which reports them in its own words.
+fn check_structure(path: &Path, text: &str) -> Result<(), ConfigError> {
     use yaml_rust2::parser::{Event, Parser};
-    // Only a file that mentions `&` or `*` can hold an anchor or alias: most never pay for
-    // the second pass.
-    if !text.contains(['&', '*']) {
-        return Ok(());
-    }
     let mut parser = Parser::new_from_str(text);
-    let at = |mark: yaml_rust2::scanner::Marker, message: &str| {
-        ConfigError::new(path, mark.line(), mark.col() + 1, message.to_owned())
+    let at = |mark: yaml_rust2::scanner::Marker, message: String| {
+        ConfigError::new(path, mark.line(), mark.col() + 1, message)
     };
+    let anchors =
+        || "YAML anchors (&name) are not accepted: write the value out, or use defaults".to_owned();
+    let mut depth = 0usize;
     for _ in 0..MAX_YAML_EVENTS {
         let Ok((event, mark)) = parser.next_token() else {
             return Ok(());
@@ -391,19 +398,27 @@ fn refuse_aliases(path: &Path, text: &str) -> Result<(), ConfigError> {
             Event::Alias(_) => {
                 return Err(at(
                     mark,
-                    "YAML aliases (*name) are not accepted: write the value out, or use defaults",
+                    "YAML aliases (*name) are not accepted: write the value out, or use defaults"
+                        .to_owned(),
                 ));
             }
-            Event::Scalar(_, _, anchor, _)
-            | Event::SequenceStart(anchor, _)
-            | Event::MappingStart(anchor, _)
-                if anchor != 0 =>
-            {
-                return Err(at(
-                    mark,
-                    "YAML anchors (&name) are not accepted: write the value out, or use defaults",
-                ));
+            Event::Scalar(_, _, anchor, _) if anchor != 0 => return Err(at(mark, anchors())),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if anchor != 0 {
+                    return Err(at(mark, anchors()));
+                }
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(at(
+                        mark,
+                        format!(
+                            "collections nested deeper than {MAX_NESTING} levels: a targets \
+                             file needs five"
+                        ),
+                    ));
+                }
             }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
@@ -581,6 +596,37 @@ mod tests {
             "targets:\n  - 'http://a/?x=1&y=*'\n  - http://b/?q=a&b\n",
         );
         assert_eq!(ok.unwrap().targets.len(), 2);
+    }
+
+    #[test]
+    fn collections_nested_too_deep_are_refused_where_the_deepest_starts() {
+        // The top, `targets` and the target are three levels; each `{a: ` opens one more.
+        let flow = |n: usize| {
+            format!(
+                "targets:\n  - url: http://a/\n    headers: {}x{}\n",
+                "{a: ".repeat(n),
+                "}".repeat(n)
+            )
+        };
+        let e = parse(Path::new("t.yml"), &flow(MAX_NESTING - 3)).unwrap_err();
+        assert!(!e.message.contains("nested"), "{e}");
+        for n in [MAX_NESTING - 2, 100_000] {
+            let e = parse(Path::new("t.yml"), &flow(n)).unwrap_err();
+            assert_eq!((e.line, e.column, e.count()), (3, 14 + 4 * 61, 1), "{e}");
+            assert!(
+                e.message
+                    .starts_with("collections nested deeper than 64 levels"),
+                "{e}"
+            );
+        }
+        // Block collections count the same: the labels' mapping is the fourth level.
+        let mut text = String::from("targets:\n  - url: http://a/\n    labels:\n");
+        for i in 0..MAX_NESTING {
+            text.push_str(&format!("{}a:\n", " ".repeat(6 + i)));
+        }
+        let e = parse(Path::new("t.yml"), &text).unwrap_err();
+        assert_eq!((e.line, e.count()), (4 + 61, 1), "{e}");
+        assert!(e.message.contains("nested deeper"), "{e}");
     }
 
     #[test]
