@@ -79,13 +79,16 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
     let reloader = Arc::new(Reloader {
         prober: prober.clone(),
         web: web_slot.clone(),
-        loader: Box::new(move || load(&loader_path)),
-        web_loader: args.web_config_file.clone().map(|file| {
-            let reread = file.clone();
-            let loader: WebLoader = Box::new(move || web::load(&reread));
-            (file, loader)
+        loaders: Arc::new(Loaders {
+            web: web_slot.clone(),
+            loader: Box::new(move || load(&loader_path)),
+            web_loader: args.web_config_file.clone().map(|file| {
+                let reread = file.clone();
+                let loader: WebLoader = Box::new(move || web::load(&reread));
+                (file, loader)
+            }),
+            dns_loader: Box::new(move || dns::Resolver::load(&dns_settings, fd_limit)),
         }),
-        dns_loader: Box::new(move || dns::Resolver::load(&dns_settings, fd_limit)),
         lock: tokio::sync::Mutex::new(()),
     });
     reloader.loaded();
@@ -247,14 +250,52 @@ struct Reloader {
     prober: Arc<Prober>,
     /// Takes the new web config.
     web: Arc<WebSlot>,
+    /// Reads the files, on a blocking thread.
+    loaders: Arc<Loaders>,
+    /// Serialises reloads.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// How the files of a reload are read again.
+struct Loaders {
+    /// The web config in force, which a new one may not weaken.
+    web: Arc<WebSlot>,
     /// Reads the targets file again.
     loader: Loader,
     /// The web config file and how to read it again, if there is one.
     web_loader: Option<(PathBuf, WebLoader)>,
     /// Reads the resolver's files again.
     dns_loader: DnsLoader,
-    /// Serialises reloads.
-    lock: tokio::sync::Mutex<()>,
+}
+
+/// What a reload read: the targets, the web config if there is a file, the resolver.
+type Loaded = (Config, Option<WebConfig>, dns::Resolver);
+
+impl Loaders {
+    /// Read every file again; the first error is the reload's.
+    fn load(&self) -> Result<Loaded, ConfigError> {
+        let config = (self.loader)()?;
+        let web = self
+            .web_loader
+            .as_ref()
+            .map(|(file, load)| load().map(|next| (file, next)))
+            .transpose()?;
+        let dns = (self.dns_loader)()?;
+        if let Some((file, next)) = &web
+            && let Some(lost) = self.web.get().weakened_by(next)
+        {
+            return Err(ConfigError::new(
+                (*file).clone(),
+                1,
+                1,
+                format!(
+                    "the new web config turns {lost} off; a reload never weakens the \
+                     endpoint's protection, restart the exporter to do that"
+                ),
+            ));
+        }
+        Ok((config, web.map(|(_, next)| next), dns))
+    }
 }
 
 impl Reloader {
@@ -266,33 +307,19 @@ impl Reloader {
     /// Load the files again; a bad file keeps the old config in use.
     async fn reload(&self) -> Result<usize, ConfigError> {
         let _guard = self.lock.lock().await;
-        // Loading reads files and may take a while for a large file: keep it off the worker's
-        // async duties.
-        let loaded = tokio::task::block_in_place(|| {
-            (self.loader)().and_then(|config| {
-                let web = self
-                    .web_loader
-                    .as_ref()
-                    .map(|(file, load)| load().map(|next| (file, next)))
-                    .transpose()?;
-                let dns = (self.dns_loader)()?;
-                if let Some((file, next)) = &web
-                    && let Some(lost) = self.web.get().weakened_by(next)
-                {
-                    return Err(ConfigError::new(
-                        (*file).clone(),
-                        1,
-                        1,
-                        format!(
-                            "the new web config turns {lost} off; a reload never weakens the \
-                             endpoint's protection, restart the exporter to do that"
-                        ),
-                    ));
-                }
-                let web = web.map(|(_, next)| next);
-                Ok((config, web, dns))
-            })
-        });
+        // Loading reads files and may take a while for a large file: it runs on a blocking
+        // thread, so that no runtime thread that serves scrapes is held while it parses.
+        let loaders = self.loaders.clone();
+        let loaded = tokio::task::spawn_blocking(move || loaders.load())
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigError::new(
+                    PathBuf::from("(reload)"),
+                    1,
+                    1,
+                    format!("the reload stopped before it finished: {e}"),
+                ))
+            });
         match loaded {
             Ok((config, web, dns)) => {
                 let n = config.targets.len();
