@@ -25,6 +25,8 @@
 //!   ([`probe::connect`]), tunnel, TLS, exchange ([`probe::status`], the head parser),
 //!   redirect; then the verdict.
 //! - [`target`]: one runtime target: request bytes, TLS client, proxy rules, label block.
+//! - [`family`]: the per-target metric families' names and the labels each puts on its
+//!   series, which no target label may be.
 //! - [`dns`]: name resolution: the asynchronous stub resolver, its files, the system path.
 //! - [`proxy`]: HTTP proxies: `proxy_url`, `no_proxy`, the proxy environment variables.
 //! - [`tls`]: TLS client configurations, certificate expiry and chain facts, TLS failure
@@ -56,6 +58,7 @@ pub mod codes;
 pub mod config;
 pub mod config_error;
 pub mod dns;
+pub mod family;
 pub mod gate;
 pub mod history;
 pub mod logging;

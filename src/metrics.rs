@@ -14,91 +14,9 @@ use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Regist
 use crate::outcome::ProbeResult;
 use crate::target::Target;
 
-/// One per-target metric family. Every family is rendered by its own arm of an exhaustive
-/// `match`, so a new family cannot be listed without being rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// `probe_success`
-    Success,
-    /// `probe_http_status_code`
-    StatusCode,
-    /// `probe_duration_seconds`
-    Duration,
-    /// `probe_http_duration_seconds`
-    PhaseDuration,
-    /// `probe_dns_lookup_time_seconds`
-    DnsLookupTime,
-    /// `probe_http_redirects`
-    Redirects,
-    /// `probe_http_ssl`
-    Ssl,
-    /// `probe_failure_reason`
-    FailureReason,
-    /// `probe_ip_protocol`
-    IpProtocol,
-    /// `probe_ip_addr_hash`
-    IpAddrHash,
-    /// `probe_http_version`
-    HttpVersion,
-    /// `probe_http_content_length`
-    ContentLength,
-    /// `probe_tls_version_info`
-    TlsVersionInfo,
-    /// `probe_ssl_earliest_cert_expiry`
-    EarliestCertExpiry,
-    /// `probe_ssl_leaf_cert_expiry`
-    LeafCertExpiry,
-    /// `probe_ssl_last_chain_expiry_timestamp_seconds`
-    LastChainExpiry,
-    /// `probe_ssl_last_chain_info`
-    LastChainInfo,
-}
+pub use crate::family::Family;
 
 impl Family {
-    /// Every family, in output order.
-    pub const ALL: [Family; 17] = [
-        Family::Success,
-        Family::StatusCode,
-        Family::Duration,
-        Family::PhaseDuration,
-        Family::DnsLookupTime,
-        Family::Redirects,
-        Family::Ssl,
-        Family::FailureReason,
-        Family::IpProtocol,
-        Family::IpAddrHash,
-        Family::HttpVersion,
-        Family::ContentLength,
-        Family::TlsVersionInfo,
-        Family::EarliestCertExpiry,
-        Family::LeafCertExpiry,
-        Family::LastChainExpiry,
-        Family::LastChainInfo,
-    ];
-
-    /// The metric name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Success => "probe_success",
-            Family::StatusCode => "probe_http_status_code",
-            Family::Duration => "probe_duration_seconds",
-            Family::PhaseDuration => "probe_http_duration_seconds",
-            Family::DnsLookupTime => "probe_dns_lookup_time_seconds",
-            Family::Redirects => "probe_http_redirects",
-            Family::Ssl => "probe_http_ssl",
-            Family::FailureReason => "probe_failure_reason",
-            Family::IpProtocol => "probe_ip_protocol",
-            Family::IpAddrHash => "probe_ip_addr_hash",
-            Family::HttpVersion => "probe_http_version",
-            Family::ContentLength => "probe_http_content_length",
-            Family::TlsVersionInfo => "probe_tls_version_info",
-            Family::EarliestCertExpiry => "probe_ssl_earliest_cert_expiry",
-            Family::LeafCertExpiry => "probe_ssl_leaf_cert_expiry",
-            Family::LastChainExpiry => "probe_ssl_last_chain_expiry_timestamp_seconds",
-            Family::LastChainInfo => "probe_ssl_last_chain_info",
-        }
-    }
-
     /// The help text.
     pub fn help(self) -> &'static str {
         match self {
@@ -249,7 +167,14 @@ fn render_family(
                         .zip([p.resolve, p.connect, p.proxy, p.tls, p.processing])
                 {
                     if *phase != "proxy" || t.proxy.is_some() {
-                        extra(out, name, &t.label_block, "phase", phase, d.as_secs_f64());
+                        extra(
+                            out,
+                            name,
+                            &t.label_block,
+                            family.labels()[0],
+                            phase,
+                            d.as_secs_f64(),
+                        );
                     }
                 }
             }
@@ -272,7 +197,14 @@ fn render_family(
         Family::FailureReason => {
             for (t, r) in pairs() {
                 if let Some(reason) = r.failure {
-                    extra(out, name, &t.label_block, "reason", reason.as_str(), 1);
+                    extra(
+                        out,
+                        name,
+                        &t.label_block,
+                        family.labels()[0],
+                        reason.as_str(),
+                        1,
+                    );
                 }
             }
         }
@@ -311,7 +243,7 @@ fn render_family(
         Family::TlsVersionInfo => {
             for (t, r) in pairs() {
                 if let Some(v) = r.tls_version {
-                    extra(out, name, &t.label_block, "version", v.as_str(), 1);
+                    extra(out, name, &t.label_block, family.labels()[0], v.as_str(), 1);
                 }
             }
         }
@@ -369,17 +301,19 @@ fn fnv1a_32(bytes: &[u8]) -> u32 {
 /// the certificate's names (peer text, already printable) escaped as label values.
 fn chain_info(out: &mut String, name: &str, labels: &str, chain: &crate::outcome::ChainInfo) {
     use crate::target::escape_label_value;
-    let _ = write!(
-        out,
-        "{name}{{{labels},fingerprint_sha256=\"{}\",issuer=\"",
-        chain.fingerprint_hex()
-    );
-    escape_label_value(out, chain.issuer());
-    out.push_str("\",subject=\"");
-    escape_label_value(out, chain.subject());
-    out.push_str("\",subjectalternative=\"");
-    escape_label_value(out, chain.subject_alternative());
-    out.push_str("\"} 1\n");
+    let values = [
+        chain.fingerprint_hex(),
+        chain.issuer().to_owned(),
+        chain.subject().to_owned(),
+        chain.subject_alternative().to_owned(),
+    ];
+    let _ = write!(out, "{name}{{{labels}");
+    for (key, value) in Family::LastChainInfo.labels().iter().zip(&values) {
+        let _ = write!(out, ",{key}=\"");
+        escape_label_value(out, value);
+        out.push('"');
+    }
+    out.push_str("} 1\n");
 }
 
 /// `name{labels} value`.

@@ -43,3 +43,21 @@ fn every_reason_and_metric_is_documented() {
         );
     }
 }
+
+#[test]
+fn the_reserved_label_names_are_those_the_exporter_puts_on_its_series() {
+    let readme = read("README.md");
+    let start = readme
+        .find("(reserved: ")
+        .expect("the README lists the reserved labels");
+    let end = start + readme[start..].find(')').unwrap();
+    let listed: std::collections::BTreeSet<String> = readme[start + "(reserved: ".len()..end]
+        .split(',')
+        .map(|s| s.trim().trim_matches('`').to_owned())
+        .collect();
+    let emitted: std::collections::BTreeSet<String> =
+        http_status_exporter::family::reserved_labels()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(listed, emitted);
+}

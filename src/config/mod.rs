@@ -73,10 +73,9 @@ pub const MAX_CONNECTIONS_PER_HOST: usize = 65_536;
 /// The group every target without one belongs to.
 pub const DEFAULT_GROUP: &str = "default";
 
-/// Label names the exporter sets itself.
-const RESERVED_LABELS: &[&str] = &[
-    "target", "name", "phase", "reason", "version", "job", "instance",
-];
+/// Label names Prometheus sets on every series it scrapes (`job`, `instance`): a target label
+/// of that name would be renamed `exported_*` or, with `honor_labels`, replace Prometheus's.
+const PROMETHEUS_LABELS: &[&str] = &["job", "instance"];
 
 pub use crate::config_error::{ConfigError, MAX_ERRORS};
 

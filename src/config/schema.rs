@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use super::layer::Settings;
-use super::{MAX_PAIRS, MAX_REDIRECTS, RESERVED_LABELS, parse_duration};
+use super::{MAX_PAIRS, MAX_REDIRECTS, PROMETHEUS_LABELS, parse_duration};
 use crate::outcome::HttpVersion;
 use crate::probe_url::{self, ProbeUrl};
 use crate::proxy::NoProxy;
@@ -338,8 +338,15 @@ pub(super) fn check_label_name(k: &str) -> Result<(), String> {
     if !valid || k.starts_with("__") {
         return Err(format!("invalid label name {k:?}"));
     }
-    if RESERVED_LABELS.contains(&k) {
-        return Err(format!("label name {k:?} is reserved"));
+    if crate::family::reserved_labels().any(|r| r == k) {
+        return Err(format!(
+            "label name {k:?} is reserved: the exporter puts it on its own series"
+        ));
+    }
+    if PROMETHEUS_LABELS.contains(&k) {
+        return Err(format!(
+            "label name {k:?} is reserved: Prometheus sets it on every series it scrapes"
+        ));
     }
     Ok(())
 }
