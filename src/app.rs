@@ -57,7 +57,11 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
     let fd_limit = sys::raise_fd_limit();
     let resolver = dns::Resolver::load(&args.dns, fd_limit)?;
     if args.config_check {
-        println!("{}: OK, {} targets", path.display(), config.targets.len());
+        println!(
+            "{}: OK, {}",
+            path.display(),
+            crate::check::count(config.targets.len(), "target")
+        );
         if let Some(f) = &args.web_config_file {
             println!("{}: OK", f.display());
         }

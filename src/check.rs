@@ -55,11 +55,26 @@ pub async fn run(
         .max()
         .unwrap_or(3)
         .max(3);
+    // A NAME column when a target has a name or the file uses groups, so that one URL under
+    // two names (or in two groups) prints two rows told apart.
+    let names = config
+        .targets
+        .iter()
+        .map(|t| shown_name(t, config.uses_groups).chars().count())
+        .max()
+        .filter(|_| config.uses_groups || config.targets.iter().any(|t| t.name.is_some()))
+        .map(|w| w.max(4));
+    let columns = Columns {
+        width,
+        names,
+        groups: config.uses_groups,
+    };
     let mut broken: Option<std::io::Error> = None;
     if output == Output::Table {
+        let name = names.map_or(String::new(), |w| format!("{:<w$}  ", "NAME"));
         if let Err(e) = writeln!(
             out,
-            "{:>TIME_WIDTH$}  {:<CODE_WIDTH$}  {:<width$}  RESULT",
+            "{:>TIME_WIDTH$}  {:<CODE_WIDTH$}  {:<width$}  {name}RESULT",
             "TIME", "CODE", "URL"
         )
         .and_then(|()| out.flush())
@@ -74,7 +89,7 @@ pub async fn run(
     run_round(config, resolver, None, limits, |i, r| {
         failed += usize::from(!r.success());
         let line = match output {
-            Output::Table => table_row(&targets.targets[i], r, width, style),
+            Output::Table => table_row(&targets.targets[i], r, columns, style),
             Output::Json => json_line(&targets.targets[i], r),
         };
         if broken.is_none()
@@ -86,7 +101,8 @@ pub async fn run(
     .await;
     if output == Output::Table && broken.is_none() {
         let summary = format!(
-            "{total} targets: {} up, {failed} down, in {:.2} s",
+            "{}: {} up, {failed} down, in {:.2} s",
+            count(total, "target"),
             total - failed,
             started.elapsed().as_secs_f64()
         );
@@ -100,9 +116,41 @@ pub async fn run(
     }
 }
 
-/// `   12.3ms  200   URL  HTTP/1.1 200 OK` or `    0.2ms  ---   URL  connect_refused: ...`.
-/// The URL column is `width` characters wide: the widest URL of the run.
-pub fn table_row(t: &Target, r: &ProbeResult, width: usize, style: Style) -> String {
+/// `1 target`, `2 targets`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The widths of a table's variable columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    /// The URL column: the widest URL of the run.
+    pub width: usize,
+    /// The NAME column, when there is one: the widest name (and group) of the run.
+    pub names: Option<usize>,
+    /// Whether the file uses groups: the NAME column then shows each target's group.
+    pub groups: bool,
+}
+
+/// What the NAME column shows of a target: its name, and its group when the file uses groups
+/// (`shop [web]`); `-` for neither.
+fn shown_name(t: &Target, uses_groups: bool) -> String {
+    match (t.name.as_deref(), uses_groups) {
+        (Some(n), true) => format!("{n} [{}]", t.group),
+        (Some(n), false) => n.to_owned(),
+        (None, true) => format!("- [{}]", t.group),
+        (None, false) => "-".to_owned(),
+    }
+}
+
+/// `   12.3ms  200   URL  HTTP/1.1 200 OK` or `    0.2ms  ---   URL  connect_refused: ...`,
+/// with a NAME column before the result when `columns` has one.
+pub fn table_row(t: &Target, r: &ProbeResult, columns: Columns, style: Style) -> String {
+    let width = columns.width;
     let result = match (&r.status, r.failure) {
         // A note on a success: why a redirect was not followed.
         (Some(s), None) => match &r.detail {
@@ -126,8 +174,11 @@ pub fn table_row(t: &Target, r: &ProbeResult, width: usize, style: Style) -> Str
         (true, true) => ("\x1b[32m", "\x1b[0m"),
         (true, false) => ("\x1b[31m", "\x1b[0m"),
     };
+    let name = columns.names.map_or(String::new(), |w| {
+        format!("{:<w$}  ", shown_name(t, columns.groups))
+    });
     format!(
-        "{time:>TIME_WIDTH$}  {on}{code:<CODE_WIDTH$}{off}  {url:<width$}  {on}{result}{off}",
+        "{time:>TIME_WIDTH$}  {on}{code:<CODE_WIDTH$}{off}  {url:<width$}  {name}{on}{result}{off}",
         url = t.url.raw,
     )
 }
@@ -137,6 +188,12 @@ pub fn json_line(t: &Target, r: &ProbeResult) -> String {
     serde_json::json!({
         "target": t.url.raw,
         "name": t.name,
+        "group": &*t.group,
+        "labels": t
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
         "success": r.success(),
         "status_code": r.status.as_ref().map_or(0, |s| s.code),
         "status_line": r.status.as_ref().map(ToString::to_string),

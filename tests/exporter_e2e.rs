@@ -230,6 +230,69 @@ fn check_prints_each_result_and_exits_1_on_failure() {
 }
 
 #[test]
+fn check_tells_one_url_under_two_names_apart_and_counts_in_words() {
+    let nginx = Nginx::start(&[]);
+    let ok = format!("http://127.0.0.1:{}/ok", nginx.port);
+    let dir = tempfile::tempdir().unwrap();
+    let two = dir.path().join("two.yaml");
+    std::fs::write(
+        &two,
+        format!(
+            "targets:\n  - {{url: '{ok}', name: shop, labels: {{team: core}}}}\n  \
+             - {{url: '{ok}', name: shop-eu}}\n"
+        ),
+    )
+    .unwrap();
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new(exporter_bin())
+            .arg("check")
+            .arg("--config.file")
+            .arg(&two)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = check(&[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("  URL") && lines[0].contains("  NAME"),
+        "{table}"
+    );
+    let rows: Vec<&str> = lines[1..3].to_vec();
+    assert!(rows.iter().any(|l| l.contains("  shop  ")), "{table}");
+    assert!(rows.iter().any(|l| l.contains("  shop-eu  ")), "{table}");
+    assert_ne!(rows[0].split_at(16).1, rows[1].split_at(16).1, "{table}");
+    assert!(lines[3].starts_with("2 targets: 2 up"), "{table}");
+    let json = check(&["--output", "json"]);
+    let values: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shop = values.iter().find(|v| v["name"] == "shop").expect("shop");
+    assert_eq!(shop["labels"]["team"], "core", "{shop}");
+    assert_eq!(shop["group"], "default", "{shop}");
+    // One target is one target.
+    let one = dir.path().join("one.yaml");
+    std::fs::write(&one, format!("targets:\n  - {ok}\n")).unwrap();
+    let out = std::process::Command::new(exporter_bin())
+        .args(["--config.check", "--config.file"])
+        .arg(&one)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(": OK, 1 target\n"), "{text}");
+    let out = std::process::Command::new(exporter_bin())
+        .args(["check", &ok])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\n1 target: 1 up, 0 down"), "{text}");
+    assert!(!text.contains("NAME"), "no names, no NAME column: {text}");
+}
+
+#[test]
 fn check_without_network_reports_every_public_site_promptly() {
     // A network namespace of our own with no interface but a down loopback: nothing can leave
     // the machine, and every probe must fail fast with a reason.
