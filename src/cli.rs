@@ -321,7 +321,7 @@ struct Cli {
     /// Split the targets over N replicas [default: 1]
     #[arg(long = "shard.count", value_name = "N", value_parser = shard_count)]
     shard_count: Option<u64>,
-    /// This replica: 0..N-1, or a name ending in -I (a StatefulSet pod)
+    /// This replica: 0..N-1, or a name ending in -I (a StatefulSet pod) [default: 0]
     #[arg(long = "shard.index", value_name = "I", value_parser = crate::config::Shard::parse_index)]
     shard_index: Option<u64>,
     /// Subtracted from the scrape timeout Prometheus announces
@@ -343,7 +343,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Sub {
     /// Probe the targets file's targets (or the URLs given) once, print the results, and exit 0
-    /// when every one succeeded, 1 when one failed.
+    /// when every one succeeded, 1 when one failed, 2 when the targets could not be read or the
+    /// results could not be written.
     #[command(args_override_self = true)]
     Check {
         /// A targets file to probe [default: targets.yaml when no URL is given]
