@@ -565,3 +565,33 @@ fn the_cap_per_host_holds_for_every_kind_of_probe_at_once_as_the_server_sees_it(
         "the peer saw more than one connection at once"
     );
 }
+
+#[test]
+fn without_a_probe_block_a_refused_target_is_logged_with_the_entry_that_would_admit_it() {
+    let e = Exporter::start("targets:\n  - http://127.0.0.1:1/\n", &[]);
+    for (target, entry) in [
+        ("http://127.0.0.2:1/", "127.0.0.2/32"),
+        (
+            "api.corp.example:8080",
+            "api.corp.example or *.corp.example",
+        ),
+    ] {
+        let r = http(
+            e.addr,
+            "GET",
+            &format!("/probe?target={}", url_encode(target)),
+            &[],
+        );
+        assert_eq!(r.status, 404, "{}", r.body);
+        let wanted = format!("an `allow` entry like {entry} would admit it");
+        let start = std::time::Instant::now();
+        while !e.log.lock().unwrap().iter().any(|l| l.contains(&wanted)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no log line says {wanted:?}:\n{}",
+                e.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -243,11 +243,6 @@ fn allowlisted(
     module: Option<&str>,
     hostname: Option<&str>,
 ) -> Result<Target, String> {
-    let Some(allow) = &config.allow else {
-        return Err(
-            "add it to the targets file, or admit it with a `probe: {allow: [...]}` block".into(),
-        );
-    };
     // A bare `host:port` is `http://host:port/`, as in blackbox_exporter.
     let raw = if wanted.contains("://") {
         wanted.to_owned()
@@ -255,6 +250,16 @@ fn allowlisted(
         format!("http://{wanted}/")
     };
     let url = crate::probe_url::parse_url(&raw).map_err(|e| e.to_string())?;
+    let Some(allow) = &config.allow else {
+        // What an allowlist of nothing says names the entry that would admit the host.
+        let why = match crate::probe::admission(&crate::allow::Allow::default(), &url) {
+            Admission::Refused(why) => format!("{why}; "),
+            Admission::Admitted { .. } => String::new(),
+        };
+        return Err(format!(
+            "{why}add it to the targets file, or admit it with a `probe: {{allow: [...]}}` block"
+        ));
+    };
     if let Admission::Refused(why) = crate::probe::admission(allow, &url) {
         return Err(why);
     }
