@@ -183,3 +183,50 @@ fn config_check_lists_every_error_with_its_place() {
         assert!(line.starts_with(want.as_str()), "{line}\nwanted {want}");
     }
 }
+
+#[test]
+fn every_error_is_listed_once_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.yaml");
+    std::fs::write(
+        &path,
+        "defaults:\n  bearer_token_file: missing-token\n  headers: {X-Key: {file: missing-key}}\n\
+         groups:\n  web:\n    tls_config: {ca_file: missing-ca.pem}\n\
+         targets:\n  - http://a.test/\n  - http://b.test/\n\
+         \x20 - {url: 'https://c.test/', group: web}\n  - {url: 'https://d.test/', group: web}\n\
+         \x20 - url: http://e.test/\n    body_file: missing-body\n    proxy_url: http://p.test:3128\n    \
+         proxy_connect_header: {X-P: {file: missing-proxy-header}}\n",
+    )
+    .unwrap();
+    let out = Command::new(exporter_bin())
+        .args(["--config.check", "--config.file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("t.yaml:")).collect();
+    let at = |what: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.contains(what))
+            .map(|l| {
+                l.split(": ")
+                    .next()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // Each once, at the line that names the file, whatever inherits it.
+    assert_eq!(at("missing-token"), ["t.yaml:2:3"], "{text}");
+    assert_eq!(at("missing-key"), ["t.yaml:3:21"], "{text}");
+    assert_eq!(at("missing-ca.pem"), ["t.yaml:6:18"], "{text}");
+    // Two files missing in one target's own settings: two errors.
+    assert_eq!(at("missing-body"), ["t.yaml:13:5"], "{text}");
+    assert_eq!(at("missing-proxy-header").len(), 1, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
+}

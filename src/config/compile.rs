@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::files::Files;
+use super::files::{FieldError, Files};
 use super::layer::Settings;
 use super::position::{line_col, locate, url_position};
 use super::schema::{GroupName, Labels, LongTarget, RawTls};
@@ -50,10 +50,14 @@ pub(super) fn build(
         seen: HashSet::new(),
         layered: HashMap::new(),
         admitted: false,
+        block_errors: HashMap::new(),
+        reported: HashSet::new(),
     };
+    compiler.check_blocks();
     let mut group_names = BTreeSet::new();
     let mut targets = Vec::with_capacity(entries.len());
     let mut errors = Vec::new();
+    let mut failed = false;
     for (k, entry) in entries.iter().enumerate() {
         // The group picks the `groups` block to lay under the target, so it is read before
         // the layers are merged (which would give the same).
@@ -68,15 +72,22 @@ pub(super) fn build(
         }
         match compiler.target(k, entry, group) {
             Ok(t) => targets.push(Arc::new(t)),
-            // One more than are listed, so that the list says it was cut.
-            Err(e) if errors.len() == MAX_ERRORS => {
-                errors.push(e);
-                break;
+            Err(list) => {
+                // An inherited error reported already leaves the list empty: the load still
+                // fails, on that error.
+                failed = true;
+                errors.extend(list);
+                // One more than are listed, so that the list says it was cut.
+                if errors.len() > MAX_ERRORS {
+                    errors.truncate(MAX_ERRORS + 1);
+                    break;
+                }
             }
-            Err(e) => errors.push(e),
         }
     }
-    if !errors.is_empty() {
+    if failed {
+        // In file order: an error inherited from a block stands where the block is written.
+        errors.sort_by_key(|e| (e.line, e.column));
         return Err(errors);
     }
     Ok(Config {
@@ -129,6 +140,8 @@ pub(super) fn with_templates(
         seen: HashSet::new(),
         layered: HashMap::new(),
         admitted: true,
+        block_errors: HashMap::new(),
+        reported: HashSet::new(),
     };
     let mut errors = Vec::new();
     for (k, (entry, name)) in entries.iter().zip(&names).enumerate() {
@@ -137,9 +150,11 @@ pub(super) fn with_templates(
                 t.allowed = Some(allow.clone());
                 config.templates.insert(name.clone(), Arc::new(t));
             }
-            Err(mut e) => {
-                e.message = format!("probe: the settings of group {name:?}: {}", e.message);
-                errors.push(e);
+            Err(list) => {
+                for mut e in list {
+                    e.message = format!("probe: the settings of group {name:?}: {}", e.message);
+                    errors.push(e);
+                }
             }
         }
     }
@@ -190,6 +205,44 @@ struct Compiler<'a> {
     /// Whether the entries are the templates of targets the `/probe` allowlist admits, which
     /// get no credential unless their group sends them.
     admitted: bool,
+    /// The errors the `defaults` block and each group's block have on their own, by message:
+    /// where the block stands and the field. A target that inherits one reports it there.
+    block_errors: HashMap<String, (usize, &'static str)>,
+    /// The block errors reported already: each once, however many targets inherit it.
+    reported: HashSet<String>,
+}
+
+/// Where `key` is first written as a key at or after byte `from` (a whole word followed by
+/// `:`, so that `file` is not found inside `bearer_token_file`); else where the word is
+/// first found, as [`locate`] finds it.
+fn locate_key(text: &str, key: &str, from: usize) -> (usize, usize) {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut at = from.min(text.len());
+    while let Some(i) = text
+        .get(at..)
+        .and_then(|rest| rest.find(key))
+        .map(|i| i + at)
+    {
+        let before = text[..i].chars().next_back();
+        let after = text[i + key.len()..].trim_start_matches([' ', '"', '\'']);
+        if !before.is_some_and(word) && after.starts_with(':') {
+            return line_col(text, i);
+        }
+        at = i + key.len();
+    }
+    locate(text, key, from).0
+}
+
+/// The TLS client of a target, and the one for the https requests of its redirects.
+type TargetTls = (Option<TlsTarget>, Option<Arc<rustls::ClientConfig>>);
+
+/// The byte offset of a top-level `key:` in `text` (at the start of a line).
+fn top_level(text: &str, key: &str) -> Option<usize> {
+    let needle = format!("{key}:");
+    if text.starts_with(&needle) {
+        return Some(0);
+    }
+    text.find(&format!("\n{needle}")).map(|i| i + 1)
 }
 
 impl<'a> Compiler<'a> {
@@ -205,11 +258,65 @@ impl<'a> Compiler<'a> {
         self.err_at(at.map_or((1, 1), |i| line_col(self.text, i)), message)
     }
 
+    /// An error at the first `field` after byte `offset` (where a block starts).
+    fn block_err(&self, offset: usize, field: &str, message: String) -> ConfigError {
+        self.err_at(locate_key(self.text, field, offset), message)
+    }
+
+    /// Check the `defaults` block and each group's block (over `defaults`) on their own, and
+    /// keep the errors each has, to report an inherited error once, where it is written.
+    fn check_blocks(&mut self) {
+        let mut blocks: Vec<(usize, Settings)> = Vec::new();
+        if let Some(at) = top_level(self.text, "defaults") {
+            blocks.push((at, self.defaults.clone()));
+        }
+        let groups_at = top_level(self.text, "groups");
+        for (name, own) in self.groups {
+            let start = groups_at.unwrap_or(0);
+            let (_, after) = locate(self.text, &format!("{}:", name.0), start);
+            let at = after.saturating_sub(name.0.len() + 1);
+            blocks.push((at, self.defaults.under(own)));
+        }
+        for (at, settings) in blocks {
+            let mut found: Vec<FieldError> = Vec::new();
+            if let Err(list) = self.files.request_spec(&settings, self.base) {
+                found.extend(list);
+            }
+            if let Err(e) = self.files.proxy_rules(&settings, self.base) {
+                found.push(e);
+            }
+            if let Some(raw) = &settings.tls_config
+                && let Err((field, message)) = self.tls_client(raw)
+            {
+                found.push((field, message));
+            }
+            for (field, message) in found {
+                self.block_errors.entry(message).or_insert((at, field));
+            }
+        }
+    }
+
+    /// `errors` of entry `k` as reported: one its block has on its own is reported once, at
+    /// the block; the others at the entry.
+    fn placed(&mut self, k: usize, errors: Vec<FieldError>) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        for (field, message) in errors {
+            match self.block_errors.get(&message).copied() {
+                Some((at, field)) => {
+                    if self.reported.insert(message.clone()) {
+                        out.push(self.block_err(at, field, message));
+                    }
+                }
+                None => out.push(self.field_err(k, field, message)),
+            }
+        }
+        out
+    }
+
     /// An error at the first `field` after entry `k`'s URL.
     fn field_err(&self, k: usize, field: &str, message: String) -> ConfigError {
         let (_, after) = url_position(self.text, self.urls(k));
-        let (place, _) = locate(self.text, field, after);
-        self.err_at(place, message)
+        self.err_at(locate_key(self.text, field, after), message)
     }
 
     /// The URLs of the entries up to `k`, as written (unless written with escapes).
@@ -240,7 +347,7 @@ impl<'a> Compiler<'a> {
         k: usize,
         entry: &'a LongTarget,
         group: &str,
-    ) -> Result<Target, ConfigError> {
+    ) -> Result<Target, Vec<ConfigError>> {
         let raw = entry.url.raw.as_str();
         let (defaults, default_codes) = self.layered(group);
         let u = &entry.url;
@@ -254,16 +361,18 @@ impl<'a> Compiler<'a> {
             group.to_owned(),
         );
         if !self.seen.insert(probe) {
-            return Err(self.url_err(k, format!("targets: {raw:?} is listed twice")));
+            return Err(vec![
+                self.url_err(k, format!("targets: {raw:?} is listed twice")),
+            ]);
         }
         if !self.admitted && entry.settings.send_credentials_to_admitted.is_some() {
-            return Err(self.field_err(
+            return Err(vec![self.field_err(
                 k,
                 "send_credentials_to_admitted",
                 "send_credentials_to_admitted: a target of the file always gets its credentials; \
                  the key says whether the targets /probe admits get them, in defaults or a group"
                     .into(),
-            ));
+            )]);
         }
         // The target's own settings over its group's over the defaults.
         let mut merged = defaults.under(&entry.settings);
@@ -274,9 +383,11 @@ impl<'a> Compiler<'a> {
         let follow_redirects = merged.follow_redirects.map_or(0, |f| f.0);
         let fail_if_ssl = merged.fail_if_ssl.unwrap_or(false);
         let fail_if_not_ssl = merged.fail_if_not_ssl.unwrap_or(false);
+        // Every error of the entry, each once: those it inherits from a block that has them on
+        // its own are reported at that block, the first time only.
+        let mut found: Vec<FieldError> = Vec::new();
         if fail_if_ssl && fail_if_not_ssl {
-            return Err(self.field_err(
-                k,
+            found.push((
                 "fail_if_ssl",
                 "fail_if_ssl and fail_if_not_ssl cannot both be true".into(),
             ));
@@ -284,17 +395,39 @@ impl<'a> Compiler<'a> {
         let spec = self
             .files
             .request_spec(&merged, self.base)
-            .map_err(|(field, m)| self.field_err(k, field, m))?;
+            .map_err(|list| found.extend(list))
+            .ok();
         let proxy = self
             .files
             .proxy_rules(&merged, self.base)
-            .map_err(|(field, m)| self.field_err(k, field, m))?;
-        let (tls, redirect_tls) = self.tls(k, entry, &merged, &spec, follow_redirects)?;
+            .map_err(|e| found.push(e))
+            .ok();
+        // Without the request's spec, the TLS name is the URL's host.
+        let bare = RequestSpec::bare(request::Method::GET);
+        let tls = self
+            .tls(
+                entry,
+                &merged,
+                spec.as_deref().unwrap_or(&bare),
+                follow_redirects,
+            )
+            .map_err(|e| found.push(e))
+            .ok();
+        let mut errors = self.placed(k, found);
         let name = entry.name.clone();
         let labels = entry.labels.clone().unwrap_or_default().0;
-        self.check_name_and_labels(k, name.as_deref(), &labels)?;
+        if let Err(e) = self.check_name_and_labels(k, name.as_deref(), &labels) {
+            errors.push(e);
+        }
         let ip_protocol = merged.ip_protocol.unwrap_or_default();
-        self.check_family(k, entry, ip_protocol)?;
+        if let Err(e) = self.check_family(k, entry, ip_protocol) {
+            errors.push(e);
+        }
+        let (Some(spec), Some(proxy), Some((tls, redirect_tls)), true) =
+            (spec, proxy, tls, errors.is_empty())
+        else {
+            return Err(errors);
+        };
         let valid_codes = match &entry.settings.valid_status_codes {
             Some(c) => Arc::new(c.clone()),
             None => default_codes,
@@ -343,20 +476,18 @@ impl<'a> Compiler<'a> {
     /// `server_name`, else a configured `Host` header's host, else the URL's host.
     fn tls(
         &mut self,
-        k: usize,
         entry: &LongTarget,
         merged: &Settings,
         spec: &RequestSpec,
         follow_redirects: u8,
-    ) -> Result<(Option<TlsTarget>, Option<Arc<rustls::ClientConfig>>), ConfigError> {
+    ) -> Result<TargetTls, FieldError> {
         let url = &entry.url;
         let raw_tls = merged.tls_config.clone().unwrap_or_default();
         if url.scheme == probe_url::Scheme::Http
             && entry.settings.tls_config.is_some()
             && follow_redirects == 0
         {
-            return Err(self.field_err(
-                k,
+            return Err((
                 "tls_config",
                 format!(
                     "tls_config: {:?} is not an https target and follows no redirects",
@@ -367,13 +498,12 @@ impl<'a> Compiler<'a> {
         let tls = match url.scheme {
             probe_url::Scheme::Http => None,
             probe_url::Scheme::Https => {
-                let config = self.client_config(k, &raw_tls)?;
+                let config = self.tls_client(&raw_tls)?;
                 let server_name = tls::server_name(
                     raw_tls.server_name.as_deref(),
                     spec.host_header(),
                     &url.host,
-                )
-                .map_err(|(field, m)| self.field_err(k, field, m))?;
+                )?;
                 Some(TlsTarget {
                     config,
                     server_name,
@@ -381,19 +511,16 @@ impl<'a> Compiler<'a> {
             }
         };
         let redirect_tls = if follow_redirects > 0 {
-            Some(self.client_config(k, &raw_tls)?)
+            Some(self.tls_client(&raw_tls)?)
         } else {
             None
         };
         Ok((tls, redirect_tls))
     }
 
-    /// The TLS client configuration of `raw_tls`, built once per load for the same settings.
-    fn client_config(
-        &mut self,
-        k: usize,
-        raw_tls: &RawTls,
-    ) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    /// The TLS client configuration of `raw_tls`, built once per load for the same settings;
+    /// or the field at fault and why.
+    fn tls_client(&mut self, raw_tls: &RawTls) -> Result<Arc<rustls::ClientConfig>, FieldError> {
         let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| self.base.join(p));
         let settings = TlsSettings {
             ca_file: resolve(&raw_tls.ca_file),
@@ -416,7 +543,7 @@ impl<'a> Compiler<'a> {
                 } => "key_file",
                 _ => "cert_file",
             };
-            self.field_err(k, field, format!("tls_config.{field}: {e}"))
+            (field, format!("tls_config.{field}: {e}"))
         })?;
         self.tls.configs.insert(settings, c.clone());
         Ok(c)

@@ -89,12 +89,13 @@ impl Files {
         })
     }
 
-    /// The method, headers, credentials and body of `s`.
+    /// The method, headers, credentials and body of `s`; or every error among the three (a
+    /// header file and a token file both missing are two errors).
     pub(super) fn request_spec(
         &mut self,
         s: &Settings,
         base: &Path,
-    ) -> Result<Arc<RequestSpec>, FieldError> {
+    ) -> Result<Arc<RequestSpec>, Vec<FieldError>> {
         let key: SpecKey = (
             s.method.clone(),
             s.headers.clone(),
@@ -108,20 +109,33 @@ impl Files {
             return Ok(spec.clone());
         }
         let mut spec = RequestSpec::bare(s.method.clone().unwrap_or(Method::GET));
-        self.headers(&mut spec, s, base)?;
-        if let Some(auth) = self.authorization(s, base)? {
-            let set = |k: &String| k.eq_ignore_ascii_case("authorization");
-            if spec.headers.iter().any(|(k, _)| set(k))
-                || spec.secret_headers.iter().any(|(k, _)| set(k))
-            {
-                return Err((
-                    "headers",
-                    "headers: Authorization is set by basic_auth or bearer_token".into(),
-                ));
-            }
-            spec.secret_headers.push(("Authorization".into(), auth));
+        let mut errors = Vec::new();
+        if let Err(e) = self.headers(&mut spec, s, base) {
+            errors.push(e);
         }
-        spec.body = self.body(s, base)?;
+        match self.authorization(s, base) {
+            Ok(Some(auth)) => {
+                let set = |k: &String| k.eq_ignore_ascii_case("authorization");
+                if spec.headers.iter().any(|(k, _)| set(k))
+                    || spec.secret_headers.iter().any(|(k, _)| set(k))
+                {
+                    errors.push((
+                        "headers",
+                        "headers: Authorization is set by basic_auth or bearer_token".into(),
+                    ));
+                }
+                spec.secret_headers.push(("Authorization".into(), auth));
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+        match self.body(s, base) {
+            Ok(body) => spec.body = body,
+            Err(e) => errors.push(e),
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let spec = Arc::new(spec);
         self.specs.insert(key, spec.clone());
         Ok(spec)
