@@ -218,3 +218,83 @@ fn every_yaml_block_of_the_readme_loads_in_its_tool() {
         );
     }
 }
+
+/// Every command line of the README's `sh` blocks, trimmed.
+fn readme_commands() -> Vec<String> {
+    read("README.md")
+        .split("```sh\n")
+        .skip(1)
+        .flat_map(|b| {
+            b.split("```")
+                .next()
+                .unwrap()
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_readme_command_that_can_run_here_runs_as_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Not run here, each for its reason: the test suite itself and the benchmark (run by CI
+    // and by hand), a probe of a public site (no network off this machine), installing into
+    // the host's system folders, and the deployment checks (tests/deploy.rs runs them).
+    let elsewhere = [
+        "./tests/run",
+        "bash examples/bench.sh",
+        "cargo run --release -- check https://example.com/ http://127.0.0.1:8080/health",
+        "install -m 0755 target/release/http_status_exporter /usr/local/bin/",
+        "install -D -m 0644 examples/targets.yaml /etc/http_status_exporter/targets.yaml",
+        "install -m 0644 deploy/systemd/http_status_exporter.service /etc/systemd/system/",
+        "systemctl daemon-reload && systemctl enable --now http_status_exporter",
+        "cargo build --release",
+        "python3 tests/deploy/e2e.py --exporter target/release/http_status_exporter",
+        "python3 tests/deploy/check_kubernetes.py --exporter target/release/http_status_exporter --schemas",
+    ];
+    common::find_program("promtool", "prometheus");
+    let mut ran = 0;
+    for command in readme_commands() {
+        if elsewhere.contains(&command.as_str()) {
+            continue;
+        }
+        // `cargo run --release --` is the binary these tests were built with.
+        let line = command.replace("cargo run --release --", common::exporter_bin());
+        if line.starts_with(common::exporter_bin()) && !line.contains(" check") {
+            // The exporter itself: it starts, listens, and stops on SIGTERM.
+            let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+            let config = args
+                .windows(2)
+                .find(|w| w[0] == "--config.file")
+                .map(|w| root.join(w[1]))
+                .expect("the command names its targets file");
+            let e = common::Exporter::start_file(&config, &[]);
+            assert!(e.scrape(Some(5.0)).contains("probe_success{"), "{command}");
+            e.proc.signal("TERM");
+            ran += 1;
+            continue;
+        }
+        let out = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .current_dir(root)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The one command the README says exits 1: the example file fails one target on
+        // purpose.
+        let expected = if line.contains(" check --config.file examples/targets.yaml") {
+            1
+        } else {
+            0
+        };
+        assert_eq!(out.status.code(), Some(expected), "{command}:\n{said}");
+        ran += 1;
+    }
+    assert!(ran >= 5, "only {ran} commands ran");
+}
