@@ -205,19 +205,7 @@ fn no_spelling_of_the_local_host_is_connected_to_directly_or_through_a_redirect(
         ),
     )
     .unwrap();
-    let wrapper = dir.path().join("in-client-ns");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec {} netns exec {} {} \"$@\"\n",
-            common::find_program("ip", "iproute2").display(),
-            net.client,
-            common::exporter_bin()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = net.exporter_wrapper(dir.path());
     let e = Exporter::start_with(
         &wrapper,
         &targets,
@@ -295,31 +283,9 @@ async fn capturing_tls_peer(
     key: &str,
     client_ca: &str,
 ) -> (SocketAddr, Arc<Mutex<Vec<(String, bool)>>>) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(client_ca.as_bytes()).unwrap())
-        .unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let config = common::tls_server_config(cert, key, client_ca, false);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();

@@ -445,20 +445,7 @@ fn a_probe_job_with_file_sd_probes_what_the_allowlist_admits_and_connects_nowher
            - {{target_label: __address__, replacement: '{exporter}'}}\n",
         sd.display()
     ));
-    // Prometheus answers 503 until its storage is open.
-    let query = |q: &str| -> Vec<serde_json::Value> {
-        let r = http(
-            prom,
-            "GET",
-            &format!("/api/v1/query?query={}", url_encode(q)),
-            &[],
-        );
-        if r.status != 200 {
-            return Vec::new();
-        }
-        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        v["data"]["result"].as_array().unwrap().clone()
-    };
+    let query = |q: &str| prometheus_query(prom, q);
     let value = |q: &str, instance: &str| -> Option<String> {
         query(q)
             .iter()

@@ -180,19 +180,7 @@ fn ten_thousand_targets_every_2s_for_60s_never_run_out_of_ports() {
     let path = dir.path().join("targets.yaml");
     std::fs::write(&path, yaml).unwrap();
     // The exporter in the client namespace, through a wrapper that enters it.
-    let wrapper = dir.path().join("in-client-ns");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec {} netns exec {} {} \"$@\"\n",
-            common::find_program("ip", "iproute2").display(),
-            net.client,
-            common::exporter_bin()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = net.exporter_wrapper(dir.path());
     let e = common::Exporter::start_with(&wrapper, &path, &[]);
     let addr = e.addr;
     let start = Instant::now();

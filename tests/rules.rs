@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, Nginx, http, prometheus, url_encode};
+use common::{Exporter, Nginx, http, prometheus, prometheus_query};
 
 /// Every scrape job of the README's YAML blocks, as written (each a `  - job_name:` entry).
 fn readme_jobs() -> Vec<String> {
@@ -40,21 +40,6 @@ fn localized(job: &str, exporter: SocketAddr, url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Prometheus's answer to an instant query.
-fn query(prom: SocketAddr, q: &str) -> Vec<serde_json::Value> {
-    let r = http(
-        prom,
-        "GET",
-        &format!("/api/v1/query?query={}", url_encode(q)),
-        &[],
-    );
-    if r.status != 200 {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
 
 #[test]
@@ -105,11 +90,12 @@ fn each_readme_job_alone_with_the_shipped_rules_leaves_every_alert_silent() {
                     assert!(
                         start.elapsed() < Duration::from_secs(40),
                         "job {name} never came up: {:?}",
-                        query(prom, "up")
+                        prometheus_query(prom, "up")
                     );
-                    let up = query(prom, "up");
+                    let up = prometheus_query(prom, "up");
                     let all_up = !up.is_empty() && up.iter().all(|s| s["value"][1] == "1");
-                    let rules_loaded = !query(prom, "count(probe_success)").is_empty() && all_up;
+                    let rules_loaded =
+                        !prometheus_query(prom, "count(probe_success)").is_empty() && all_up;
                     match (rules_loaded, healthy_since) {
                         (true, None) => healthy_since = Some(Instant::now()),
                         (true, Some(t)) if t.elapsed() > Duration::from_secs(4) => break,
@@ -124,7 +110,7 @@ fn each_readme_job_alone_with_the_shipped_rules_leaves_every_alert_silent() {
                     "rules not loaded: {}",
                     r.body
                 );
-                (name, query(prom, "ALERTS"))
+                (name, prometheus_query(prom, "ALERTS"))
             })
         })
         .collect();

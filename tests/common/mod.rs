@@ -586,3 +586,57 @@ pub fn prometheus(conf: &str) -> (Proc, SocketAddr) {
     wait_listening(addr, Duration::from_secs(20));
     (proc, addr)
 }
+
+/// The result of an instant query to Prometheus at `prom`; empty while it answers otherwise
+/// than 200 (503 until its storage is open).
+pub fn prometheus_query(prom: SocketAddr, q: &str) -> Vec<serde_json::Value> {
+    let r = http(
+        prom,
+        "GET",
+        &format!("/api/v1/query?query={}", url_encode(q)),
+        &[],
+    );
+    if r.status != 200 {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// A rustls server configuration with `cert` and `key` (PEM) that asks for a client
+/// certificate issued by `client_ca`: required, or only verified when one is given.
+pub fn tls_server_config(
+    cert: &str,
+    key: &str,
+    client_ca: &str,
+    required: bool,
+) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(client_ca.as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    );
+    let verifier = if required {
+        builder.build()
+    } else {
+        builder.allow_unauthenticated().build()
+    }
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    Arc::new(config)
+}

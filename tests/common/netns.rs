@@ -155,6 +155,27 @@ while True:
     }
 }
 
+impl Net {
+    /// A script in `dir` that runs the exporter binary in the client namespace, for
+    /// [`super::Exporter::start_with`].
+    pub fn exporter_wrapper(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let wrapper = dir.join("in-client-ns");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {} netns exec {} {} \"$@\"\n",
+                super::find_program("ip", "iproute2").display(),
+                self.client,
+                super::exporter_bin()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        wrapper
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         for s in &mut self.servers {
