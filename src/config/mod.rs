@@ -28,7 +28,7 @@ pub(crate) mod position;
 mod recover;
 mod schema;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ use crate::probe_url;
 use crate::target::Target;
 use layer::Settings;
 use position::locate;
-use recover::{Recovery, Step};
+use recover::FileMap;
 use schema::{GroupName, HumanDuration, Labels, LongTarget, NativeFile, SdGroup, check_label_name};
 
 /// A probe's timeout when none is configured.
@@ -188,7 +188,8 @@ pub fn read_bounded(path: &Path, what: &str) -> Result<String, ConfigError> {
 /// Validate a targets file's text; `path` names it in errors and anchors relative TLS paths.
 /// Every error of the file is reported, in file order (see [`ConfigError::more`]): after a bad
 /// entry of `targets` or a bad `defaults` or `groups` block, the rest of the file is still
-/// checked. A YAML syntax error, an anchor or a file_sd file stops at the first.
+/// checked, at a cost close to a clean load (see `recover`). An error outside those parts, an
+/// anchor or a file_sd file stops at the first.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let err_at = |(line, column): (usize, usize), message: String| {
         ConfigError::new(path, line, column, message)
@@ -216,46 +217,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         .map_err(|e| ConfigError::list(e, false).unwrap_or_else(|| unlisted(path)));
     }
     let mut errors = Vec::new();
-    let mut recovery: Option<Recovery> = None;
     let mut truncated = false;
-    let file = loop {
-        let current = recovery.as_ref().map_or(text, Recovery::text);
-        let e = match serde_yaml::from_str::<NativeFile>(current) {
-            Ok(file) => break Some(file),
-            Err(e) => e,
-        };
-        let (place, message) = position::yaml_error(current, &e);
-        let r = recovery.get_or_insert_with(|| Recovery::new(text));
-        let step = e
-            .location()
-            .map_or(Step::Stop, |l| r.skip(l.line(), l.column()));
-        if step != Step::Spurious {
-            errors.push(err_at(place, message));
-        }
-        if step != Step::Again {
-            break None;
-        }
-        if errors.len() >= MAX_ERRORS {
-            truncated = true;
-            break None;
+    let mut skipped = BTreeSet::new();
+    let mut blanked_a_block = false;
+    let mut map = None;
+    let file = match serde_yaml::from_str::<NativeFile>(text) {
+        Ok(file) => file,
+        Err(e) => {
+            let r = recover::recover(text, &e);
+            errors.extend(r.errors.into_iter().map(|(at, m)| err_at(at, m)));
+            truncated = r.truncated;
+            (skipped, blanked_a_block, map) = (r.skipped, r.blanked_a_block, Some(r.map));
+            match r.file {
+                Some(file) => file,
+                None => {
+                    return Err(
+                        ConfigError::list(errors, truncated).unwrap_or_else(|| unlisted(path))
+                    );
+                }
+            }
         }
     };
-    let Some(file) = file else {
-        return Err(ConfigError::list(errors, truncated).unwrap_or_else(|| unlisted(path)));
-    };
-    let skipped = recovery
-        .as_ref()
-        .map(Recovery::skipped_targets)
-        .unwrap_or_default();
     let mut entries = Vec::with_capacity(file.targets.len());
     for (k, t) in file.targets.into_iter().enumerate() {
         match t {
             Some(t) => entries.push(t.0),
-            None if skipped.contains(&k) => {}
+            // Past MAX_ERRORS the list is cut: these would not be shown.
+            None if skipped.contains(&k) || errors.len() > MAX_ERRORS => {}
             None => {
-                let r = recovery.get_or_insert_with(|| Recovery::new(text));
+                let m = map.get_or_insert_with(|| FileMap::new(text));
                 errors.push(err_at(
-                    r.target_place(k).unwrap_or((1, 1)),
+                    m.target_place(text, k).unwrap_or((1, 1)),
                     format!(
                         "targets[{k}]: an empty entry: write a URL or a mapping with a `url` key"
                     ),
@@ -305,7 +297,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     // Targets are compiled over the defaults and groups they are laid on: when one of those
     // was bad, what the targets would make of it is left for the next check.
-    if !recovery.as_ref().is_some_and(Recovery::blanked_a_block) {
+    if !blanked_a_block {
         match compile::build(path, text, &defaults, &groups, &entries, per_host)
             .and_then(|c| compile::with_templates(c, allow, path, text, &defaults, &groups))
         {
@@ -568,6 +560,11 @@ mod tests {
         }
         let e = parse(Path::new("t.yml"), &text).unwrap_err();
         assert_eq!((e.count(), e.truncated), (MAX_ERRORS, true));
+        // Empty entries too, each placed on its own line.
+        let text = format!("targets:\n{}", "  - ~\n".repeat(MAX_ERRORS + 20));
+        let e = parse(Path::new("t.yml"), &text).unwrap_err();
+        assert_eq!((e.count(), e.truncated), (MAX_ERRORS, true));
+        assert_eq!((e.more[98].line, e.more[98].column), (101, 5));
     }
 
     #[test]

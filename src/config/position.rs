@@ -21,17 +21,38 @@ pub(crate) fn strip_location(msg: &str) -> String {
 /// the start of the enclosing mapping: when the message quotes a value, the place is moved to
 /// that value. Quoted strings are left out of the message (see [`without_strings`]).
 pub(super) fn yaml_error(text: &str, e: &serde_yaml::Error) -> ((usize, usize), String) {
-    let message = strip_location(&e.to_string());
-    let place = match e.location() {
-        Some(l) => match quoted(&message)
-            .and_then(|v| find_from(text, v, l.index()).or_else(|| text.find(v)))
-        {
-            Some(i) => line_col(text, i),
-            None => (l.line(), l.column()),
-        },
-        None => (1, 1),
+    let reading = read_error(text, e);
+    let place = match (reading.mark, reading.value_at) {
+        (Some(_), Some(i)) => line_col(text, i),
+        (Some(l), None) => (l.line(), l.column()),
+        (None, _) => (1, 1),
     };
-    (place, without_strings(&message))
+    (place, reading.message)
+}
+
+/// A decoder error as read against the text that was decoded.
+pub(super) struct Reading {
+    /// The message, without the decoder's location suffix and the strings it quotes.
+    pub(super) message: String,
+    /// Where the decoder stood; `None` for an error with no place.
+    pub(super) mark: Option<serde_yaml::Location>,
+    /// With a mark: the byte offset of the value the message quotes, looked for from the mark
+    /// on, then from the start.
+    pub(super) value_at: Option<usize>,
+}
+
+/// Read decoder error `e` against `text`, the text it decoded (see [`yaml_error`]).
+pub(super) fn read_error(text: &str, e: &serde_yaml::Error) -> Reading {
+    let full = strip_location(&e.to_string());
+    let mark = e.location();
+    let value_at = mark.as_ref().and_then(|l| {
+        quoted(&full).and_then(|v| find_from(text, v, l.index()).or_else(|| text.find(v)))
+    });
+    Reading {
+        message: without_strings(&full),
+        mark,
+        value_at,
+    }
 }
 
 /// 1-based line and column of the first occurrence of `needle` at or after byte `from`
