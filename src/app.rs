@@ -80,22 +80,20 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
     let web_slot = Arc::new(WebSlot::new(web.unwrap_or_else(WebConfig::open)));
     let loader_path = path.clone();
     let dns_settings = args.dns.clone();
-    let reloader = Arc::new(Reloader {
+    let reloader = Arc::new(Reloader(Arc::new(Files {
         prober: prober.clone(),
         web: web_slot.clone(),
-        loaders: Arc::new(Loaders {
-            web: web_slot.clone(),
-            loader: Box::new(move || load(&loader_path)),
-            web_loader: args.web_config_file.clone().map(|file| {
-                let reread = file.clone();
-                let loader: WebLoader = Box::new(move || web::load(&reread));
-                (file, loader)
-            }),
-            dns_loader: Box::new(move || dns::Resolver::load(&dns_settings, fd_limit)),
+        file: path.clone(),
+        loader: Box::new(move || load(&loader_path)),
+        web_loader: args.web_config_file.clone().map(|file| {
+            let reread = file.clone();
+            let loader: WebLoader = Box::new(move || web::load(&reread));
+            (file, loader)
         }),
-        lock: tokio::sync::Mutex::new(()),
-    });
-    reloader.loaded();
+        dns_loader: Box::new(move || dns::Resolver::load(&dns_settings, fd_limit)),
+        lock: std::sync::Mutex::new(()),
+    })));
+    reloader.0.loaded();
     let state = Arc::new(State {
         prober,
         timeout_offset: args.timeout_offset,
@@ -249,106 +247,163 @@ type DnsLoader = Box<dyn Fn() -> Result<dns::Resolver, ConfigError> + Send + Syn
 
 /// Reloads the targets file, the web config and the resolver's files together, on SIGHUP,
 /// `POST /-/reload` or a changed file; a bad file keeps everything in use.
-struct Reloader {
+struct Reloader(Arc<Files>);
+
+/// The files a reload reads, how to read each, and what takes what was read.
+struct Files {
     /// Takes the new config and resolver.
     prober: Arc<Prober>,
     /// Takes the new web config.
     web: Arc<WebSlot>,
-    /// Reads the files, on a blocking thread.
-    loaders: Arc<Loaders>,
-    /// Serialises reloads.
-    lock: tokio::sync::Mutex<()>,
-}
-
-/// How the files of a reload are read again.
-struct Loaders {
-    /// The web config in force, which a new one may not weaken.
-    web: Arc<WebSlot>,
+    /// The targets file, which names a reload that stopped.
+    file: PathBuf,
     /// Reads the targets file again.
     loader: Loader,
     /// The web config file and how to read it again, if there is one.
     web_loader: Option<(PathBuf, WebLoader)>,
     /// Reads the resolver's files again.
     dns_loader: DnsLoader,
+    /// Serialises reloads, taken on the thread that reloads.
+    lock: std::sync::Mutex<()>,
 }
 
-/// What a reload read: the targets, the web config if there is a file, the resolver.
-type Loaded = (Config, Option<WebConfig>, dns::Resolver);
-
-impl Loaders {
-    /// Read every file again; the first error is the reload's.
-    fn load(&self) -> Result<Loaded, ConfigError> {
-        let config = (self.loader)()?;
-        let web = self
-            .web_loader
-            .as_ref()
-            .map(|(file, load)| load().map(|next| (file, next)))
-            .transpose()?;
-        let dns = (self.dns_loader)()?;
-        if let Some((file, next)) = &web
-            && let Some(lost) = self.web.get().weakened_by(next)
-        {
-            return Err(ConfigError::new(
-                (*file).clone(),
-                1,
-                1,
-                format!(
-                    "the new web config turns {lost} off; a reload never weakens the \
-                     endpoint's protection, restart the exporter to do that"
-                ),
-            ));
-        }
-        Ok((config, web.map(|(_, next)| next), dns))
-    }
-}
-
-impl Reloader {
+impl Files {
     /// Record a successful load (the first one, at start).
     fn loaded(&self) {
         self.prober.metrics().record_load(true);
     }
 
-    /// Load the files again; a bad file keeps the old config in use.
+    /// Read every file again and put what was read in use; a bad file keeps everything in
+    /// use. Blocks for as long as reading takes.
+    fn reload(&self) -> Result<usize, ConfigError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (config, web, dns) = match self.load() {
+            Ok(loaded) => loaded,
+            Err(e) => return Err(self.failed(e)),
+        };
+        let n = config.targets.len();
+        self.prober.set_resolver(dns);
+        self.prober.set_config(config);
+        if let Some(web) = web {
+            self.web.set(web);
+        }
+        self.loaded();
+        tracing::info!(targets = n, "config reloaded");
+        // The old config's memory, once no round holds it, goes back to the system.
+        sys::release_free_memory();
+        Ok(n)
+    }
+
+    /// The files read again: the config, the web config if there is one, the resolver. A
+    /// web config that would weaken the endpoint's protection is an error.
+    fn load(&self) -> Result<(Config, Option<WebConfig>, dns::Resolver), ConfigError> {
+        let config = (self.loader)()?;
+        let web = match &self.web_loader {
+            Some((file, load)) => {
+                let next = load()?;
+                if let Some(lost) = self.web.get().weakened_by(&next) {
+                    return Err(ConfigError::new(
+                        file.clone(),
+                        1,
+                        1,
+                        format!(
+                            "the new web config turns {lost} off; a reload never weakens the \
+                             endpoint's protection, restart the exporter to do that"
+                        ),
+                    ));
+                }
+                Some(next)
+            }
+            None => None,
+        };
+        let dns = (self.dns_loader)()?;
+        Ok((config, web, dns))
+    }
+
+    /// Count and log a reload that failed with `e`.
+    fn failed(&self, e: ConfigError) -> ConfigError {
+        self.prober.metrics().record_load(false);
+        tracing::error!(error = %e, "config reload failed; keeping the previous config");
+        e
+    }
+}
+
+impl Reloader {
+    /// Load the files again; a bad file keeps the old config in use. Parsing a large targets
+    /// file, reading the files it names and giving the old config's memory back take a
+    /// while: they run on a blocking thread, so that no runtime thread that serves scrapes
+    /// waits for them.
     async fn reload(&self) -> Result<usize, ConfigError> {
-        let _guard = self.lock.lock().await;
-        // Loading reads files and may take a while for a large file: it runs on a blocking
-        // thread, so that no runtime thread that serves scrapes is held while it parses.
-        let loaders = self.loaders.clone();
-        let loaded = tokio::task::spawn_blocking(move || loaders.load())
+        let files = self.0.clone();
+        tokio::task::spawn_blocking(move || files.reload())
             .await
             .unwrap_or_else(|e| {
-                Err(ConfigError::new(
-                    PathBuf::from("(reload)"),
-                    1,
-                    1,
-                    format!("the reload stopped before it finished: {e}"),
-                ))
-            });
-        match loaded {
-            Ok((config, web, dns)) => {
-                let n = config.targets.len();
-                self.prober.set_resolver(dns);
-                self.prober.set_config(config);
-                if let Some(web) = web {
-                    self.web.set(web);
-                }
-                self.loaded();
-                // The old config's memory, once no round holds it, goes back to the system.
-                sys::release_free_memory();
-                tracing::info!(targets = n, "config reloaded");
-                Ok(n)
-            }
-            Err(e) => {
-                self.prober.metrics().record_load(false);
-                tracing::error!(error = %e, "config reload failed; keeping the previous config");
-                Err(e)
-            }
-        }
+                let message = format!("the reload stopped: {e}");
+                Err(self
+                    .0
+                    .failed(ConfigError::new(self.0.file.clone(), 1, 1, message)))
+            })
     }
 }
 
 impl server::Reload for Reloader {
     fn reload(&self) -> Pin<Box<dyn Future<Output = Result<usize, ConfigError>> + Send + '_>> {
         Box::pin(Reloader::reload(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// The targets file the reloader reads.
+    const TARGETS: &str = "targets: ['http://127.0.0.1:9/', 'http://127.0.0.1:9/x']\n";
+
+    /// A reloader whose targets file takes `parse` to load.
+    fn reloader(parse: Duration) -> Reloader {
+        let config = config::parse(Path::new("t.yml"), "targets: []\n").unwrap();
+        let prober = Prober::new(
+            config,
+            dns::Resolver::system(1),
+            Limits { concurrency: 4 },
+            ExporterMetrics::new().unwrap(),
+        );
+        Reloader(Arc::new(Files {
+            prober: Arc::new(prober),
+            web: Arc::new(WebSlot::new(WebConfig::open())),
+            file: "t.yml".into(),
+            loader: Box::new(move || {
+                std::thread::sleep(parse);
+                config::parse(Path::new("t.yml"), TARGETS)
+            }),
+            web_loader: None,
+            dns_loader: Box::new(|| Ok(dns::Resolver::system(1))),
+            lock: std::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The runtime has one thread here: a reload that parsed on it would stop every other
+    /// task (the scrapes) until it was done.
+    #[tokio::test]
+    async fn a_reload_parses_off_the_runtime_threads() {
+        let reloader = reloader(Duration::from_millis(600));
+        let ticks = tokio::spawn(async {
+            let mut longest = Duration::ZERO;
+            for _ in 0..40 {
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                longest = longest.max(t.elapsed());
+            }
+            longest
+        });
+        assert_eq!(reloader.reload().await, Ok(2));
+        assert_eq!(reloader.0.prober.config().targets.len(), 2);
+        let longest = ticks.await.unwrap();
+        assert!(
+            longest < Duration::from_millis(300),
+            "a tick waited {longest:?}"
+        );
     }
 }
