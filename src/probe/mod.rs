@@ -253,27 +253,28 @@ pub fn admission(allow: &Allow, url: &ProbeUrl) -> Admission {
     }
 }
 
-/// The addresses of `url`'s host the allowlist permits a connection to; a failure when it
-/// permits none (or when a proxy would make the connection, whose addresses it cannot check).
+/// The failure of a request the allowlist refuses, noted in the trace.
+fn denied(why: String) -> Failure {
+    trace::note(|| format!("refused: {why}"));
+    Failure::new(FailureReason::AddressDenied, why)
+}
+
+/// The addresses of `url`'s host the allowlist permits a connection to (`by_name`: whether a
+/// name pattern admitted the host); a failure when it permits none (or when a proxy would
+/// make the connection, whose addresses it cannot check).
 fn allowed(
     allow: &Allow,
+    by_name: bool,
     url: &ProbeUrl,
     route: &route::Route<'_>,
     addrs: &[std::net::IpAddr],
 ) -> Result<Arc<[std::net::IpAddr]>, Failure> {
-    let denied = |why: String| {
-        trace::note(|| format!("refused: {why}"));
-        Failure::new(FailureReason::AddressDenied, why)
-    };
     if let Some(p) = route.proxy() {
         return Err(denied(format!(
             "the /probe allowlist cannot check the addresses the proxy {} connects to",
             p.authority()
         )));
     }
-    let Admission::Admitted { by_name, .. } = admission(allow, url) else {
-        return Err(denied(format!("{} is not admitted", url.host)));
-    };
     let mut why = Vec::new();
     let own = crate::sys::own_addresses();
     let permitted: Arc<[std::net::IpAddr]> = addrs
@@ -314,15 +315,7 @@ fn as_seen(ip: std::net::IpAddr, own: &[std::net::IpAddr]) -> std::net::IpAddr {
 /// byte is written: the address it reached (`getpeername`) must be permitted, and one whose
 /// peer is its own local address reached this host. Whatever path led there (a spelling, a
 /// resolver, a route), a connection that landed where the allowlist forbids is refused.
-fn landed(allow: &Allow, url: &ProbeUrl, tcp: &tokio::net::TcpStream) -> Result<(), Failure> {
-    let by_name = matches!(
-        admission(allow, url),
-        Admission::Admitted { by_name: true, .. }
-    );
-    let denied = |why: String| {
-        trace::note(|| format!("refused: {why}"));
-        Failure::new(FailureReason::AddressDenied, why)
-    };
+fn landed(allow: &Allow, by_name: bool, tcp: &tokio::net::TcpStream) -> Result<(), Failure> {
     let (Ok(peer), Ok(local)) = (tcp.peer_addr(), tcp.local_addr()) else {
         return Err(denied(
             "the connection's addresses could not be read: closed before sending".into(),
@@ -487,13 +480,17 @@ async fn request(
     jar: Option<&mut cookies::Jar>,
 ) -> Option<String> {
     let route = route::route(target, url);
-    if let Some(allow) = &target.allowed
-        && let Admission::Refused(why) = admission(allow, url)
-    {
-        trace::note(|| format!("refused: {why}"));
-        facts.fail(FailureReason::AddressDenied, why);
-        return None;
-    }
+    // For a target not in the file, its host must be admitted; `by_name` says whether a
+    // name pattern did it, which the checks of its addresses and its socket need.
+    let by_name = match target.allowed.as_deref().map(|allow| admission(allow, url)) {
+        Some(Admission::Refused(why)) => {
+            let Failure { reason, detail } = denied(why);
+            facts.fail(reason, detail);
+            return None;
+        }
+        Some(Admission::Admitted { by_name, .. }) => by_name,
+        None => false,
+    };
     trace::note(|| match route.via {
         Via::Direct => format!(
             "request to {}: direct to {}:{}",
@@ -521,7 +518,7 @@ async fn request(
         facts.record(|p| &mut p.resolve, resolved)?
     };
     if let Some(allow) = &target.allowed {
-        addrs = facts.check(allowed(allow, url, &route, &addrs))?;
+        addrs = facts.check(allowed(allow, by_name, url, &route, &addrs))?;
     }
     // Known from here on, also when connecting fails (as blackbox_exporter reports them).
     facts.address(addrs.first().copied());
@@ -540,7 +537,7 @@ async fn request(
     };
     facts.address(ip);
     if let Some(allow) = &target.allowed {
-        facts.check(landed(allow, url, &tcp))?;
+        facts.check(landed(allow, by_name, &tcp))?;
     }
     let tcp = match route.via {
         Via::Tunnel(proxy) => {
@@ -719,14 +716,13 @@ mod tests {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let url = crate::probe_url::parse_url(&format!("http://public.example:{port}/")).unwrap();
         // Admitted by name, and by every network but loopback's: the socket decides.
         let wide = Allow::new(&["*.example".into(), "0.0.0.0/0".into()], &[]).unwrap();
-        let f = landed(&wide, &url, &tcp).unwrap_err();
+        let f = landed(&wide, true, &tcp).unwrap_err();
         assert_eq!(f.reason, FailureReason::AddressDenied);
         assert!(f.detail.contains("reached 127.0.0.1"), "{}", f.detail);
         let lo = Allow::new(&["127.0.0.0/8".into()], &[]).unwrap();
-        assert!(landed(&lo, &url, &tcp).is_ok());
+        assert!(landed(&lo, false, &tcp).is_ok());
         assert_eq!(
             as_seen(
                 "198.18.0.1".parse().unwrap(),
