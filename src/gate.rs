@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// Lock a mutex whose data stays valid even if a holder panicked (every critical section
-/// here leaves its data consistent at each step).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// here and in the rounds leaves its data consistent at each step).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -77,6 +77,15 @@ impl<K: Hash + Eq + Clone> Gates<K> {
         lock(&self.map).entry(key.clone()).or_default().clone()
     }
 
+    /// A place at `gate` if it is below the cap now.
+    fn take(&self, gate: &Arc<Gate>) -> Option<Permit> {
+        let mut open = lock(&gate.open);
+        (*open < self.cap.load(Ordering::Relaxed).max(1)).then(|| {
+            *open += 1;
+            Permit { gate: gate.clone() }
+        })
+    }
+
     /// Wait for a place at `gate` (one of this set's).
     pub async fn enter(&self, gate: &Arc<Gate>) -> Permit {
         loop {
@@ -84,12 +93,8 @@ impl<K: Hash + Eq + Clone> Gates<K> {
             let freed = gate.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            {
-                let mut open = lock(&gate.open);
-                if *open < self.cap.load(Ordering::Relaxed).max(1) {
-                    *open += 1;
-                    return Permit { gate: gate.clone() };
-                }
+            if let Some(permit) = self.take(gate) {
+                return permit;
             }
             freed.await;
         }
@@ -97,14 +102,7 @@ impl<K: Hash + Eq + Clone> Gates<K> {
 
     /// A place at `key`'s gate if one is free now, without waiting.
     pub fn try_slot(&self, key: &K) -> Option<Permit> {
-        let gate = self.gate(key);
-        let mut open = lock(&gate.open);
-        if *open < self.cap.load(Ordering::Relaxed).max(1) {
-            *open += 1;
-            drop(open);
-            return Some(Permit { gate });
-        }
-        None
+        self.take(&self.gate(key))
     }
 
     /// Wait for a place at `key`'s gate.

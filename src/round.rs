@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -32,16 +32,11 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
 use crate::dns::Resolver;
+pub(crate) use crate::gate::lock;
 use crate::gate::{Gate, Gates, Permit};
 use crate::outcome::{FailureReason, ProbeResult};
 use crate::probe;
 use crate::probe_url::Host;
-
-/// Lock a mutex whose data stays valid even if a holder panicked (every critical section
-/// here leaves its data consistent at each step).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The outcome of one round.
 #[derive(Debug)]
