@@ -169,7 +169,7 @@ mod tests {
             tls,
             ip_protocol: IpProtocol::Auto,
             source_ip: None,
-            label_block: String::new(),
+            label_block: Arc::from(""),
             group: Arc::from("default"),
             url,
             valid_http_versions: None,
