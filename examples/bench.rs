@@ -16,6 +16,14 @@
 //! that server on 127.53.0.1:53), beside the IP-literal round of the same targets in the same
 //! run. The `failed` column counts the probes that did not succeed over all measured rounds.
 //!
+//! The witness: a peer that answers exactly 20 ms after its request, run under `chrt -f`
+//! (SCHED_FIFO) so that its own timing does not move with the load, probed alone and inside a
+//! saturated round of 10,000; loaded minus alone is the exporter's error under load.
+//!
+//! A plain run does all of it, in one run: the rounds and wrk, then the names, then the
+//! witness. `--names` or `--witness` runs one part alone. `BENCH_EXPORTER=path` runs any of
+//! them against another build of the exporter.
+//!
 //! `--compare OLD_BINARY` runs only the 10,000-target plain round, by turns with this build
 //! and with `OLD_BINARY` (an earlier commit's build), and prints both medians.
 //!
@@ -772,6 +780,9 @@ fn main() {
     }
     rows.push(scenario(dir.path(), "1000 https", &https, 1_000, 5));
     let render = render_time();
+    // The names and the witness, in the same run as the table above.
+    let names = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
+    let witnessed = witness(dir.path(), port, 10_000, if quick { 10 } else { 30 });
     let wrk_plain = wrk(&format!("http://127.0.0.1:{port}/"));
     let wrk_tls = wrk(&format!("https://127.0.0.1:{tls_port}/"));
 
@@ -815,4 +826,6 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    print_names(&names);
+    print_witness(&witnessed);
 }

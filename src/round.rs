@@ -244,6 +244,7 @@ pub async fn run_round_on(
     let n = config.targets.len();
     let lanes = schedule(&config, slots);
     let resolver = Arc::new(resolver.round());
+    let prefetcher = resolver.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, ProbeResult, Duration)>();
 
     // Probes still running, so that the scrape's deadline (or the last client leaving) can
@@ -344,7 +345,22 @@ pub async fn run_round_on(
             came[i] = true;
         }
     };
-    tokio::join!(spawner, collector);
+    // The round's names are looked up ahead of their probes, in the order the probes start,
+    // so that the lookups overlap with the other probes' connects. It stops with the round.
+    let prefetch = async {
+        let hosts = config
+            .targets
+            .iter()
+            .filter_map(|t| probe::first_lookup(t).map(|h| (h, t.ip_protocol)));
+        prefetcher.prefetch(hosts).await;
+        std::future::pending::<()>().await;
+    };
+    tokio::join!(spawner, async {
+        tokio::select! {
+            () = collector => {}
+            () = prefetch => {}
+        }
+    });
     // Probes still running past the deadline are ended; their results say so.
     let cut: HashMap<usize, AbortHandle> = std::mem::take(&mut *lock(&running.0));
     for task in cut.values() {

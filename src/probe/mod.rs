@@ -358,6 +358,17 @@ pub struct Env<'a> {
     pub gates: &'a Gates<std::net::IpAddr>,
 }
 
+/// The name the first request of `target` looks up (its proxy's, when it goes through one),
+/// so that a round can look it up ahead of the probe. `None` for an IP literal, and for a
+/// target the `/probe` allowlist admitted: its names are looked up only once admitted.
+pub fn first_lookup(target: &Target) -> Option<&Host> {
+    if target.allowed.is_some() {
+        return None;
+    }
+    let (_, host, _) = route::via(target, &target.url);
+    matches!(host, Host::Name(_)).then_some(host)
+}
+
 /// Probe `target` once, giving up at `deadline`. The probe's clock starts now; its duration
 /// runs to its end, less the late wake-ups of this process that the kernel's stamps show
 /// (see [`Timed::late`]).
