@@ -766,3 +766,69 @@ async fn both_families_come_from_one_search_candidate() {
         assert_eq!(seen.count(name, "AAAA", "udp"), 1, "{name}");
     }
 }
+
+/// Within a round a socket whose lookup got its answers serves the next lookups, at most
+/// `SOCKET_USES` of them; a lookup that timed out closes its socket, so that its late answer
+/// reaches no other lookup; and no socket outlives its round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_serves_a_few_clean_lookups_of_its_round_then_closes() {
+    use http_status_exporter::dns::client::SOCKET_USES;
+    let mut zone = Zone {
+        wildcard: Some((".pool.test".to_owned(), vec![v4("127.0.0.1")])),
+        ..Zone::default()
+    };
+    zone.names.insert("silent.test".into(), Entry::Silent);
+    let dns = DnsServer::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "options attempts:1 timeout:1", "", false);
+    let round = r.round();
+    let n = 10 * SOCKET_USES as usize;
+    for i in 0..n {
+        let host = Host::Name(format!("n{i}.pool.test"));
+        let answer = round.resolve(&host, IpProtocol::Ip4).await;
+        assert!(answer.result.is_ok(), "{answer:?}");
+    }
+    // The one that times out, then one more.
+    let silent = round
+        .resolve(&Host::Name("silent.test".into()), IpProtocol::Ip4)
+        .await;
+    assert!(silent.result.is_err(), "{silent:?}");
+    let after = round
+        .resolve(&Host::Name("after.pool.test".into()), IpProtocol::Ip4)
+        .await;
+    assert!(after.result.is_ok(), "{after:?}");
+    drop(round);
+    let next_round = r.round();
+    let next = next_round
+        .resolve(&Host::Name("next.pool.test".into()), IpProtocol::Ip4)
+        .await;
+    assert!(next.result.is_ok(), "{next:?}");
+    let seen = dns.seen();
+    let uses: Vec<usize> = seen.by_port.values().map(Vec::len).collect();
+    // Sockets are reused: 160 lookups took about 10 sockets, each at most SOCKET_USES.
+    assert!(uses.iter().all(|&u| u <= SOCKET_USES as usize), "{uses:?}");
+    assert!(
+        seen.by_port.len() <= n / 4,
+        "{} ports for {n}",
+        seen.by_port.len()
+    );
+    let port_of = |name: &str| {
+        seen.by_port
+            .iter()
+            .find(|(_, names)| names.iter().any(|x| x == name))
+            .map(|(p, names)| (*p, names.clone()))
+            .unwrap()
+    };
+    // The socket of the timed-out lookup asked nothing after it.
+    let (silent_port, names) = port_of("silent.test");
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("silent.test"),
+        "{names:?}"
+    );
+    assert_ne!(port_of("after.pool.test").0, silent_port);
+    // A new round opens a socket of its own.
+    let (next_port, names) = port_of("next.pool.test");
+    assert_eq!(names, vec!["next.pool.test".to_owned()]);
+    assert_ne!(next_port, port_of("after.pool.test").0);
+}

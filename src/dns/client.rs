@@ -1,19 +1,25 @@
-//! Queries on the wire, as glibc sends them: for each server in turn, a fresh UDP socket
-//! connected to it (so a random source port of the kernel's choosing, and answers from any
-//! other address or port never reach us), the questions of one lookup (A and AAAA) sent
-//! together on it with random IDs, and TCP when an answer is truncated. Each server is tried in
-//! turn (`rotate` spreads the first choice), `attempts` times, `timeout` each.
+//! Queries on the wire: for each server in turn, a UDP socket connected to it (a random source
+//! port of the kernel's choosing, and answers from any other address or port never reach us),
+//! the questions of one lookup (A and AAAA) sent together on it with random IDs, and TCP when
+//! an answer is truncated. Each server is tried in turn (`rotate` spreads the first choice),
+//! `attempts` times, `timeout` each.
 //!
 //! A datagram is taken as the answer to a question only when its ID, its question (name, type,
-//! class) and its QR bit match; anything else is ignored and the wait goes on. A query owns its
-//! socket and its IDs from the first send to the last answer, so no other query can be handed
-//! an answer meant for it, and an ID is never shared.
+//! class) and its QR bit match; anything else is ignored and the wait goes on. A lookup owns
+//! its socket and its IDs from the first send to the last answer, so no other lookup can be
+//! handed an answer meant for it, and an ID is never shared.
 //!
-//! A socket per query costs a socket, a setsockopt, a connect, two epoll changes and a close
-//! (measured in the benchmark, README); a failure to open one (an IPv6 server on a host
-//! without IPv6) fails that server for that query only. The time of an answer is the kernel's
-//! stamp of its arrival (`SO_TIMESTAMPNS`), so that a busy runtime does not lengthen the
-//! resolve phase it reports.
+//! Opening a socket costs a socket, a setsockopt, a connect, two epoll changes and a close:
+//! more than the lookup's own sends and reads. So a socket whose lookup got every answer it
+//! asked for goes back to a pool and serves up to [`SOCKET_USES`] lookups, one at a time, for
+//! at most [`SOCKET_AGE`]; a socket whose lookup timed out or failed is closed, so that a late
+//! answer or error never reaches another lookup. An off-path attacker must still guess the
+//! ID (16 random bits) and the port (random among the kernel's ephemeral range) of each
+//! question; one that learns a socket's port by a side channel has at most [`SOCKET_USES`]
+//! lookups of it (README, Name resolution). The idle sockets are closed at the end of every
+//! round. A failure to open one (an IPv6 server on a host without IPv6) fails that server
+//! for that query only. The time of an answer is the kernel's stamp of its arrival
+//! (`SO_TIMESTAMPNS`), so that a busy runtime does not lengthen the resolve phase it reports.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -32,6 +38,24 @@ const MAX_UDP_ANSWER: usize = 4096;
 
 /// Largest TCP answer read.
 const MAX_TCP_ANSWER: usize = 65_535;
+
+/// Lookups a socket serves, one after the other, before it is closed: its source port is
+/// known to an attacker with a side channel for at most this many.
+pub const SOCKET_USES: u32 = 16;
+
+/// The longest a socket serves.
+pub const SOCKET_AGE: Duration = Duration::from_secs(10);
+
+/// A socket kept between lookups.
+#[derive(Debug)]
+struct Pooled {
+    /// Connected to its server.
+    socket: UdpSocket,
+    /// Lookups it served.
+    uses: u32,
+    /// When it was opened.
+    born: Instant,
+}
 
 /// Why a query got no usable answer from one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +164,8 @@ pub struct Client {
     rotate: bool,
     /// Which server a rotating query starts with.
     next_server: AtomicUsize,
+    /// Idle sockets, by server.
+    pool: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<Pooled>>>,
 }
 
 /// Whether an answer ends the asking: NOERROR or NXDOMAIN (any other code, or truncation,
@@ -158,7 +184,43 @@ impl Client {
             attempts: conf.attempts,
             rotate: conf.rotate,
             next_server: AtomicUsize::new(0),
+            pool: std::sync::Mutex::default(),
         }
+    }
+
+    /// A socket to `server`: an idle one of the pool that may serve again, else a new one.
+    fn take_socket(&self, server: SocketAddr) -> std::io::Result<Pooled> {
+        let now = Instant::now();
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(idle) = pool.get_mut(&server) {
+                while let Some(p) = idle.pop() {
+                    if now.duration_since(p.born) < SOCKET_AGE {
+                        return Ok(p);
+                    }
+                }
+            }
+        }
+        Ok(Pooled {
+            socket: open_socket(server)?,
+            uses: 0,
+            born: now,
+        })
+    }
+
+    /// Give back a socket whose lookup got every answer it asked for.
+    fn put_socket(&self, server: SocketAddr, mut p: Pooled) {
+        p.uses += 1;
+        if p.uses >= SOCKET_USES || p.born.elapsed() >= SOCKET_AGE {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.entry(server).or_default().push(p);
+    }
+
+    /// Close the idle sockets (at the end of a round).
+    pub fn close_idle(&self) {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Ask for `name`'s records of each of `qtypes` (at once, on one socket per server):
@@ -224,7 +286,7 @@ impl Client {
     /// are ignored.
     async fn udp(&self, server: SocketAddr, name: &str, qtypes: &[u16]) -> Vec<Outcome> {
         let all = |e: QueryError| vec![Err(e); qtypes.len()];
-        let socket = match open_socket(server) {
+        let pooled = match self.take_socket(server) {
             Ok(s) => s,
             Err(e) => {
                 return all(QueryError::Unreachable(format!(
@@ -232,6 +294,7 @@ impl Client {
                 )));
             }
         };
+        let socket = &pooled.socket;
         let mut ids: Vec<u16> = Vec::with_capacity(qtypes.len());
         for &qtype in qtypes {
             let mut id = random_id();
@@ -253,8 +316,10 @@ impl Client {
         let deadline = sent + self.timeout;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; qtypes.len()];
         let mut buf = vec![0u8; MAX_UDP_ANSWER];
+        // No error was read from the socket.
+        let mut clean = true;
         while outcomes.iter().any(Option::is_none) {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
             // ERROR too: an ICMP "port unreachable" makes the socket neither readable nor
             // writable, only in error, and the read that reports it must run.
             let interest = Interest::READABLE.add(Interest::ERROR);
@@ -269,6 +334,7 @@ impl Client {
                 Ok(Ok((n, at))) => (n, at.max(sent)),
                 // An ICMP "port unreachable": nobody serves there.
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    clean = false;
                     for o in outcomes.iter_mut().filter(|o| o.is_none()) {
                         *o = Some(Err(QueryError::Unreachable(format!(
                             "the DNS server {server} refused (port closed)"
@@ -277,6 +343,7 @@ impl Client {
                     break;
                 }
                 Ok(Err(e)) => {
+                    clean = false;
                     for o in outcomes.iter_mut().filter(|o| o.is_none()) {
                         *o = Some(Err(QueryError::Unreachable(format!(
                             "reading from the DNS server {server}: {e}"
@@ -297,6 +364,10 @@ impl Client {
                     break;
                 }
             }
+        }
+        // Every question answered: nothing more is due on this socket, which may serve again.
+        if clean && outcomes.iter().all(Option::is_some) {
+            self.put_socket(server, pooled);
         }
         outcomes
             .into_iter()

@@ -365,6 +365,10 @@ impl Drop for RoundResolver {
         for shared in cells.values() {
             shared.task.abort();
         }
+        // Between rounds no socket stays open for lookups.
+        if let Some(stub) = &self.resolver.stub {
+            stub.client.close_idle();
+        }
     }
 }
 

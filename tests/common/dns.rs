@@ -93,6 +93,8 @@ pub struct Seen {
     pub queries: HashMap<(String, String, &'static str), usize>,
     /// The source ports UDP queries came from.
     pub ports: HashSet<u16>,
+    /// The names asked over UDP from each source port, in arrival order.
+    pub by_port: HashMap<u16, Vec<String>>,
     /// The IDs of UDP queries, in arrival order.
     pub ids: Vec<u16>,
     /// The name of every query (any type and transport), in arrival order.
@@ -283,6 +285,8 @@ async fn serve(
         {
             let mut seen = seen.lock().unwrap();
             seen.ports.insert(peer.port());
+            let name = query_name(&buf[..n]);
+            seen.by_port.entry(peer.port()).or_default().push(name);
             if n >= 2 {
                 seen.ids.push(u16::from_be_bytes([buf[0], buf[1]]));
             }
@@ -547,4 +551,22 @@ impl Drop for Unbound {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The question's name of a query (empty when it cannot be read).
+fn query_name(msg: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut at = 12;
+    while let Some(&len) = msg.get(at) {
+        if len == 0 || len & 0xC0 != 0 {
+            break;
+        }
+        let end = at + 1 + usize::from(len);
+        let Some(label) = msg.get(at + 1..end) else {
+            break;
+        };
+        labels.push(String::from_utf8_lossy(label).to_lowercase());
+        at = end;
+    }
+    labels.join(".")
 }
