@@ -832,3 +832,42 @@ async fn a_socket_serves_a_few_clean_lookups_of_its_round_then_closes() {
     assert_eq!(names, vec!["next.pool.test".to_owned()]);
     assert_ne!(next_port, port_of("after.pool.test").0);
 }
+
+/// A round looks its names up ahead of their probes: with one probe at a time, four names
+/// whose lookups take 300 ms each take about one lookup's time, not four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_looks_its_names_up_ahead_of_their_probes() {
+    let mut zone = Zone {
+        wildcard: Some((".ahead.test".to_owned(), vec![v4("127.0.0.1")])),
+        ..Zone::default()
+    };
+    zone.delay = Duration::from_millis(300);
+    let dns = DnsServer::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(&dns, dir.path(), "options attempts:1", "", false);
+    let port = web().await.port();
+    let urls: Vec<String> = (0..4)
+        .map(|i| format!("http://n{i}.ahead.test:{port}/"))
+        .collect();
+    let cfg = Arc::new(config::parse(Path::new("dns.yml"), &targets("5s", &urls)).unwrap());
+    let round = run_round(cfg, &r, None, Limits { concurrency: 1 }, |_, _| {}).await;
+    assert!(
+        round.results.iter().all(ProbeResult::success),
+        "{:?}",
+        round.results
+    );
+    // One probe at a time: without looking ahead, 4 x 300 ms.
+    assert!(
+        round.duration < Duration::from_millis(900),
+        "{:?}",
+        round.duration
+    );
+    for r in &round.results {
+        // Each reports its lookup's own time.
+        assert!(
+            r.phases.resolve >= Duration::from_millis(300),
+            "{:?}",
+            r.phases
+        );
+    }
+}

@@ -148,7 +148,8 @@ pub(super) async fn resolve(
 /// An established TCP connection.
 #[derive(Debug)]
 pub(super) struct Connected {
-    /// The socket, set up for a probe: no delay, reset on close, receive stamps on.
+    /// The socket, set up for a probe: reset on close, receive stamps on (`TCP_NODELAY` is
+    /// the request's to set, when it writes more than once).
     pub tcp: Socket,
     /// The address that answered.
     pub ip: Option<IpAddr>,
@@ -226,8 +227,6 @@ pub(super) async fn open(
                 took = took.min(started.saturating_duration_since(t) + rtt);
             }
             let ip = Some(addr.ip());
-            // Probes write one small request: do not wait for more to fill a segment.
-            let _ = tcp.set_nodelay(true);
             // A connection we close first ends with a reset, unless the server has closed
             // already (see `exchange::finish`): an active close would leave a TIME_WAIT socket
             // on our side for a minute, and rounds of thousands of targets on one address

@@ -588,6 +588,11 @@ async fn request(
         &built
     };
     let request = (head, request_body(&target.spec, hop));
+    // A plain request without a body is one write, which Nagle's algorithm never holds back;
+    // TLS records, and a body after its head, must not wait for an ACK of what went before.
+    if !matches!(route.security, Security::Plain) || !request.1.is_empty() {
+        let _ = tcp.tcp().set_nodelay(true);
+    }
     trace::note(|| format!("send: {}", shown_head(head)));
     let want = match (target.follow_redirects, &jar) {
         (0, _) => Want::Status,
