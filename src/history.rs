@@ -158,16 +158,15 @@ struct Track {
 }
 
 /// `text` cut to [`MAX_TEXT_BYTES`] at a character boundary, marked with `…` when cut.
-fn capped(mut text: String) -> String {
-    if text.len() > MAX_TEXT_BYTES {
-        let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
+fn capped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_TEXT_BYTES {
+        return std::borrow::Cow::Borrowed(text);
     }
-    text
+    let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
 }
 
 /// The text index an entry's flags hold.
@@ -183,7 +182,7 @@ impl Track {
 
     /// The index of `text`, added if new: room is made by dropping texts no entry uses, then
     /// the texts of the oldest entries.
-    fn text_index(&mut self, text: Option<String>) -> u16 {
+    fn text_index(&mut self, text: Option<&str>) -> u16 {
         let Some(text) = text else { return NO_TEXT };
         let text = capped(text);
         if let Some(i) = self.texts.iter().position(|t| t == text) {
@@ -239,7 +238,7 @@ impl Track {
     }
 
     /// Add a result, dropping the oldest beyond `depth`.
-    fn push(&mut self, at: u32, r: &ProbeResult, depth: usize) {
+    fn push(&mut self, at: u32, r: &ProbeResult, depth: usize, scratch: &mut String) {
         let reason = r.failure.map_or(0, |f| {
             FailureReason::ALL
                 .iter()
@@ -260,9 +259,15 @@ impl Track {
             Some(6) => 2,
             _ => 0,
         };
+        // The text is written into `scratch`, and copied only when it is new to this track.
+        scratch.clear();
         let text = match (&r.status, &r.detail) {
-            (Some(s), _) => Some(s.to_string()),
-            (None, d) => d.clone(),
+            (Some(s), _) => {
+                use std::fmt::Write as _;
+                let _ = write!(scratch, "{s}");
+                Some(scratch.as_str())
+            }
+            (None, d) => d.as_deref(),
         };
         // Room is made first, so that the ring never grows past `depth` and the texts of the
         // entry that goes are free for the new one.
@@ -377,12 +382,13 @@ impl History {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         let mut tracks = self.tracks.write().unwrap_or_else(|p| p.into_inner());
+        let mut scratch = String::new();
         for (t, r) in round.config.targets.iter().zip(&round.results) {
             let track = match tracks.get_mut(&*t.label_block) {
                 Some(track) => track,
                 None => tracks.entry(t.label_block.clone()).or_default(),
             };
-            track.push(at, r, self.depth);
+            track.push(at, r, self.depth, &mut scratch);
         }
     }
 

@@ -427,6 +427,24 @@ fn fixed(name: &str, addrs: &[IpAddr], proto: IpProtocol) -> Answer {
     }
 }
 
+/// The answer for an IP literal: itself, when `proto` allows its family. The plain path of
+/// every probe of a literal, so it makes one allocation (the answer's), not the general
+/// ordering's four.
+fn literal(ip: IpAddr, proto: IpProtocol) -> Answer {
+    let allowed = match proto {
+        IpProtocol::Auto => true,
+        IpProtocol::Ip4 => ip.is_ipv4(),
+        IpProtocol::Ip6 => ip.is_ipv6(),
+    };
+    if !allowed {
+        return fixed(&ip.to_string(), &[ip], proto);
+    }
+    Answer {
+        result: Ok(Arc::from([ip])),
+        took: Duration::ZERO,
+    }
+}
+
 impl RoundResolver {
     /// Look `hosts` up ahead of the probes that will need them, in order, with at most as
     /// many of these lookups in flight as the resolver runs at once: a probe that comes to
@@ -456,7 +474,7 @@ impl RoundResolver {
     /// lookup running for the others.
     pub async fn resolve(&self, host: &Host, proto: IpProtocol) -> Answer {
         let name = match host {
-            Host::Ip(ip) => return fixed(&host.to_string(), &[*ip], proto),
+            Host::Ip(ip) => return literal(*ip, proto),
             Host::Name(name) => name,
         };
         if let Some(answer) = self.resolver.without_query(name, proto) {

@@ -47,6 +47,11 @@ pub async fn exchange<S: Conn>(
 ) -> Timed<Answer> {
     let t = Instant::now();
     let mut status = None;
+    // A request without a body is one write, which Nagle's algorithm never holds back; a
+    // body must not wait for an ACK of its head.
+    if !body.is_empty() {
+        let _ = stream.socket().tcp().set_nodelay(true);
+    }
     let outcome = timeout_at(deadline, async {
         stream.write_all(head).await?;
         if !body.is_empty() {

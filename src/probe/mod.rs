@@ -588,11 +588,6 @@ async fn request(
         &built
     };
     let request = (head, request_body(&target.spec, hop));
-    // A plain request without a body is one write, which Nagle's algorithm never holds back;
-    // TLS records, and a body after its head, must not wait for an ACK of what went before.
-    if !matches!(route.security, Security::Plain) || !request.1.is_empty() {
-        let _ = tcp.tcp().set_nodelay(true);
-    }
     trace::note(|| format!("send: {}", shown_head(head)));
     let want = match (target.follow_redirects, &jar) {
         (0, _) => Want::Status,
@@ -702,6 +697,8 @@ async fn secured(
     facts: &mut Facts,
 ) -> Option<Timed<Answer>> {
     let name = format!("{server_name:?}");
+    // The handshake's records must not wait for an ACK of the ones before them.
+    let _ = tcp.tcp().set_nodelay(true);
     let handshake::Handshake { presented, secured } =
         handshake::handshake(tcp, config, server_name, deadline).await;
     let cert = presented.as_ref().map(|p| p.expiry);
