@@ -17,6 +17,7 @@
 //! detail) that ends the request. Every step runs under the probe's deadline. A target that is
 //! down is a [`ProbeResult`] with a [`FailureReason`], never an `Err`.
 
+mod body;
 pub mod connect;
 mod cookies;
 mod exchange;
@@ -69,6 +70,7 @@ impl ProbeResult {
             cert,
             chain,
             ssl,
+            checked: _,
         } = facts;
         self.status = status;
         self.failure = failure;
@@ -117,6 +119,8 @@ struct Facts {
     chain: Option<Arc<ChainInfo>>,
     /// Whether the request went over TLS (its handshake completed).
     ssl: bool,
+    /// For a target with checks: what was read of the answer for them.
+    checked: Option<Box<body::Checked>>,
 }
 
 impl Facts {
@@ -374,21 +378,28 @@ async fn run(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
         )
         .await;
         let mut result = ProbeResult::default();
+        let checked = facts.checked.take();
         result.settle(facts);
-        judge(target, &target.url, &mut result);
+        judge(target, &target.url, &mut result, checked.as_deref());
         result
     } else {
         // Boxed: the state of a chain is not carried by the probes that follow none.
-        let (mut result, url) = Box::pin(follow(target, deadline, env)).await;
-        judge(target, &url, &mut result);
+        let (mut result, url, checked) = Box::pin(follow(target, deadline, env)).await;
+        judge(target, &url, &mut result, checked.as_deref());
         result
     }
 }
 
-/// The verdict on the final answer, to `url`, when no request failed: its code, and TLS as
-/// `fail_if_ssl` and `fail_if_not_ssl` want it.
-fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
-    verdict(target, url, result);
+/// The verdict on the final answer, to `url`, when no request failed: its code, its header
+/// and body checks (on what `checked` holds of it), and TLS as `fail_if_ssl` and
+/// `fail_if_not_ssl` want it.
+fn judge(
+    target: &Target,
+    url: &ProbeUrl,
+    result: &mut ProbeResult,
+    checked: Option<&body::Checked>,
+) {
+    verdict(target, url, result, checked);
     trace::note(|| match (result.failure, &result.detail) {
         (None, _) => "verdict: success".into(),
         (Some(reason), Some(detail)) => format!("verdict: failed, {reason}: {detail}"),
@@ -396,8 +407,20 @@ fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
     });
 }
 
-/// The checks of [`judge`].
-fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
+/// The checks of [`judge`], in blackbox_exporter's order: the code, the header and body
+/// checks, the HTTP version, TLS.
+fn verdict(
+    target: &Target,
+    url: &ProbeUrl,
+    result: &mut ProbeResult,
+    checked: Option<&body::Checked>,
+) {
+    if let Some(checks) = &target.checks {
+        result.failed_due_to_regex = Some(false);
+        if checks.reads_body {
+            result.body_length = checked.and_then(body::Checked::body_length);
+        }
+    }
     if result.failure.is_some() {
         return;
     }
@@ -408,6 +431,13 @@ fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
             detail = format!("{detail} ({why})");
         }
         return result.fail(FailureReason::StatusCode, detail);
+    }
+    if let (Some(checks), Some(checked)) = (&target.checks, checked) {
+        let (failure, due_to_regex) = checked.verdict(checks);
+        result.failed_due_to_regex = Some(due_to_regex);
+        if let Some(crate::checks::CheckFailure { reason, detail }) = failure {
+            return result.fail(reason, detail);
+        }
     }
     if let Some(versions) = &target.valid_http_versions
         && !versions.contains(&status.version)
@@ -427,8 +457,13 @@ fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
 /// The requests of a redirect chain, up to `follow_redirects` hops: returns the result (a
 /// failure, `redirect_limit` among them, is in it) and the URL of the final request. With
 /// `cookies`, the chain's cookie jar lives here, for this probe only.
-async fn follow(target: &Target, deadline: Instant, env: &Env<'_>) -> (ProbeResult, ProbeUrl) {
+async fn follow(
+    target: &Target,
+    deadline: Instant,
+    env: &Env<'_>,
+) -> (ProbeResult, ProbeUrl, Option<Box<body::Checked>>) {
     let mut result = ProbeResult::default();
+    let mut checked;
     let mut url = target.url.clone();
     let mut hop = Hop::FIRST;
     let mut visited: Vec<ProbeUrl> = Vec::new();
@@ -444,6 +479,7 @@ async fn follow(target: &Target, deadline: Instant, env: &Env<'_>) -> (ProbeResu
                 None
             }
         });
+        checked = facts.checked.take();
         result.settle(facts);
         let Some(next) = next else { break };
         visited.push(url.clone());
@@ -461,7 +497,7 @@ async fn follow(target: &Target, deadline: Instant, env: &Env<'_>) -> (ProbeResu
             }
         }
     }
-    (result, url)
+    (result, url, checked)
 }
 
 /// One request of a probe to `url`, made as `hop`: route, resolve, connect (to the proxy if
@@ -566,7 +602,10 @@ async fn request(
     };
     let exchanged = match route.security {
         // A request written to a plain-HTTP proxy: a stall is the proxy's.
-        Security::Plain => exchange::exchange(tcp, request, want, route.proxy(), deadline).await,
+        Security::Plain => {
+            let checks = target.checks.as_deref();
+            exchange::exchange(tcp, request, want, checks, route.proxy(), deadline).await
+        }
         Security::NoClient => {
             facts.fail(
                 FailureReason::TlsHandshake,
@@ -580,7 +619,8 @@ async fn request(
             server_name,
         } => {
             let name = server_name.into_owned();
-            Box::pin(secured(tcp, config, name, request, want, deadline, facts)).await?
+            let ask = (want, target.checks.as_deref());
+            Box::pin(secured(tcp, config, name, request, ask, deadline, facts)).await?
         }
     };
     exchanged.note("answer", |a| match a.content_length {
@@ -592,7 +632,9 @@ async fn request(
         location,
         content_length,
         set_cookies,
+        checked,
     } = facts.record(|p| &mut p.processing, exchanged)?;
+    facts.checked = checked;
     if let Some(jar) = jar
         && !set_cookies.is_empty()
     {
@@ -662,7 +704,7 @@ async fn secured(
     config: &Arc<rustls::ClientConfig>,
     server_name: rustls_pki_types::ServerName<'static>,
     request: (&[u8], &[u8]),
-    want: Want,
+    (want, checks): (Want, Option<&crate::checks::Checks>),
     deadline: Instant,
     facts: &mut Facts,
 ) -> Option<Timed<Answer>> {
@@ -687,7 +729,7 @@ async fn secured(
     let handshake::Secured { stream, version } = facts.record(|p| &mut p.tls, secured)?;
     facts.ssl = true;
     facts.tls_version = version;
-    Some(exchange::exchange(stream, request, want, None, deadline).await)
+    Some(exchange::exchange(stream, request, want, checks, None, deadline).await)
 }
 
 #[cfg(test)]
