@@ -261,6 +261,10 @@ impl Track {
             _ => 0,
         };
         let text = match (&r.status, &r.detail) {
+            // A header or body check: the detail names the pattern.
+            (Some(s), Some(d)) if r.failure.is_some_and(FailureReason::about_head_or_body) => {
+                Some(format!("{s}: {d}"))
+            }
             (Some(s), _) => Some(s.to_string()),
             (None, d) => d.clone(),
         };

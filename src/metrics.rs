@@ -52,7 +52,7 @@ impl Family {
                 "Bytes of the final answer's body read, decoded (at most body_size_limit); only for targets that read the body."
             }
             Family::FailedDueToRegex => {
-                "Whether a header or body check failed: 1 or 0; only for targets with such checks."
+                "Whether a header or body check failed (a body that could not be read whole fails its body checks): 1 or 0; only for targets with a header or body key."
             }
             Family::TlsVersionInfo => "Negotiated TLS version, as the version label; value 1.",
             Family::EarliestCertExpiry => {
@@ -244,8 +244,7 @@ fn render_family(
         }
         Family::FailedDueToRegex => {
             for (t, r) in pairs() {
-                let checked = t.checks.as_ref().is_some_and(|c| c.has_regexps());
-                if checked {
+                if t.checks.is_some() {
                     let failed = r.failed_due_to_regex.unwrap_or(false);
                     line(out, name, &t.label_block, u8::from(failed));
                 }

@@ -109,6 +109,26 @@ impl FailureReason {
         FailureReason::ScrapeDeadline,
     ];
 
+    /// Whether this reason, given with a status line, comes from the header and body checks:
+    /// a check that failed, or a head or body that could not be read whole for them (a
+    /// timeout, a close, a reset, a bad chunk). Its detail then says what the status line
+    /// does not (the pattern), and is shown beside it.
+    pub fn about_head_or_body(self) -> bool {
+        matches!(
+            self,
+            FailureReason::HeaderMatches
+                | FailureReason::HeaderNotMatches
+                | FailureReason::HeaderMissing
+                | FailureReason::BodyMatches
+                | FailureReason::BodyNotMatches
+                | FailureReason::BodyTooLarge
+                | FailureReason::Timeout
+                | FailureReason::Closed
+                | FailureReason::Reset
+                | FailureReason::InvalidResponse
+        )
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -44,6 +44,8 @@ pub struct Checked {
     pub wire: u64,
     /// How the reading ended.
     pub ended: Ended,
+    /// Whether the head was read to its end.
+    head_done: bool,
 }
 
 /// How reading an answer for its checks ended.
@@ -85,10 +87,7 @@ impl Held {
 impl Checked {
     /// Whether the head was read to its end.
     fn head_complete(&self) -> bool {
-        !matches!(
-            self.ended,
-            Ended::TimedOut(true) | Ended::Closed(true) | Ended::Invalid(_)
-        ) || self.body.is_some()
+        self.head_done
     }
 
     /// The verdict of `checks` on what was read, as blackbox_exporter gives it for an answer
@@ -203,18 +202,21 @@ pub async fn read_checked<S: AsyncRead + Unpin>(
         #[cfg(test)]
         held: 0,
     };
+    // Outside the read, so that what a deadline cuts short is still counted.
+    let mut reading = None;
     let read = rest(
         stream,
         buf,
-        want,
-        checks,
-        head_request,
-        code,
+        (want, checks, head_request, code),
         &mut checked,
         &mut head,
+        &mut reading,
     );
     if timeout_at(deadline, read).await.is_err() {
-        checked.ended = Ended::TimedOut(checked.head.is_empty() && checked.body.is_none());
+        checked.ended = Ended::TimedOut(!checked.head_done);
+    }
+    if let Some(body) = reading {
+        checked.body = Some(body.into_held());
     }
     trace::note(|| {
         let lines = String::from_utf8_lossy(&checked.head);
@@ -319,18 +321,15 @@ fn location(head: &[u8], want: Want) -> (Option<String>, Vec<Vec<u8>>) {
     (location, cookies)
 }
 
-/// After the status line: the head, then the body, into `checked` (which outlives a deadline
-/// that ends this), and a redirect's `Location` into `found`.
-#[allow(clippy::too_many_arguments)]
+/// After the status line: the head, then the body, into `checked` and `reading` (which
+/// outlive a deadline that ends this), and a redirect's `Location` into `found`.
 async fn rest<S: AsyncRead + Unpin>(
     stream: &mut S,
     mut buf: Vec<u8>,
-    want: Want,
-    checks: &Checks,
-    head_request: bool,
-    code: u16,
+    (want, checks, head_request, code): (Want, &Checks, bool, u16),
     checked: &mut Checked,
     found: &mut Head,
+    reading: &mut Option<Body>,
 ) {
     // The head, within MAX_HEAD.
     let mut from = 0;
@@ -363,6 +362,7 @@ async fn rest<S: AsyncRead + Unpin>(
         }
     };
     checked.head = buf[..end].to_vec();
+    checked.head_done = true;
     buf.drain(..end);
     found.content_length = crate::checks::header_values(&checked.head, "content-length")
         .first()
@@ -386,20 +386,14 @@ async fn rest<S: AsyncRead + Unpin>(
             return;
         }
     };
-    let mut body = Body::new(checks);
-    let outcome = body.read(stream, buf, framing, &mut checked.wire).await;
-    checked.ended = outcome;
-    checked.body = Some(body.into_held());
+    let body = reading.insert(Body::new(checks));
+    checked.ended = body.read(stream, buf, framing, &mut checked.wire).await;
 }
 
 /// A body being read: its decoder and what it holds.
 struct Body {
     /// The decoder, writing into the [`Sink`].
     decoder: Decoder,
-    /// The limit, for an early answer on a `Content-Length` over it.
-    limit: u64,
-    /// Whether the body is decoded.
-    identity: bool,
 }
 
 impl Body {
@@ -420,11 +414,7 @@ impl Body {
                 Decoder::Deflate(Box::new(flate2::write::DeflateDecoder::new(sink)))
             }
         };
-        Body {
-            decoder,
-            limit: checks.limit,
-            identity: checks.compression == Compression::Identity,
-        }
+        Body { decoder }
     }
 
     /// The bytes held, with their budget.
@@ -447,10 +437,6 @@ impl Body {
     ) -> Ended {
         let mut remaining = match framing {
             Framing::None => return Ended::Complete,
-            Framing::Length(n) if self.identity && n > self.limit => {
-                // As blackbox_exporter, which reads up to its limit and stops there.
-                return Ended::OverLimit;
-            }
             Framing::Length(n) => n,
             Framing::Chunked | Framing::Close => u64::MAX,
         };
