@@ -664,6 +664,22 @@ mod tests {
     }
 
     #[test]
+    fn where_the_syntax_differs_from_gos_it_is_as_the_readme_says() {
+        let p = |s: &str| Pattern::new(s).unwrap();
+        // Unicode classes, and the ASCII ones Go has by default.
+        assert!(p("^\\d$").is_match("٣".as_bytes()));
+        assert!(!p("^[0-9]$").is_match("٣".as_bytes()));
+        assert!(!p("^(?-u:\\w)$").is_match("é".as_bytes()));
+        // `.` and bytes that are not UTF-8.
+        assert!(!p("^.$").is_match(b"\xff"));
+        assert!(p("^(?-u:.)$").is_match(b"\xff"));
+        // Go's \Q...\E is refused; set operations and (?x) are accepted.
+        assert!(Pattern::new("\\Qa.b\\E").is_err());
+        assert!(p("^[a-z&&[^x]]$").is_match(b"a") && !p("^[a-z&&[^x]]$").is_match(b"x"));
+        assert!(p("(?x) a b # comment").is_match(b"ab"));
+    }
+
+    #[test]
     fn headers_are_judged_as_blackbox_judges_them() {
         let head = b"Content-Type: text/plain\r\nX-Version: 1.2\r\nx-version: 2.0\r\n\r\nnot: a header\r\n";
         let c = checks("fail_if_header_matches: [{header: X-VERSION, regexp: '^1\\.'}]\n");

@@ -41,6 +41,9 @@ async fn serve(mut s: TcpStream) {
         "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Trailer\r\n\r\n\
             4;ext=1\r\n{\"st\r\n7;a=\"b;c\"\r\natus\":\"\r\n4\r\nUP\"}\r\n0\r\nX-Trailer: DOWN\r\n\r\n"
             .to_vec(),
+        // A redirect whose own body says the opposite of where it leads.
+        "/to-up" => b"HTTP/1.1 302 Found\r\nLocation: /up\r\nContent-Length: 6\r\n\r\nDOWN!\n".to_vec(),
+        "/to-down" => b"HTTP/1.1 302 Found\r\nLocation: /down\r\nContent-Length: 3\r\n\r\nUP\n".to_vec(),
         "/close" => format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{UP}").into_bytes(),
         "/gzip" => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -258,6 +261,21 @@ const CASES: &[Case] = &[
         true,
         false,
     ),
+    // The final answer of a redirect chain is judged, not the redirect.
+    case(
+        "redirect-to-up",
+        "/to-up",
+        "follow_redirects: true, fail_if_body_matches_regexp: [DOWN]",
+        true,
+        false,
+    ),
+    case(
+        "redirect-to-down",
+        "/to-down",
+        "follow_redirects: true, fail_if_body_not_matches_regexp: [UP]",
+        false,
+        true,
+    ),
     // The code fails first: the body is not judged.
     case(
         "500-down",
@@ -290,7 +308,7 @@ const TIMEOUT: &str = "1500ms";
 fn our_reason(name: &str) -> Option<&'static str> {
     Some(match name {
         "length-down" | "close-down" => "body_matches",
-        "length-not-up" => "body_not_matches",
+        "length-not-up" | "redirect-to-down" => "body_not_matches",
         "big-1kib" | "big-limit-only" | "endless" | "big-default" => "body_too_large",
         "header-wrong" => "header_not_matches",
         "header-matches" => "header_matches",
@@ -346,7 +364,6 @@ fn body_and_header_checks_agree_with_blackbox() {
     let blackbox = Blackbox::start(&modules);
     let mut report = Vec::new();
     for c in CASES {
-        eprintln!("{}", c.name);
         let labels = [("name", c.name)];
         let our_success = sample(&ours, "probe_success", &labels);
         let our_regex = sample(&ours, "probe_failed_due_to_regex", &labels);
