@@ -470,6 +470,17 @@ fn body_and_header_checks_agree_with_blackbox() {
         "{}",
         r.body
     );
+    // The status page shows the reason and the pattern.
+    let page = http(exporter.addr, "GET", "/", &[]).body;
+    assert!(
+        page.contains("header_missing: header X-Missing is missing"),
+        "{page}"
+    );
+    assert!(
+        page.contains("body_matches: body matched fail_if_body_matches_regexp &quot;DOWN&quot;")
+            || page.contains("body_matches: body matched fail_if_body_matches_regexp \"DOWN\""),
+        "{page}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("targets.yaml");
     std::fs::write(

@@ -943,6 +943,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_head_is_read_whole_within_16_kib_and_a_followed_redirect_has_no_body_read() {
+        let c = Checks {
+            reads_body: false,
+            ..checks(10, Compression::Identity)
+        };
+        // 40 KiB of cookies: refused past MAX_HEAD, having read little more.
+        let mut long = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..10 {
+            long.extend(format!("Set-Cookie: c{i}={}\r\n", "v".repeat(4096)).bytes());
+        }
+        long.extend(b"\r\n");
+        let mut stream = &long[..];
+        let mut status = None;
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let head = read_checked(&mut stream, Want::Status, &c, false, &mut status, deadline)
+            .await
+            .unwrap();
+        let read = long.len() - stream.len();
+        assert!(read <= 17 + MAX_HEAD + INITIAL_READ, "{read}");
+        let checked = head.checked.unwrap();
+        assert!(
+            matches!(checked.ended, Ended::Invalid(_)),
+            "{:?}",
+            checked.ended
+        );
+        let (failure, regex) = checked.verdict(&c);
+        assert_eq!(failure.unwrap().reason, FailureReason::InvalidResponse);
+        assert!(!regex);
+        // A redirect followed: its Location and cookies, its head, not its body.
+        let redirect = b"HTTP/1.1 302 Found\r\nSet-Cookie: a=1\r\nLocation: /next\r\n\
+                         Content-Length: 5\r\n\r\nDOWN!";
+        let mut stream = &redirect[..];
+        let c = checks(10, Compression::Identity);
+        let head = read_checked(&mut stream, Want::Cookies, &c, false, &mut status, deadline)
+            .await
+            .unwrap();
+        assert_eq!(head.location.as_deref(), Some("/next"));
+        assert_eq!(head.set_cookies, [b"a=1".to_vec()]);
+        let checked = head.checked.unwrap();
+        assert_eq!(checked.ended, Ended::HeadOnly);
+        assert!(checked.body.is_none() && checked.wire == 0);
+    }
+
+    #[tokio::test]
     async fn bodies_are_read_within_their_limit() {
         let c = checks(10, Compression::Identity);
         let ok = read(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbodyMORE", &c).await;
