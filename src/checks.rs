@@ -218,7 +218,14 @@ impl<'de> Deserialize<'de> for ByteSize {
                 checked_limit(v).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                checked_limit(u64::try_from(v).unwrap_or(0)).map_err(E::custom)
+                match u64::try_from(v) {
+                    Ok(v) => checked_limit(v).map_err(E::custom),
+                    Err(_) => Err(E::custom(format!(
+                        "body_size_limit: {v} (no limit in blackbox_exporter) is not accepted: \
+                         a body is read only within a limit, at most {}",
+                        show_size(MAX_BODY_LIMIT)
+                    ))),
+                }
             }
         }
         d.deserialize_any(V)
@@ -624,7 +631,12 @@ mod tests {
                 .to_string()
                 .contains("is not accepted")
         );
-        assert!(limit("-1").is_err());
+        assert!(
+            limit("-1")
+                .unwrap_err()
+                .to_string()
+                .contains("-1 (no limit")
+        );
         assert!(limit("257MiB").unwrap_err().to_string().contains("256 MiB"));
         assert!(
             limit("1kB")
