@@ -16,6 +16,14 @@
 //! that server on 127.53.0.1:53), beside the IP-literal round of the same targets in the same
 //! run. The `failed` column counts the probes that did not succeed over all measured rounds.
 //!
+//! The witness: a peer that answers exactly 20 ms after its request, run under `chrt -f`
+//! (SCHED_FIFO) so that its own timing does not move with the load, probed alone and inside a
+//! saturated round of 10,000; loaded minus alone is the exporter's error under load.
+//!
+//! A plain run does all of it, in one run: the rounds and wrk, then the names, then the
+//! witness. `--names` or `--witness` runs one part alone. `BENCH_EXPORTER=path` runs any of
+//! them against another build of the exporter.
+//!
 //! `--body-checks [N]` runs only the body checks scenario: N targets (10,000 by default) with
 //! a header check, two body patterns and a 64 KiB limit against an nginx of its own that
 //! answers every path with 1 KiB of JSON; it prints the round time and the peak RSS beside the
@@ -122,6 +130,10 @@ fn start_nginx(dir: &Path) -> (Proc, u16, u16) {
 fn exporter_bin() -> PathBuf {
     if let Some(other) = BINARY.lock().expect("not poisoned").clone() {
         return other;
+    }
+    // Any scenario against another build: `BENCH_EXPORTER=path/to/binary`.
+    if let Some(other) = std::env::var_os("BENCH_EXPORTER") {
+        return PathBuf::from(other);
     }
     let exe = std::env::current_exe().expect("own path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
@@ -549,6 +561,156 @@ fn render_time() -> f64 {
     median(samples)
 }
 
+/// The witness's answer time: it answers this long after its request arrived.
+const WITNESS_DELAY: Duration = Duration::from_millis(20);
+
+/// `--witness-serve`: the witness peer, run by [`witness`] under `chrt -f` (SCHED_FIFO), so
+/// that its own timing does not move with the load. It prints its port, then answers each
+/// connection in turn exactly [`WITNESS_DELAY`] after the end of its request head arrived.
+fn witness_serve() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!("{}", listener.local_addr().expect("address").port());
+    std::io::stdout().flush().expect("flush");
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_nodelay(true);
+        let mut head = Vec::new();
+        let mut buf = [0u8; 2048];
+        let arrived = loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => {
+                    head.extend_from_slice(&buf[..n]);
+                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break Some(Instant::now());
+                    }
+                    if head.len() > 64 * 1024 {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(arrived) = arrived else { continue };
+        std::thread::sleep((arrived + WITNESS_DELAY).saturating_duration_since(Instant::now()));
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+}
+
+/// One probe's times of the witness in a scrape: connect, processing, total (seconds).
+fn witness_times(body: &str) -> Option<[f64; 3]> {
+    let sample = |prefix: &str, phase: Option<&str>| {
+        body.lines().find_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            if !rest.contains("/witness\"") || phase.is_some_and(|p| !rest.contains(p)) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+    };
+    let ok = body
+        .lines()
+        .any(|l| l.starts_with("probe_success{") && l.contains("/witness\"") && l.ends_with(" 1"));
+    ok.then_some([
+        sample("probe_http_duration_seconds{", Some("phase=\"connect\""))?,
+        sample("probe_http_duration_seconds{", Some("phase=\"processing\""))?,
+        sample("probe_duration_seconds{", None)?,
+    ])
+}
+
+/// The witness's figures: per time (connect, processing, total), median and p99 alone and
+/// inside a saturated round, from `rounds` probes each.
+struct Witness {
+    /// Alone: [connect, processing, total] x [median, p99], seconds.
+    alone: [[f64; 2]; 3],
+    /// Inside a round of `load` other targets, the same.
+    loaded: [[f64; 2]; 3],
+    /// The other targets of the loaded round.
+    load: usize,
+    /// Probes of the witness each way.
+    rounds: usize,
+}
+
+/// The witness peer: probed alone, then as one target in the middle of a round of `load`
+/// nginx targets, `rounds` times each. A loaded time minus the alone time is the exporter's
+/// error under load: the witness's own timing does not move, as it runs under SCHED_FIFO.
+fn witness(dir: &Path, port: u16, load: usize, rounds: usize) -> Witness {
+    let chrt = program("chrt", "util-linux");
+    let me = std::env::current_exe().expect("own path");
+    let mut child = Command::new(chrt)
+        .args(["-f", "50"])
+        .arg(me)
+        .arg("--witness-serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the witness starts under chrt -f (needs root or CAP_SYS_NICE)");
+    let mut line = String::new();
+    let mut out = child.stdout.take().expect("piped");
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).expect("witness port") == 1 && byte[0] != b'\n' {
+        line.push(char::from(byte[0]));
+    }
+    let witness_port: u16 = line.trim().parse().expect("the witness prints its port");
+    let _witness = Proc(child);
+    let url = format!("http://127.0.0.1:{witness_port}/witness");
+    let run = |name: &str, yaml: String| {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).expect("write targets");
+        let e = start_exporter(&path, &[], &[]);
+        let mut times: [Vec<f64>; 3] = Default::default();
+        for _ in 0..rounds {
+            let (_, body) = scrape(e.addr);
+            let t = witness_times(&body).expect("the witness answered");
+            for (i, v) in t.into_iter().enumerate() {
+                times[i].push(v);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        times.map(|v| [percentile(v.clone(), 0.5), percentile(v, 0.99)])
+    };
+    let alone = run("witness_alone", format!("targets:\n  - {url}\n"));
+    let mut yaml = plain_targets(port, load, 1);
+    // In the middle of the round, when it is saturated.
+    let at = yaml
+        .match_indices("\n  - ")
+        .nth(load / 2)
+        .map_or(yaml.len(), |(i, _)| i + 1);
+    yaml.insert_str(at, &format!("  - {url}\n"));
+    let loaded = run("witness_loaded", yaml);
+    Witness {
+        alone,
+        loaded,
+        load,
+        rounds,
+    }
+}
+
+/// The witness table.
+fn print_witness(w: &Witness) {
+    println!(
+        "\n| witness (answers in {} ms, SCHED_FIFO), {} probes each | alone median / p99 | inside {} targets median / p99 | loaded minus alone median / p99 |",
+        WITNESS_DELAY.as_millis(),
+        w.rounds,
+        w.load
+    );
+    println!("|---|---:|---:|---:|");
+    for (i, name) in ["connect", "processing", "total (probe_duration_seconds)"]
+        .iter()
+        .enumerate()
+    {
+        let (a, l) = (w.alone[i], w.loaded[i]);
+        println!(
+            "| {name} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:+.3} / {:+.3} ms |",
+            a[0] * 1e3,
+            a[1] * 1e3,
+            l[0] * 1e3,
+            l[1] * 1e3,
+            (l[0] - a[0]) * 1e3,
+            (l[1] - a[1]) * 1e3
+        );
+    }
+}
+
 /// The names table: round time against the IP-literal round, and the resolve phase.
 fn print_names(rows: &[Row]) {
     println!(
@@ -629,6 +791,10 @@ fn body_checks(dir: &Path, n: usize, rounds: usize) {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--witness-serve") {
+        witness_serve();
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let (_nginx, port, tls_port) = start_nginx(dir.path());
     let quick = std::env::args().any(|a| a == "--quick");
@@ -650,6 +816,11 @@ fn main() {
     if std::env::args().any(|a| a == "--names") {
         let rows = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
         print_names(&rows);
+        return;
+    }
+    if std::env::args().any(|a| a == "--witness") {
+        let w = witness(dir.path(), port, 10_000, if quick { 10 } else { 30 });
+        print_witness(&w);
         return;
     }
     let sizes: &[(usize, usize)] = if quick {
@@ -678,6 +849,9 @@ fn main() {
     }
     rows.push(scenario(dir.path(), "1000 https", &https, 1_000, 5));
     let render = render_time();
+    // The names and the witness, in the same run as the table above.
+    let names = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
+    let witnessed = witness(dir.path(), port, 10_000, if quick { 10 } else { 30 });
     let wrk_plain = wrk(&format!("http://127.0.0.1:{port}/"));
     let wrk_tls = wrk(&format!("https://127.0.0.1:{tls_port}/"));
 
@@ -721,4 +895,6 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    print_names(&names);
+    print_witness(&witnessed);
 }

@@ -68,6 +68,8 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
         println!("dns: OK, {}", resolver.describe());
         return Ok(());
     }
+    // What decoding the file used and freed goes back to the system before serving.
+    sys::release_free_memory();
     let concurrency = sys::concurrency(args.concurrency, fd_limit);
     let resolver_description = resolver.describe();
     let metrics = ExporterMetrics::new()?;

@@ -353,7 +353,8 @@ pub struct History {
     /// Results kept per target; 0 keeps none.
     depth: usize,
     /// By the target's label block (URL, name, labels).
-    tracks: RwLock<HashMap<String, Track>>,
+    /// By label block, shared with the target's (not a copy of it).
+    tracks: RwLock<HashMap<std::sync::Arc<str>, Track>>,
 }
 
 impl History {
@@ -381,7 +382,7 @@ impl History {
             .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         let mut tracks = self.tracks.write().unwrap_or_else(|p| p.into_inner());
         for (t, r) in round.config.targets.iter().zip(&round.results) {
-            let track = match tracks.get_mut(&t.label_block) {
+            let track = match tracks.get_mut(&*t.label_block) {
                 Some(track) => track,
                 None => tracks.entry(t.label_block.clone()).or_default(),
             };
@@ -394,7 +395,7 @@ impl History {
         self.tracks
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| keep.contains(k.as_str()));
+            .retain(|k, _| keep.contains(&**k));
     }
 
     /// A target's compact entries, oldest first, and its uptime over them.
@@ -417,13 +418,14 @@ impl History {
         })
     }
 
-    /// Bytes held, roughly: entries, texts and keys.
+    /// Bytes held, roughly: entries, texts and the keys' pointers (their text is the
+    /// targets').
     pub fn approximate_bytes(&self) -> usize {
         let tracks = self.tracks.read().unwrap_or_else(|p| p.into_inner());
         tracks
-            .iter()
-            .map(|(k, t)| {
-                k.capacity()
+            .values()
+            .map(|t| {
+                std::mem::size_of::<std::sync::Arc<str>>()
                     + std::mem::size_of::<Track>()
                     + t.entries.capacity() * std::mem::size_of::<Entry>()
                     + t.texts.buf.capacity()
@@ -512,7 +514,7 @@ mod tests {
         assert_eq!(full[1].phases[1], Duration::from_micros(500));
         assert_eq!(full[1].phases[3], Duration::from_micros(1001));
         // A reload keeps the targets that stay.
-        let keep: std::collections::HashSet<&str> = [c.targets[0].label_block.as_str()].into();
+        let keep: std::collections::HashSet<&str> = [&*c.targets[0].label_block].into();
         h.retain(&keep);
         assert!(h.strip(&c.targets[1].label_block).0.is_empty());
         assert_eq!(h.strip(&c.targets[0].label_block).0.len(), 10);

@@ -76,6 +76,7 @@ pub mod request;
 pub mod round;
 pub mod secret;
 pub mod server;
+pub mod stamp;
 pub mod status_page;
 pub mod sys;
 pub mod target;

@@ -349,8 +349,9 @@ pub struct ProbeResult {
     /// `probe_failed_due_to_regex` says it (a body that could not be read whole fails its
     /// body checks); `None` for a target without checks.
     pub failed_due_to_regex: Option<bool>,
-    /// Bytes of the final answer's body read, decoded (at most its limit), when it was read.
-    pub body_length: Option<u64>,
+    /// Bytes of the final answer's body read, decoded (at most its limit, which is at most
+    /// 256 MiB: a `u32` holds it), when it was read.
+    pub body_length: Option<u32>,
     /// Redirects followed.
     pub redirects: u8,
     /// Whether the final request went over TLS (its handshake completed).

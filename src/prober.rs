@@ -322,11 +322,8 @@ impl Prober {
         self.metrics
             .targets
             .set(i64::try_from(config.targets.len()).unwrap_or(i64::MAX));
-        let keep: std::collections::HashSet<&str> = config
-            .targets
-            .iter()
-            .map(|t| t.label_block.as_str())
-            .collect();
+        let keep: std::collections::HashSet<&str> =
+            config.targets.iter().map(|t| &*t.label_block).collect();
         self.history.retain(&keep);
         drop(keep);
         self.slots.set_cap(config.max_connections_per_host);

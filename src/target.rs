@@ -64,7 +64,7 @@ pub struct Target {
     /// Local address to bind before connecting.
     pub source_ip: Option<IpAddr>,
     /// The label pairs of this target's series, rendered once: `target="…",name="…",…`.
-    pub label_block: String,
+    pub label_block: Arc<str>,
     /// The group it belongs to (`default` unless the file says otherwise).
     pub group: Arc<str>,
     /// HTTP versions the final status line may name (`valid_http_versions`); `None` allows
@@ -176,7 +176,8 @@ impl Target {
             self.name.as_deref(),
             group_label.then_some(&*self.group),
             &self.labels,
-        );
+        )
+        .into();
         Ok(Target {
             url,
             request,

@@ -205,3 +205,72 @@ async fn a_crowded_slow_host_does_not_hold_up_the_others() {
     );
     assert!(round.duration > Duration::from_millis(1900));
 }
+
+/// A peer on its own OS thread that tells `read` when it has read a request, then answers
+/// `delay` later.
+fn peer_that_tells(delay: Duration, read: Arc<tokio::sync::Notify>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            read.notify_one();
+            std::thread::sleep(delay);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    addr
+}
+
+/// The processing phase ends at the kernel's stamp of the status line's arrival: a runtime
+/// that is busy (here blocked for 150 ms) when the answer arrives does not lengthen the phase
+/// or the probe's duration.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_runtime_does_not_lengthen_the_times_of_an_answer_that_arrived() {
+    let _serial = SERIAL.lock().await;
+    let delay = Duration::from_millis(20);
+    let read = Arc::new(tokio::sync::Notify::new());
+    let peer = peer_that_tells(delay, read.clone());
+    let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
+    // Once the peer has the request, the one runtime thread is blocked while the answer
+    // arrives.
+    let blocker = tokio::spawn(async move {
+        read.notified().await;
+        std::thread::sleep(Duration::from_millis(150));
+    });
+    let started = std::time::Instant::now();
+    let round = run_round(
+        Arc::new(cfg),
+        &std::sync::Arc::new(common::system_resolver()),
+        None,
+        Limits { concurrency: 16 },
+        |_, _| {},
+    )
+    .await;
+    let wall = started.elapsed();
+    blocker.await.unwrap();
+    let r = &round.results[0];
+    assert!(r.success(), "{r:?}");
+    eprintln!(
+        "wall {wall:?}: processing {:?}, connect {:?}, duration {:?}",
+        r.phases.processing, r.phases.connect, r.duration
+    );
+    assert!(wall >= Duration::from_millis(150), "{wall:?}");
+    let err = error_ms(r.phases.processing, delay);
+    assert!((0.0..15.0).contains(&err), "processing {:?}", r.phases);
+    let err = error_ms(r.duration, delay);
+    assert!((0.0..20.0).contains(&err), "duration {:?}", r.duration);
+    assert!(
+        r.phases.connect < Duration::from_millis(5),
+        "{:?}",
+        r.phases
+    );
+}

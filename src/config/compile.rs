@@ -37,7 +37,7 @@ pub(super) fn build(
     // The file uses groups when it defines or names one: only then do series carry `group`.
     let uses_groups = !groups.is_empty()
         || defaults.group.is_some()
-        || entries.iter().any(|e| e.settings.group.is_some());
+        || entries.iter().any(|e| e.settings().group.is_some());
     let mut compiler = Compiler {
         path,
         text,
@@ -63,7 +63,7 @@ pub(super) fn build(
         // The group picks the `groups` block to lay under the target, so it is read before
         // the layers are merged (which would give the same).
         let group = entry
-            .settings
+            .settings()
             .group
             .as_ref()
             .or(defaults.group.as_ref())
@@ -125,7 +125,7 @@ pub(super) fn with_templates(
         let url = probe_url::parse_url(&format!("https://template.invalid/{i}"))
             .map_err(|e| vec![ConfigError::new(path, 1, 1, e.to_string())])?;
         let mut entry = LongTarget::bare(url);
-        entry.settings.group = Some(GroupName(name.clone()));
+        entry.settings_mut().group = Some(GroupName(name.clone()));
         entries.push(entry);
     }
     let mut compiler = Compiler {
@@ -366,7 +366,7 @@ impl<'a> Compiler<'a> {
                 self.url_err(k, format!("targets: {raw:?} is listed twice")),
             ]);
         }
-        if !self.admitted && entry.settings.send_credentials_to_admitted.is_some() {
+        if !self.admitted && entry.settings().send_credentials_to_admitted.is_some() {
             return Err(vec![self.field_err(
                 k,
                 "send_credentials_to_admitted",
@@ -376,7 +376,7 @@ impl<'a> Compiler<'a> {
             )]);
         }
         // The target's own settings over its group's over the defaults.
-        let mut merged = defaults.under(&entry.settings);
+        let mut merged = defaults.under(entry.settings());
         if self.admitted && merged.send_credentials_to_admitted != Some(true) {
             merged = merged.without_credentials();
         }
@@ -436,7 +436,7 @@ impl<'a> Compiler<'a> {
         else {
             return Err(errors);
         };
-        let valid_codes = match &entry.settings.valid_status_codes {
+        let valid_codes = match &entry.settings().valid_status_codes {
             Some(c) => Arc::new(c.clone()),
             None => default_codes,
         };
@@ -455,7 +455,8 @@ impl<'a> Compiler<'a> {
                 name.as_deref(),
                 self.uses_groups.then_some(group),
                 &labels,
-            ),
+            )
+            .into(),
             group: Arc::from(group),
             url,
             name,
@@ -493,7 +494,7 @@ impl<'a> Compiler<'a> {
         let url = &entry.url;
         let raw_tls = merged.tls_config.clone().unwrap_or_default();
         if url.scheme == probe_url::Scheme::Http
-            && entry.settings.tls_config.is_some()
+            && entry.settings().tls_config.is_some()
             && follow_redirects == 0
         {
             return Err((

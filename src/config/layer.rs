@@ -418,7 +418,7 @@ targets:
         );
         assert!(b.valid_codes.contains(404) && !b.valid_codes.contains(200));
         assert_eq!(
-            b.label_block,
+            &*b.label_block,
             r#"target="http://[::1]:8080/b?q=1",name="b",team="core""#
         );
         assert_eq!(c.max_connections_per_host, DEFAULT_MAX_CONNECTIONS_PER_HOST);

@@ -238,12 +238,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             }
         }
     };
-    let mut entries = Vec::with_capacity(file.targets.len());
-    for (k, t) in file.targets.into_iter().enumerate() {
-        match t {
-            Some(t) => entries.push(t.0),
+    // Collected in place, in the buffer the decoder filled: a large file's entries are not
+    // held twice.
+    let entries: Vec<LongTarget> = file
+        .targets
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, t)| match t {
+            Some(t) => Some(t.0),
             // Past MAX_ERRORS the list is cut: these would not be shown.
-            None if skipped.contains(&k) || errors.len() > MAX_ERRORS => {}
+            None if skipped.contains(&k) || errors.len() > MAX_ERRORS => None,
             None => {
                 let m = map.get_or_insert_with(|| FileMap::new(text));
                 errors.push(err_at(
@@ -252,9 +256,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         "targets[{k}]: an empty entry: write a URL or a mapping with a `url` key"
                     ),
                 ));
+                None
             }
-        }
-    }
+        })
+        .collect();
     let (defaults, groups, per_host) = (file.defaults, file.groups, file.max_connections_per_host);
     let allow = if file.probe.allow.is_empty() && file.probe.deny.is_empty() {
         None
@@ -348,7 +353,7 @@ fn file_sd_entries(
             let mut entry = LongTarget::bare(url.0);
             entry.name = name.clone();
             entry.labels = Some(Labels(labels.clone()));
-            entry.settings.group = group.clone();
+            entry.settings_mut().group = group.clone();
             entries.push(entry);
         }
     }
@@ -689,7 +694,7 @@ mod tests {
     fn file_sd_format() {
         let text = "- targets: [http://127.0.0.1:1/, 'http://127.0.0.1:2/x']\n  labels: {env: prod, name: web, __meta_x: y}\n- targets: [http://127.0.0.1:3/]\n";
         let c = parse(Path::new("sd.yml"), text).unwrap();
-        let blocks: Vec<_> = c.targets.iter().map(|t| t.label_block.as_str()).collect();
+        let blocks: Vec<_> = c.targets.iter().map(|t| &*t.label_block).collect();
         assert_eq!(
             blocks,
             [

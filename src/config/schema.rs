@@ -402,7 +402,9 @@ pub(super) struct LongTarget {
     /// Extra labels.
     pub(super) labels: Option<Labels>,
     /// The target's own settings; `group` names the block of `groups` laid under them.
-    pub(super) settings: Settings,
+    /// Boxed, and absent for a bare URL: a file of 100,000 URLs holds a pointer per entry
+    /// while it is compiled, not a whole block of settings.
+    settings: Option<Box<Settings>>,
 }
 
 impl LongTarget {
@@ -412,8 +414,21 @@ impl LongTarget {
             url,
             name: None,
             labels: None,
-            settings: Settings::default(),
+            settings: None,
         }
+    }
+
+    /// The target's own settings.
+    pub(super) fn settings(&self) -> &Settings {
+        static NONE: OnceLock<Settings> = OnceLock::new();
+        self.settings
+            .as_deref()
+            .unwrap_or_else(|| NONE.get_or_init(Settings::default))
+    }
+
+    /// The target's own settings, to change.
+    pub(super) fn settings_mut(&mut self) -> &mut Settings {
+        self.settings.get_or_insert_with(Box::default)
     }
 }
 
@@ -553,7 +568,7 @@ impl<'de> Deserialize<'de> for LongTarget {
                     url: url.0,
                     name: own.name.flatten(),
                     labels: own.labels.flatten(),
-                    settings,
+                    settings: Some(Box::new(settings)),
                 })
             }
         }
@@ -634,6 +649,20 @@ pub(super) struct SdGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A decoded entry is held for every target while a file is compiled: a bare URL's is
+    /// its URL and a pointer for its settings (it was 672 bytes with the settings inline).
+    #[test]
+    fn a_decoded_entry_is_small() {
+        let size = std::mem::size_of::<LongTarget>();
+        eprintln!("LongTarget {size} bytes");
+        assert!(size <= 168, "{size}");
+        assert_eq!(
+            std::mem::size_of::<Option<RawTarget>>(),
+            size,
+            "an entry is decoded and collected in place"
+        );
+    }
 
     #[test]
     fn a_target_lists_its_own_keys_then_the_settings() {

@@ -121,72 +121,10 @@ fn open_socket(server: SocketAddr) -> std::io::Result<UdpSocket> {
     // SAFETY: `fd` is a fresh socket nobody else owns; the UdpSocket closes it when dropped.
     let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
     // Ask the kernel to stamp each datagram as it arrives: the answer's time is then its
-    // arrival, not the moment a busy runtime got round to reading it. Failing leaves the
-    // time of the read.
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid pointer to a c_int, on
-    // a descriptor this socket owns.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    // arrival, not the moment a busy runtime got round to reading it.
+    crate::stamp::enable(fd);
     socket.connect(server)?;
     UdpSocket::from_std(socket)
-}
-
-/// Read one datagram into `buf` without waiting: its length and when it arrived (the
-/// kernel's stamp, else now).
-fn recv_stamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Instant)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for a timestamp control message, aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: an all-zero msghdr is a valid empty one; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: recvmsg writes at most `iov_len` bytes into `buf` and at most `msg_controllen`
-    // bytes into `control`, both valid and writable for the call.
-    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_DONTWAIT) };
-    let Ok(n) = usize::try_from(n) else {
-        return Err(std::io::Error::last_os_error());
-    };
-    let now = Instant::now();
-    let wall = std::time::SystemTime::now();
-    let mut at = now;
-    // SAFETY: the CMSG macros walk the control buffer recvmsg filled, within msg_controllen.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
-    while !cmsg.is_null() {
-        // SAFETY: a non-null header from CMSG_FIRSTHDR/CMSG_NXTHDR lies within the buffer.
-        let header = unsafe { &*cmsg };
-        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_TIMESTAMPNS {
-            // SAFETY: an SCM_TIMESTAMPNS message carries a timespec; read it unaligned.
-            let ts: libc::timespec =
-                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-            if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
-                let stamp = std::time::UNIX_EPOCH + Duration::new(secs, nanos);
-                // A wall clock stepped since the stamp would make it meaningless: only a
-                // stamp a little in the past is used.
-                if let Ok(ago) = wall.duration_since(stamp)
-                    && ago < Duration::from_secs(30)
-                {
-                    at = now.checked_sub(ago).unwrap_or(now);
-                }
-            }
-        }
-        // SAFETY: as above.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&raw const msg, cmsg) };
-    }
-    Ok((n, at))
 }
 
 /// Sends queries to the servers of one `resolv.conf`.
@@ -320,7 +258,11 @@ impl Client {
             // ERROR too: an ICMP "port unreachable" makes the socket neither readable nor
             // writable, only in error, and the read that reports it must run.
             let interest = Interest::READABLE.add(Interest::ERROR);
-            let read = socket.async_io(interest, || recv_stamped(fd, &mut buf));
+            let read = socket.async_io(interest, || {
+                // SAFETY: `buf` is valid for writes of its length.
+                let (n, at) = unsafe { crate::stamp::recv(fd, buf.as_mut_ptr(), buf.len()) }?;
+                Ok((n, at.unwrap_or_else(Instant::now)))
+            });
             let (n, at) = match timeout_at(deadline, read).await {
                 Err(_) => break,
                 // Never earlier than the query left (a wall clock that stepped back).

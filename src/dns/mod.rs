@@ -178,6 +178,8 @@ pub struct Resolver {
     hosts: Hosts,
     /// Bounds lookups in flight.
     slots: Arc<Semaphore>,
+    /// How many: the size of `slots`.
+    at_once: usize,
 }
 
 /// Read a resolver file, or `None` when it is the default path and does not exist.
@@ -199,6 +201,7 @@ impl Resolver {
             stub: None,
             hosts: Hosts::default(),
             slots: Arc::new(Semaphore::new(threads.max(1))),
+            at_once: threads.max(1),
         }
     }
 
@@ -246,6 +249,7 @@ impl Resolver {
             }),
             hosts,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            at_once: concurrency.max(1),
         }
     }
 
@@ -420,6 +424,29 @@ fn fixed(name: &str, addrs: &[IpAddr], proto: IpProtocol) -> Answer {
 }
 
 impl RoundResolver {
+    /// Look `hosts` up ahead of the probes that will need them, in order, with at most as
+    /// many of these lookups in flight as the resolver runs at once: a probe that comes to
+    /// its host finds its lookup started, or done, so that lookups overlap with the connects
+    /// of other probes. Returns once every name was asked and answered; dropping the future
+    /// stops asking (the lookups started go on for their probes).
+    pub async fn prefetch<'h>(&self, hosts: impl Iterator<Item = (&'h Host, IpProtocol)>) {
+        use futures_util::StreamExt;
+        let window = self.resolver.at_once;
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        // A name of several targets is asked once.
+        let mut asked = std::collections::HashSet::new();
+        for (host, proto) in hosts {
+            if !asked.insert((host, proto)) {
+                continue;
+            }
+            if in_flight.len() >= window {
+                in_flight.next().await;
+            }
+            in_flight.push(self.resolve(host, proto));
+        }
+        while in_flight.next().await.is_some() {}
+    }
+
     /// The addresses to try for `host`, filtered by `proto` and ordered for Happy Eyeballs,
     /// with the lookup's own time. A caller that stops waiting (its deadline) leaves the
     /// lookup running for the others.

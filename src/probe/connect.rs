@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
 use super::route::Route;
+use super::socket::Socket;
 use super::{Failure, Timed};
 use crate::dns::{DnsFailure, RoundResolver};
 use crate::gate::{Gates, Permit};
@@ -32,12 +34,12 @@ enum Place<'a> {
     Take(&'a Gates<IpAddr>),
 }
 
+/// An attempt that connected: the connection, its address, its place at the address's gate,
+/// and when its `connect` call was made.
+type Won = (TcpStream, SocketAddr, Option<Permit>, Instant);
+
 /// Connect to one address, from `source` if given, holding a place at its gate.
-async fn attempt(
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-    place: Place<'_>,
-) -> io::Result<(TcpStream, Option<Permit>)> {
+async fn attempt(addr: SocketAddr, source: Option<IpAddr>, place: Place<'_>) -> io::Result<Won> {
     let permit = match place {
         Place::Free => None,
         Place::Held(p) => Some(p),
@@ -56,7 +58,8 @@ async fn attempt(
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    Ok((socket.connect(addr).await?, permit))
+    let started = Instant::now();
+    Ok((socket.connect(addr).await?, addr, permit, started))
 }
 
 /// Connect to the first address that answers: start with the first, add the next one after
@@ -65,7 +68,7 @@ async fn attempt(
 pub async fn connect(addrs: &[IpAddr], port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
     connect_gated(addrs, port, source, None, None)
         .await
-        .map(|(s, _)| s)
+        .map(|(s, ..)| s)
 }
 
 /// [`connect`], each attempt holding a place at its address's gate of `gates` (the first
@@ -76,7 +79,7 @@ async fn connect_gated(
     source: Option<IpAddr>,
     gates: Option<&Gates<IpAddr>>,
     mut first: Option<Permit>,
-) -> io::Result<(TcpStream, Option<Permit>)> {
+) -> io::Result<Won> {
     let mut place = || match (first.take(), gates) {
         (Some(p), _) => Place::Held(p),
         (None, Some(g)) => Place::Take(g),
@@ -122,6 +125,7 @@ pub(super) async fn resolve(
     match timeout_at(deadline, resolver.resolve(route.host, proto)).await {
         Ok(answer) => Timed {
             took: answer.took,
+            late: Duration::ZERO,
             result: answer.result.map_err(|e| {
                 let detail = match route.proxy() {
                     Some(_) => format!("{}: {e}", route.to_proxy("resolving")),
@@ -132,6 +136,7 @@ pub(super) async fn resolve(
         },
         Err(_) => Timed {
             took: t.elapsed(),
+            late: Duration::ZERO,
             result: Err(Failure::new(
                 FailureReason::Dns,
                 DnsFailure::Deadline(route.host.to_string()).to_string(),
@@ -143,8 +148,8 @@ pub(super) async fn resolve(
 /// An established TCP connection.
 #[derive(Debug)]
 pub(super) struct Connected {
-    /// The socket, set up for a probe: no delay, reset on close.
-    pub tcp: TcpStream,
+    /// The socket, set up for a probe: no delay, reset on close, receive stamps on.
+    pub tcp: Socket,
     /// The address that answered.
     pub ip: Option<IpAddr>,
     /// The connection's place at its address's gate, held until the request ends.
@@ -155,6 +160,12 @@ pub(super) struct Connected {
 /// each attempt taking a place at its address's gate of `gates` first. The wait for the first
 /// address's place is no part of the connect time. The addresses are taken, so that they are
 /// let go of once connected.
+///
+/// The time is the kernel's where it has one: from the first attempt to the winning attempt's
+/// `connect` call, plus that handshake's round-trip time as the kernel measured it
+/// (`TCP_INFO`, when no SYN was retransmitted). When this task is woken late to learn that
+/// the connection is up, the delay is not the target's, and is not counted. Otherwise it is
+/// the time until the connection was seen established.
 pub(super) async fn open(
     route: &Route<'_>,
     addrs: Arc<[IpAddr]>,
@@ -166,6 +177,7 @@ pub(super) async fn open(
     if Instant::now() >= deadline {
         return Timed {
             took: Duration::ZERO,
+            late: Duration::ZERO,
             result: Err(Failure::new(
                 FailureReason::ConnectTimeout,
                 "deadline passed before connecting",
@@ -176,6 +188,7 @@ pub(super) async fn open(
     let Some(&head) = addrs.first() else {
         return Timed {
             took: Duration::ZERO,
+            late: Duration::ZERO,
             result: Err(Failure::new(
                 FailureReason::ConnectError,
                 "no address to connect to",
@@ -189,6 +202,7 @@ pub(super) async fn open(
     let Ok(first) = first else {
         return Timed {
             took: Duration::ZERO,
+            late: Duration::ZERO,
             result: Err(Failure::new(
                 FailureReason::ConnectTimeout,
                 format!(
@@ -204,10 +218,14 @@ pub(super) async fn open(
         connect_gated(&addrs, route.port, source, Some(gates), Some(first)),
     )
     .await;
-    let took = t.elapsed();
+    let seen = t.elapsed();
+    let mut took = seen;
     let result = match connected {
-        Ok(Ok((tcp, permit))) => {
-            let ip = tcp.peer_addr().ok().map(|a| a.ip());
+        Ok(Ok((tcp, addr, permit, started))) => {
+            if let Some(rtt) = crate::stamp::handshake_rtt(tcp.as_raw_fd()) {
+                took = took.min(started.saturating_duration_since(t) + rtt);
+            }
+            let ip = Some(addr.ip());
             // Probes write one small request: do not wait for more to fill a segment.
             let _ = tcp.set_nodelay(true);
             // A connection we close first ends with a reset, unless the server has closed
@@ -215,7 +233,11 @@ pub(super) async fn open(
             // on our side for a minute, and rounds of thousands of targets on one address
             // would run out of ports.
             set_linger_zero(&tcp, true);
-            Ok(Connected { tcp, ip, permit })
+            Ok(Connected {
+                tcp: Socket::new(tcp),
+                ip,
+                permit,
+            })
         }
         Ok(Err(e)) => {
             let reason = match (e.kind() == io::ErrorKind::ConnectionRefused, proxy) {
@@ -237,7 +259,11 @@ pub(super) async fn open(
             },
         )),
     };
-    Timed { took, result }
+    Timed {
+        took,
+        late: seen - took,
+        result,
+    }
 }
 
 /// Turn the reset-on-close of a probe's socket on or off.

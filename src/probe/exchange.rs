@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
 use super::redirect::is_redirect;
+use super::socket::Socket;
 use super::status::{Field, HeadParser, HeaderScan, Headers, MAX_HEAD, MAX_LINE, ParseError, Step};
 use super::{Failure, Timed, seconds};
 use crate::outcome::{FailureReason, StatusLine};
@@ -35,7 +36,8 @@ pub struct Answer {
 }
 
 /// Write the request (head, then body), read the final status line (and, as `want` says, a
-/// redirect's `Location`) before `deadline`. `proxy` is the proxy the request is written to,
+/// redirect's `Location`) before `deadline`. The time runs from the first write to the
+/// arrival of the last bytes read (the kernel's stamp), when the status line came. `proxy` is the proxy the request is written to,
 /// when it is not inside a tunnel: a stall is then the proxy's. Without a status line, the
 /// exchange failed; the stream is closed when it returns.
 pub async fn exchange<S: Conn>(
@@ -72,7 +74,11 @@ pub async fn exchange<S: Conn>(
         }
     })
     .await;
-    let took = t.elapsed();
+    let seen = t.elapsed();
+    let took = match (&status, &outcome) {
+        (Some(_), Ok(_)) => stream.socket().since(t).min(seen),
+        _ => seen,
+    };
     finish(&mut stream);
     // Dropping the stream closes the connection.
     drop(stream);
@@ -134,7 +140,11 @@ pub async fn exchange<S: Conn>(
             Err(Failure::new(FailureReason::InvalidResponse, e.to_string()))
         }
     };
-    Timed { took, result }
+    Timed {
+        took,
+        late: seen - took,
+        result,
+    }
 }
 
 /// The `Content-Length` among the complete header lines of `bytes` (what arrived with the
@@ -169,20 +179,20 @@ pub fn content_length(bytes: &[u8]) -> Option<u64> {
     found
 }
 
-/// A probe's stream: gives access to its TCP socket.
+/// A probe's stream: gives access to its socket.
 pub trait Conn: AsyncRead + AsyncWrite + Unpin {
-    /// The TCP socket underneath.
-    fn tcp(&self) -> &tokio::net::TcpStream;
+    /// The socket underneath.
+    fn socket(&self) -> &Socket;
 }
 
-impl Conn for tokio::net::TcpStream {
-    fn tcp(&self) -> &tokio::net::TcpStream {
+impl Conn for Socket {
+    fn socket(&self) -> &Socket {
         self
     }
 }
 
-impl Conn for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    fn tcp(&self) -> &tokio::net::TcpStream {
+impl Conn for tokio_rustls::client::TlsStream<Socket> {
+    fn socket(&self) -> &Socket {
         self.get_ref().0
     }
 }
@@ -196,7 +206,7 @@ fn finish<S: Conn>(stream: &mut S) {
     for _ in 0..16 {
         match stream.read(&mut buf).now_or_never() {
             Some(Ok(0)) => {
-                super::connect::set_linger_zero(stream.tcp(), false);
+                super::connect::set_linger_zero(stream.socket().tcp(), false);
                 return;
             }
             Some(Ok(_)) => {}

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
+use super::socket::Socket;
 use super::{Failure, Timed};
 use crate::outcome::{FailureReason, TlsVersion};
 use crate::tls::{PRESENTED, Presented};
@@ -19,7 +19,7 @@ use crate::tls::{PRESENTED, Presented};
 #[derive(Debug)]
 pub struct Secured {
     /// The stream the request is written to.
-    pub stream: TlsStream<TcpStream>,
+    pub stream: TlsStream<Socket>,
     /// The negotiated TLS version, when it is one we name.
     pub version: Option<TlsVersion>,
 }
@@ -35,9 +35,11 @@ pub struct Handshake {
 }
 
 /// Run the TLS handshake over `tcp` with `config`, sending and verifying `server_name`,
-/// before `deadline`.
+/// before `deadline`. A completed handshake's time ends at the arrival of the server's last
+/// handshake record (the kernel's stamp): the client's own work after it (verifying the
+/// chain, sending its `Finished`) and a late wake-up are not the server's.
 pub async fn handshake(
-    tcp: TcpStream,
+    tcp: Socket,
     config: &Arc<ClientConfig>,
     server_name: ServerName<'static>,
     deadline: Instant,
@@ -49,9 +51,11 @@ pub async fn handshake(
         (r, PRESENTED.with(Cell::take))
     });
     let outcome = timeout_at(deadline, handshake).await;
-    let took = t.elapsed();
+    let seen = t.elapsed();
+    let mut took = seen;
     let (presented, result) = match outcome {
         Ok((Ok(stream), presented)) => {
+            took = stream.get_ref().0.since(t).min(seen);
             let version = match stream.get_ref().1.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
                 Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
@@ -70,6 +74,10 @@ pub async fn handshake(
     };
     Handshake {
         presented,
-        secured: Timed { took, result },
+        secured: Timed {
+            took,
+            late: seen - took,
+            result,
+        },
     }
 }

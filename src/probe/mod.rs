@@ -24,6 +24,7 @@ mod exchange;
 mod handshake;
 mod redirect;
 mod route;
+mod socket;
 pub mod status;
 mod tunnel;
 
@@ -56,8 +57,8 @@ impl ProbeResult {
     /// Take the facts of the last request of the probe: its answer, failure and TLS facts
     /// replace whatever is there, its phases add to those of the earlier hops. The detail of
     /// a failure after a redirect names the hop (`redirect hop 2: ...`, the first request
-    /// being hop 1).
-    fn settle(&mut self, facts: Facts) {
+    /// being hop 1). Returns the request's late wake-ups (see [`Timed::late`]).
+    fn settle(&mut self, facts: Facts) -> Duration {
         let Facts {
             status,
             failure,
@@ -71,6 +72,7 @@ impl ProbeResult {
             chain,
             ssl,
             checked: _,
+            late,
         } = facts;
         self.status = status;
         self.failure = failure;
@@ -89,6 +91,7 @@ impl ProbeResult {
         self.cert = cert;
         self.chain = chain;
         self.ssl = ssl;
+        late
     }
 }
 
@@ -119,6 +122,8 @@ struct Facts {
     chain: Option<Arc<ChainInfo>>,
     /// Whether the request went over TLS (its handshake completed).
     ssl: bool,
+    /// The late wake-ups of the request's phases (see [`Timed::late`]).
+    late: Duration,
     /// For a target with checks: what was read of the answer for them.
     checked: Option<Box<body::Checked>>,
 }
@@ -148,6 +153,7 @@ impl Facts {
     /// (see [`Facts::check`]).
     fn record<T>(&mut self, time: fn(&mut Phases) -> &mut Duration, phase: Timed<T>) -> Option<T> {
         *time(&mut self.phases) += phase.took;
+        self.late += phase.late;
         self.check(phase.result)
     }
 
@@ -213,6 +219,9 @@ impl Failure {
 struct Timed<T> {
     /// The phase's time.
     took: Duration,
+    /// How much later than its end (a kernel's stamp) the phase's task saw it end: a late
+    /// wake-up of this process, which is no part of the target's time.
+    late: Duration,
     /// Its facts, or why it failed.
     result: Result<T, Failure>,
 }
@@ -353,18 +362,33 @@ pub struct Env<'a> {
     pub gates: &'a Gates<std::net::IpAddr>,
 }
 
-/// Probe `target` once, giving up at `deadline`. The probe's clock starts now.
+/// The name the first request of `target` looks up (its proxy's, when it goes through one),
+/// so that a round can look it up ahead of the probe. `None` for an IP literal, and for a
+/// target the `/probe` allowlist admitted: its names are looked up only once admitted.
+pub fn first_lookup(target: &Target) -> Option<&Host> {
+    if target.allowed.is_some() {
+        return None;
+    }
+    let (_, host, _) = route::via(target, &target.url);
+    matches!(host, Host::Name(_)).then_some(host)
+}
+
+/// Probe `target` once, giving up at `deadline`. The probe's clock starts now; its duration
+/// runs to its end, less the late wake-ups of this process that the kernel's stamps show
+/// (see [`Timed::late`]).
 pub async fn probe(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
     let start = Instant::now();
-    let mut result = run(target, deadline, env).await;
-    result.duration = Instant::now().saturating_duration_since(start);
+    let (mut result, late) = run(target, deadline, env).await;
+    result.duration = Instant::now()
+        .saturating_duration_since(start)
+        .saturating_sub(late);
     result
 }
 
 /// The body of [`probe`]: one request, or one per hop of a redirect chain; then the verdict
 /// on the final answer. While a request runs, only its own facts are held: the result is made
-/// from them once it is over.
-async fn run(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
+/// from them once it is over. Returns the result and the late wake-ups of its requests.
+async fn run(target: &Target, deadline: Instant, env: &Env<'_>) -> (ProbeResult, Duration) {
     if target.follow_redirects == 0 {
         let mut facts = Facts::default();
         request(
@@ -379,14 +403,14 @@ async fn run(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
         .await;
         let mut result = ProbeResult::default();
         let checked = facts.checked.take();
-        result.settle(facts);
+        let late = result.settle(facts);
         judge(target, &target.url, &mut result, checked.as_deref());
-        result
+        (result, late)
     } else {
         // Boxed: the state of a chain is not carried by the probes that follow none.
-        let (mut result, url, checked) = Box::pin(follow(target, deadline, env)).await;
+        let (mut result, url, late, checked) = Box::pin(follow(target, deadline, env)).await;
         judge(target, &url, &mut result, checked.as_deref());
-        result
+        (result, late)
     }
 }
 
@@ -418,7 +442,9 @@ fn verdict(
     if let Some(checks) = &target.checks {
         result.failed_due_to_regex = Some(false);
         if checks.reads_body {
-            result.body_length = checked.and_then(body::Checked::body_length);
+            result.body_length = checked
+                .and_then(body::Checked::body_length)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         }
     }
     if result.failure.is_some() {
@@ -455,14 +481,16 @@ fn verdict(
 }
 
 /// The requests of a redirect chain, up to `follow_redirects` hops: returns the result (a
-/// failure, `redirect_limit` among them, is in it) and the URL of the final request. With
+/// failure, `redirect_limit` among them, is in it), the URL of the final request, the late
+/// wake-ups of the requests and what the final request read for the target's checks. With
 /// `cookies`, the chain's cookie jar lives here, for this probe only.
 async fn follow(
     target: &Target,
     deadline: Instant,
     env: &Env<'_>,
-) -> (ProbeResult, ProbeUrl, Option<Box<body::Checked>>) {
+) -> (ProbeResult, ProbeUrl, Duration, Option<Box<body::Checked>>) {
     let mut result = ProbeResult::default();
+    let mut late = Duration::ZERO;
     let mut checked;
     let mut url = target.url.clone();
     let mut hop = Hop::FIRST;
@@ -480,7 +508,7 @@ async fn follow(
             }
         });
         checked = facts.checked.take();
-        result.settle(facts);
+        late += result.settle(facts);
         let Some(next) = next else { break };
         visited.push(url.clone());
         let chain = (&target.url, target.follow_redirects);
@@ -497,7 +525,7 @@ async fn follow(
             }
         }
     }
-    (result, url, checked)
+    (result, url, late, checked)
 }
 
 /// One request of a probe to `url`, made as `hop`: route, resolve, connect (to the proxy if
@@ -573,7 +601,7 @@ async fn request(
     };
     facts.address(ip);
     if let Some(allow) = &target.allowed {
-        facts.check(landed(allow, by_name, &tcp))?;
+        facts.check(landed(allow, by_name, tcp.tcp()))?;
     }
     let tcp = match route.via {
         Via::Tunnel(proxy) => {
@@ -700,7 +728,7 @@ fn keep_cookies(jar: &mut cookies::Jar, url: &ProbeUrl, set_cookies: &[Vec<u8>])
 /// The TLS half of an https request: the handshake over `tcp` (its facts go into `facts`),
 /// then the exchange through it; `None` when the handshake failed.
 async fn secured(
-    tcp: tokio::net::TcpStream,
+    tcp: socket::Socket,
     config: &Arc<rustls::ClientConfig>,
     server_name: rustls_pki_types::ServerName<'static>,
     request: (&[u8], &[u8]),

@@ -83,11 +83,10 @@ impl<'a> Route<'a> {
 /// Decide how the request of `target`'s probe to `url` goes: `url` is the target's own URL for
 /// the first request, a redirect's target for a later one.
 pub fn route<'a>(target: &'a Target, url: &'a ProbeUrl) -> Route<'a> {
-    let proxy = target.proxy.as_deref().and_then(|rules| rules.for_url(url));
-    let (via, host, port) = match (proxy, url.scheme) {
-        (None, _) => (Via::Direct, &url.host, url.port),
-        (Some(p), Scheme::Http) => (Via::Proxy(p), &p.host, p.port),
-        (Some(p), Scheme::Https) => (Via::Tunnel(p), &p.host, p.port),
+    let (via, host, port) = via(target, url);
+    let proxy = match via {
+        Via::Direct => None,
+        Via::Proxy(p) | Via::Tunnel(p) => Some(p),
     };
     Route {
         via,
@@ -95,6 +94,17 @@ pub fn route<'a>(target: &'a Target, url: &'a ProbeUrl) -> Route<'a> {
         port,
         form: crate::proxy::request_form(proxy, url),
         security: security(target, url),
+    }
+}
+
+/// How a request of `target` to `url` reaches its server, and the host and port it connects
+/// to: the proxy's when there is one, else the URL's.
+pub fn via<'a>(target: &'a Target, url: &'a ProbeUrl) -> (Via<'a>, &'a Host, u16) {
+    let proxy = target.proxy.as_deref().and_then(|rules| rules.for_url(url));
+    match (proxy, url.scheme) {
+        (None, _) => (Via::Direct, &url.host, url.port),
+        (Some(p), Scheme::Http) => (Via::Proxy(p), &p.host, p.port),
+        (Some(p), Scheme::Https) => (Via::Tunnel(p), &p.host, p.port),
     }
 }
 
@@ -169,7 +179,7 @@ mod tests {
             tls,
             ip_protocol: IpProtocol::Auto,
             source_ip: None,
-            label_block: String::new(),
+            label_block: Arc::from(""),
             group: Arc::from("default"),
             url,
             valid_http_versions: None,

@@ -5,10 +5,10 @@
 use std::io;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::exchange::{ReadError, Want, read_head};
+use super::socket::Socket;
 use super::{Failure, Timed, seconds};
 use crate::outcome::{FailureReason, StatusLine};
 use crate::probe_url::ProbeUrl;
@@ -16,24 +16,31 @@ use crate::proxy::Proxy;
 
 /// Ask `proxy` for a tunnel to `url`'s host and port over `tcp`: write CONNECT, read the whole
 /// answer head (bounded), before `deadline`. A 2xx with nothing after its head opens the
-/// tunnel, and `tcp` is returned to go on through it; anything else is the failure.
+/// tunnel, and `tcp` is returned to go on through it; anything else is the failure. An open
+/// tunnel's time ends at the arrival of the answer's last bytes (the kernel's stamp).
 pub async fn open(
-    mut tcp: TcpStream,
+    mut tcp: Socket,
     proxy: &Proxy,
     url: &ProbeUrl,
     deadline: Instant,
-) -> Timed<TcpStream> {
+) -> Timed<Socket> {
     let t = Instant::now();
     let result = exchange(&mut tcp, proxy, url, deadline, t).await;
+    let seen = t.elapsed();
+    let took = match result {
+        Ok(()) => tcp.since(t).min(seen),
+        Err(_) => seen,
+    };
     Timed {
-        took: t.elapsed(),
+        took,
+        late: seen - took,
         result: result.map(|()| tcp),
     }
 }
 
 /// The body of [`open`], started at `t`.
 async fn exchange(
-    tcp: &mut TcpStream,
+    tcp: &mut Socket,
     proxy: &Proxy,
     url: &ProbeUrl,
     deadline: Instant,
