@@ -24,6 +24,11 @@
 //! witness. `--names` or `--witness` runs one part alone. `BENCH_EXPORTER=path` runs any of
 //! them against another build of the exporter.
 //!
+//! `--body-checks [N]` runs only the body checks scenario: N targets (10,000 by default) with
+//! a header check, two body patterns and a 64 KiB limit against an nginx of its own that
+//! answers every path with 1 KiB of JSON; it prints the round time and the peak RSS beside the
+//! same targets without checks.
+//!
 //! `--compare OLD_BINARY` runs only the 10,000-target plain round, by turns with this build
 //! and with `OLD_BINARY` (an earlier commit's build), and prints both medians.
 //!
@@ -729,6 +734,62 @@ fn print_names(rows: &[Row]) {
     }
 }
 
+/// The body checks scenario (`--body-checks`): `n` targets on an nginx of its own whose every
+/// answer is 1 KiB of JSON, read and checked (a header check, two body patterns, a 64 KiB
+/// limit), beside the same targets without checks; prints round times and peak RSS.
+fn body_checks(dir: &Path, n: usize, rounds: usize) {
+    let nginx = program("nginx", "nginx");
+    let port = free_port();
+    let d = dir.join("body-nginx");
+    std::fs::create_dir_all(&d).expect("dir");
+    let body = format!("{{\"status\":\"UP\",\"pad\":\"{}\"}}", "x".repeat(1000));
+    let dd = d.display();
+    let conf = format!(
+        "daemon off;\nworker_processes 2;\nworker_rlimit_nofile 200000;\npid {dd}/nginx.pid;\n\
+         error_log {dd}/error.log crit;\nevents {{ worker_connections 65536; multi_accept on; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {dd}/b;\n    proxy_temp_path {dd}/p;\n\
+         fastcgi_temp_path {dd}/f;\n    uwsgi_temp_path {dd}/u;\n    scgi_temp_path {dd}/s;\n\
+         default_type application/json;\n\
+         server {{\n        listen 127.0.0.1:{port} backlog=8192 reuseport;\n\
+         location / {{ return 200 '{body}'; }}\n    }}\n}}\n"
+    );
+    std::fs::write(d.join("nginx.conf"), conf).expect("write");
+    let child = Command::new(nginx)
+        .arg("-e")
+        .arg(d.join("error.log"))
+        .arg("-p")
+        .arg(&d)
+        .arg("-c")
+        .arg(d.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let _nginx = Proc(child);
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let checks = "defaults:\n  body_size_limit: 64KiB\n  \
+                  fail_if_body_matches_regexp: ['\"status\":\\s*\"DOWN\"']\n  \
+                  fail_if_body_not_matches_regexp: ['\"status\":\"UP\"']\n  \
+                  fail_if_header_not_matches: [{header: Content-Type, regexp: '^application/json'}]\n";
+    let plain = plain_targets(port, n, 1);
+    let checked = format!("{checks}{plain}");
+    let rows = [
+        scenario(dir, &format!("{n} http, no checks"), &plain, n, rounds),
+        scenario(dir, &format!("{n} http, body checks"), &checked, n, rounds),
+    ];
+    println!("\n| scenario | targets | round (median) | scrape (median) | peak RSS | ok |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.3} s | {:.3} s | {:.1} MiB | {} |",
+            r.name, r.targets, r.round, r.scrape, r.rss, r.ok
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--witness-serve") {
         witness_serve();
@@ -742,6 +803,14 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--compare") {
         let old = args.get(i + 1).expect("--compare OLD_BINARY");
         compare(dir.path(), port, Path::new(old), if quick { 3 } else { 7 });
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--body-checks") {
+        let n = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        body_checks(dir.path(), n, if quick { 3 } else { 5 });
         return;
     }
     if std::env::args().any(|a| a == "--names") {

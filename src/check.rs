@@ -157,7 +157,11 @@ pub fn table_row(t: &Target, r: &ProbeResult, columns: Columns, style: Style) ->
             Some(d) => format!("{s} ({d})"),
             None => s.to_string(),
         },
-        (Some(s), Some(f)) => format!("{s} ({f})"),
+        (Some(s), Some(f)) => match &r.detail {
+            // A header or body check: the detail names the pattern.
+            Some(d) if f.about_head_or_body() => format!("{s} ({f}: {d})"),
+            _ => format!("{s} ({f})"),
+        },
         (None, Some(f)) => match &r.detail {
             Some(d) => format!("{f}: {d}"),
             None => f.to_string(),

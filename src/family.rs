@@ -33,6 +33,10 @@ pub enum Family {
     HttpVersion,
     /// `probe_http_content_length`
     ContentLength,
+    /// `probe_http_uncompressed_body_length`
+    UncompressedBodyLength,
+    /// `probe_failed_due_to_regex`
+    FailedDueToRegex,
     /// `probe_tls_version_info`
     TlsVersionInfo,
     /// `probe_ssl_earliest_cert_expiry`
@@ -47,7 +51,7 @@ pub enum Family {
 
 impl Family {
     /// Every family, in output order.
-    pub const ALL: [Family; 17] = [
+    pub const ALL: [Family; 19] = [
         Family::Success,
         Family::StatusCode,
         Family::Duration,
@@ -60,6 +64,8 @@ impl Family {
         Family::IpAddrHash,
         Family::HttpVersion,
         Family::ContentLength,
+        Family::UncompressedBodyLength,
+        Family::FailedDueToRegex,
         Family::TlsVersionInfo,
         Family::EarliestCertExpiry,
         Family::LeafCertExpiry,
@@ -82,6 +88,8 @@ impl Family {
             Family::IpAddrHash => "probe_ip_addr_hash",
             Family::HttpVersion => "probe_http_version",
             Family::ContentLength => "probe_http_content_length",
+            Family::UncompressedBodyLength => "probe_http_uncompressed_body_length",
+            Family::FailedDueToRegex => "probe_failed_due_to_regex",
             Family::TlsVersionInfo => "probe_tls_version_info",
             Family::EarliestCertExpiry => "probe_ssl_earliest_cert_expiry",
             Family::LeafCertExpiry => "probe_ssl_leaf_cert_expiry",
@@ -113,6 +121,8 @@ impl Family {
             | Family::IpAddrHash
             | Family::HttpVersion
             | Family::ContentLength
+            | Family::UncompressedBodyLength
+            | Family::FailedDueToRegex
             | Family::EarliestCertExpiry
             | Family::LeafCertExpiry
             | Family::LastChainExpiry => &[],

@@ -262,9 +262,15 @@ impl Track {
         // The text is written into `scratch`, and copied only when it is new to this track.
         scratch.clear();
         let text = match (&r.status, &r.detail) {
-            (Some(s), _) => {
+            (Some(s), d) => {
                 use std::fmt::Write as _;
                 let _ = write!(scratch, "{s}");
+                // A header or body check: the detail names the pattern.
+                if let Some(d) = d
+                    && r.failure.is_some_and(FailureReason::about_head_or_body)
+                {
+                    let _ = write!(scratch, ": {d}");
+                }
                 Some(scratch.as_str())
             }
             (None, d) => d.as_deref(),

@@ -36,6 +36,8 @@
 //!   connection to an address lands.
 //! - [`gate`]: connection gates: places per host or address under the cap per host.
 //! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
+//! - [`checks`]: header and body checks (blackbox_exporter's keys): patterns, sizes,
+//!   compression, and the judgement of a head and a body.
 //! - [`probe_url`]: the parsed probe URL (scheme, host, port, request target); address
 //!   families.
 //! - [`outcome`]: what a probe found out: result, failure reasons, status line, phase times.
@@ -53,6 +55,7 @@
 pub mod allow;
 pub mod app;
 pub mod check;
+pub mod checks;
 pub mod cli;
 pub mod codes;
 pub mod config;

@@ -48,6 +48,12 @@ impl Family {
             Family::ContentLength => {
                 "Content-Length of the final answer, when it came with the status line."
             }
+            Family::UncompressedBodyLength => {
+                "Bytes of the final answer's body read, decoded (at most body_size_limit); only for targets that read the body."
+            }
+            Family::FailedDueToRegex => {
+                "Whether a header or body check failed (a body that could not be read whole fails its body checks): 1 or 0; only for targets with a header or body key."
+            }
             Family::TlsVersionInfo => "Negotiated TLS version, as the version label; value 1.",
             Family::EarliestCertExpiry => {
                 "Earliest NotAfter in the certificate chain the server presented, unix seconds; reported also when verification failed."
@@ -226,6 +232,21 @@ fn render_family(
             for (t, r) in pairs() {
                 if let Some(n) = r.content_length {
                     line(out, name, &t.label_block, n);
+                }
+            }
+        }
+        Family::UncompressedBodyLength => {
+            for (t, r) in pairs() {
+                if let Some(n) = r.body_length {
+                    line(out, name, &t.label_block, n);
+                }
+            }
+        }
+        Family::FailedDueToRegex => {
+            for (t, r) in pairs() {
+                if t.checks.is_some() {
+                    let failed = r.failed_due_to_regex.unwrap_or(false);
+                    line(out, name, &t.label_block, u8::from(failed));
                 }
             }
         }

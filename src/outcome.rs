@@ -52,6 +52,18 @@ pub enum FailureReason {
     FailIfSsl,
     /// `fail_if_not_ssl`: the final request did not go over TLS.
     FailIfNotSsl,
+    /// A `fail_if_header_matches` pattern matched a value of its header.
+    HeaderMatches,
+    /// A `fail_if_header_not_matches` pattern matched no value of its header.
+    HeaderNotMatches,
+    /// A header that a header check names is missing, and the check does not allow that.
+    HeaderMissing,
+    /// A `fail_if_body_matches_regexp` pattern matched the body.
+    BodyMatches,
+    /// A `fail_if_body_not_matches_regexp` pattern did not match the body.
+    BodyNotMatches,
+    /// The body, decoded, is longer than `body_size_limit`.
+    BodyTooLarge,
     /// A `/probe` target admitted by the allowlist resolved only to addresses it denies (or
     /// a redirect led to a host it does not admit): no connection was made.
     AddressDenied,
@@ -63,7 +75,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation.
-    pub const ALL: [FailureReason; 25] = [
+    pub const ALL: [FailureReason; 31] = [
         FailureReason::Dns,
         FailureReason::ConnectRefused,
         FailureReason::ConnectTimeout,
@@ -86,10 +98,36 @@ impl FailureReason {
         FailureReason::RedirectLimit,
         FailureReason::FailIfSsl,
         FailureReason::FailIfNotSsl,
+        FailureReason::HeaderMatches,
+        FailureReason::HeaderNotMatches,
+        FailureReason::HeaderMissing,
+        FailureReason::BodyMatches,
+        FailureReason::BodyNotMatches,
+        FailureReason::BodyTooLarge,
         FailureReason::AddressDenied,
         FailureReason::NotStarted,
         FailureReason::ScrapeDeadline,
     ];
+
+    /// Whether this reason, given with a status line, comes from the header and body checks:
+    /// a check that failed, or a head or body that could not be read whole for them (a
+    /// timeout, a close, a reset, a bad chunk). Its detail then says what the status line
+    /// does not (the pattern), and is shown beside it.
+    pub fn about_head_or_body(self) -> bool {
+        matches!(
+            self,
+            FailureReason::HeaderMatches
+                | FailureReason::HeaderNotMatches
+                | FailureReason::HeaderMissing
+                | FailureReason::BodyMatches
+                | FailureReason::BodyNotMatches
+                | FailureReason::BodyTooLarge
+                | FailureReason::Timeout
+                | FailureReason::Closed
+                | FailureReason::Reset
+                | FailureReason::InvalidResponse
+        )
+    }
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -116,6 +154,12 @@ impl FailureReason {
             FailureReason::RedirectLimit => "redirect_limit",
             FailureReason::FailIfSsl => "fail_if_ssl",
             FailureReason::FailIfNotSsl => "fail_if_not_ssl",
+            FailureReason::HeaderMatches => "header_matches",
+            FailureReason::HeaderNotMatches => "header_not_matches",
+            FailureReason::HeaderMissing => "header_missing",
+            FailureReason::BodyMatches => "body_matches",
+            FailureReason::BodyNotMatches => "body_not_matches",
+            FailureReason::BodyTooLarge => "body_too_large",
             FailureReason::AddressDenied => "address_denied",
             FailureReason::NotStarted => "not_started",
             FailureReason::ScrapeDeadline => "scrape_deadline",
@@ -301,6 +345,13 @@ pub struct ProbeResult {
     pub cert: Option<CertExpiry>,
     /// The presented chain's leaf and, when it was verified, the chain's expiry.
     pub chain: Option<std::sync::Arc<ChainInfo>>,
+    /// For a target with header or body checks: whether one failed, as blackbox_exporter's
+    /// `probe_failed_due_to_regex` says it (a body that could not be read whole fails its
+    /// body checks); `None` for a target without checks.
+    pub failed_due_to_regex: Option<bool>,
+    /// Bytes of the final answer's body read, decoded (at most its limit, which is at most
+    /// 256 MiB: a `u32` holds it), when it was read.
+    pub body_length: Option<u32>,
     /// Redirects followed.
     pub redirects: u8,
     /// Whether the final request went over TLS (its handshake completed).

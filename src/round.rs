@@ -512,7 +512,10 @@ mod sizes {
             std::mem::size_of::<ProbeResult>(),
         );
         eprintln!("Target {target} bytes, ProbeResult {result} bytes");
-        assert!(target <= 384, "Target is {target} bytes");
-        assert!(result <= 224, "ProbeResult is {result} bytes");
+        // 384, and the header and body checks: one pointer, `None` for the plain probe.
+        assert!(target <= 392, "Target is {target} bytes");
+        // 224, and for the header and body checks their verdict and the body's length (a
+        // `u32`: the limit is at most 256 MiB): 8 bytes.
+        assert!(result <= 232, "ProbeResult is {result} bytes");
     }
 }

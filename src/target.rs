@@ -75,6 +75,10 @@ pub struct Target {
     /// For a `/probe` target that is not in the file: the allowlist that admitted it, which
     /// every request's host and addresses must pass before a connection is made.
     pub allowed: Option<Arc<crate::allow::Allow>>,
+    /// Header and body checks, when any is configured: the probe then reads the final
+    /// answer's whole head (and its body, when a body key is set). `None` for the plain
+    /// probe, which reads only the status line.
+    pub checks: Option<Arc<crate::checks::Checks>>,
     /// `tls_config.server_name`, when configured: it names the TLS server whatever the URL or
     /// a `Host` header say.
     pub server_name: Option<Arc<str>>,

@@ -78,7 +78,7 @@ fn the_exposition_of_every_family_passes_promtool_with_no_label_twice() {
             "defaults: {{tls_config: {{ca_file: ca.pem}}}}\n\
              groups: {{web: {{}}}}\n\
              targets:\n\
-             \x20 - {{url: 'https://localhost:{tls}/ok', name: shop, labels: {{team: core, env: prod}}, group: web}}\n\
+             \x20 - {{url: 'https://localhost:{tls}/ok', name: shop, labels: {{team: core, env: prod}}, group: web, body_size_limit: 1KiB}}\n\
              \x20 - {{url: 'http://localhost:{port}/moved', follow_redirects: true, labels: {{team: edge}}}}\n\
              \x20 - {{url: 'http://127.0.0.1:{dead}/', name: down}}\n"
         ),

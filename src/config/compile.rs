@@ -10,11 +10,12 @@ use std::sync::Arc;
 use super::files::{FieldError, Files};
 use super::layer::Settings;
 use super::position::{line_col, locate, url_position};
-use super::schema::{GroupName, Labels, LongTarget, RawTls};
+use super::schema::{GroupName, HeaderSource, Labels, LongTarget, RawTls};
 use super::{
     Config, ConfigError, DEFAULT_GROUP, DEFAULT_MAX_CONNECTIONS_PER_HOST, DEFAULT_TIMEOUT,
     MAX_ERRORS, MAX_PAIRS, MAX_TEXT,
 };
+use crate::checks::{self, Checks, Compression, HeaderMatches, Patterns};
 use crate::codes::StatusCodes;
 use crate::probe_url::{self, IpProtocol};
 use crate::proxy;
@@ -392,6 +393,13 @@ impl<'a> Compiler<'a> {
                 "fail_if_ssl and fail_if_not_ssl cannot both be true".into(),
             ));
         }
+        let checks = match body_checks(&mut merged) {
+            Ok(checks) => checks,
+            Err(e) => {
+                found.push(e);
+                None
+            }
+        };
         let spec = self
             .files
             .request_spec(&merged, self.base)
@@ -464,6 +472,7 @@ impl<'a> Compiler<'a> {
                 .filter(|v| !v.is_empty()),
             cookies: merged.cookies.unwrap_or(false),
             allowed: None,
+            checks,
             server_name: merged
                 .tls_config
                 .as_ref()
@@ -616,6 +625,60 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// The header and body checks of `merged` settings (`None` when it sets none), and the
+/// `Accept-Encoding` its `compression` asks for, added to its headers unless they have one
+/// already, which must then accept it (as blackbox_exporter requires).
+fn body_checks(merged: &mut Settings) -> Result<Option<Arc<Checks>>, FieldError> {
+    let compression = merged.compression.unwrap_or_default();
+    if let Some(coding) = compression.accept_encoding() {
+        let headers = merged.headers.get_or_insert_with(Default::default);
+        let written = headers
+            .0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("accept-encoding"));
+        match written {
+            Some((_, HeaderSource::Plain(v))) if checks::accepts(v, coding) => {}
+            Some(_) => {
+                return Err((
+                    "compression",
+                    format!(
+                        "compression: {coding} is not accepted by the Accept-Encoding header \
+                         in headers: leave the header out (it is sent as {coding}) or list \
+                         {coding} in it"
+                    ),
+                ));
+            }
+            None => headers
+                .0
+                .push(("Accept-Encoding".into(), HeaderSource::Plain(coding.into()))),
+        }
+    }
+    let patterns = |p: &Option<Patterns>| p.clone().unwrap_or_default();
+    let header_checks = |h: &Option<HeaderMatches>| h.clone().unwrap_or_default();
+    let body_matches = patterns(&merged.fail_if_body_matches_regexp);
+    let body_not_matches = patterns(&merged.fail_if_body_not_matches_regexp);
+    let header_matches = header_checks(&merged.fail_if_header_matches);
+    let header_not_matches = header_checks(&merged.fail_if_header_not_matches);
+    let reads_body = !body_matches.0.is_empty()
+        || !body_not_matches.0.is_empty()
+        || merged.body_size_limit.is_some()
+        || compression != Compression::Identity;
+    if !reads_body && header_matches.0.is_empty() && header_not_matches.0.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(Checks {
+        body_matches,
+        body_not_matches,
+        header_matches,
+        header_not_matches,
+        limit: merged
+            .body_size_limit
+            .map_or(checks::DEFAULT_BODY_LIMIT, |b| b.0),
+        compression,
+        reads_body,
+    })))
+}
+
 /// TLS client configurations, one per distinct [`TlsSettings`].
 struct TlsClients {
     /// The crypto provider every configuration uses.
@@ -745,6 +808,83 @@ mod tests {
         assert_eq!(
             (c.targets[0].follow_redirects, c.targets[1].follow_redirects),
             (10, 2)
+        );
+    }
+
+    #[test]
+    fn body_and_header_checks_layer_and_a_bad_pattern_stands_where_it_is_written() {
+        let text = "defaults:\n  fail_if_body_matches_regexp: ['DOWN']\n  body_size_limit: 64KiB\n\
+                    groups:\n  api:\n    fail_if_header_not_matches:\n      - {header: X-Version, regexp: '^2\\.'}\n\
+                    targets:\n  - http://a/\n  - {url: 'http://b/', group: api, compression: gzip}\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let a = c.targets[0].checks.as_deref().unwrap();
+        assert_eq!(a.body_matches.0.len(), 1);
+        assert_eq!(a.limit, 64 * 1024);
+        assert!(a.reads_body && !a.has_header_checks());
+        let b = c.targets[1].checks.as_deref().unwrap();
+        assert_eq!(b.header_not_matches.0[0].header, "X-Version");
+        assert_eq!(b.compression, crate::checks::Compression::Gzip);
+        let request = String::from_utf8_lossy(&c.targets[1].request).into_owned();
+        assert!(request.contains("Accept-Encoding: gzip\r\n"), "{request}");
+        assert!(!String::from_utf8_lossy(&c.targets[0].request).contains("Accept-Encoding"));
+        // A target without checks reads the status line only; header checks alone read no body.
+        let plain = parse(Path::new("t.yml"), "targets: ['http://a/']\n").unwrap();
+        assert!(plain.targets[0].checks.is_none());
+        let text =
+            "targets:\n  - url: http://a/\n    fail_if_header_matches: [{header: A, regexp: x}]\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let h = c.targets[0].checks.as_deref().unwrap();
+        assert!(!h.reads_body && h.limit == crate::checks::DEFAULT_BODY_LIMIT);
+        // Bad patterns, at their place.
+        let e = parse(
+            Path::new("t.yml"),
+            "targets:\n  - url: http://a/\n    fail_if_body_matches_regexp: ['ok', 'a(b']\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (3, 42), "{e}");
+        assert!(e.message.contains("invalid regular expression"), "{e}");
+        let e = parse(
+            Path::new("t.yml"),
+            "defaults:\n  fail_if_header_matches:\n    - header: X\n      regexp: '[z-a]'\ntargets: ['http://a/']\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (4, 16), "{e}");
+        assert!(
+            e.message.contains("invalid regular expression \"[z-a]\""),
+            "{e}"
+        );
+        for (bad, want, at) in [
+            (
+                "fail_if_header_matches: [{header: 'a b', regexp: x}]",
+                "invalid header name",
+                (2, 59),
+            ),
+            (
+                "fail_if_header_matches: [{header: A, regexp: x, nope: 1}]",
+                "unknown field `nope`",
+                (2, 72),
+            ),
+            ("body_size_limit: 1kB", "unknown unit", (2, 41)),
+            ("body_size_limit: 0", "is not accepted", (2, 41)),
+            ("compression: br", "brotli", (2, 37)),
+            (
+                "compression: gzip, headers: {Accept-Encoding: br}",
+                "is not accepted by the Accept-Encoding",
+                (2, 24),
+            ),
+        ] {
+            let text = format!("targets:\n  - {{url: 'http://a/', {bad}}}\n");
+            let e = parse(Path::new("t.yml"), &text).unwrap_err();
+            assert!(e.message.contains(want), "{bad}: {e}");
+            assert_eq!((e.line, e.column), at, "{bad}: {e}");
+        }
+        // An Accept-Encoding that lists the coding is kept.
+        let text = "targets:\n  - {url: 'http://a/', compression: deflate, headers: {accept-encoding: 'br, deflate'}}\n";
+        let c = parse(Path::new("t.yml"), text).unwrap();
+        let request = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        assert!(
+            request.contains("accept-encoding: br, deflate\r\n"),
+            "{request}"
         );
     }
 

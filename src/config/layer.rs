@@ -15,6 +15,7 @@ use super::schema::{
     BasicAuth, FollowRedirects, GroupName, HeaderSource, Headers, HttpVersions, HumanDuration,
     NoProxyList, RawTls, SecretValue,
 };
+use crate::checks::{ByteSize, Compression, HeaderMatches, Patterns};
 use crate::codes::StatusCodes;
 use crate::probe_url::IpProtocol;
 use crate::request::Method;
@@ -72,6 +73,18 @@ pub(super) struct Settings {
     /// Send the file's credentials to the targets the `/probe` allowlist admits, too (`defaults`
     /// and `groups` only): without it they get none.
     pub(super) send_credentials_to_admitted: Option<bool>,
+    /// Fail when any of these matches the body.
+    pub(super) fail_if_body_matches_regexp: Option<Patterns>,
+    /// Fail unless each of these matches the body.
+    pub(super) fail_if_body_not_matches_regexp: Option<Patterns>,
+    /// Fail when a value of the header matches.
+    pub(super) fail_if_header_matches: Option<HeaderMatches>,
+    /// Fail when no value of the header matches.
+    pub(super) fail_if_header_not_matches: Option<HeaderMatches>,
+    /// The most body bytes read, decoded.
+    pub(super) body_size_limit: Option<ByteSize>,
+    /// How the body is decoded.
+    pub(super) compression: Option<Compression>,
 }
 
 /// `over` when it is set, else `base`.
@@ -110,6 +123,12 @@ impl Settings {
             valid_http_versions,
             cookies,
             send_credentials_to_admitted,
+            fail_if_body_matches_regexp,
+            fail_if_body_not_matches_regexp,
+            fail_if_header_matches,
+            fail_if_header_not_matches,
+            body_size_limit,
+            compression,
         } = over;
         let auth = if basic_auth.is_some() || bearer_token.is_some() || bearer_token_file.is_some()
         {
@@ -160,6 +179,21 @@ impl Settings {
                 send_credentials_to_admitted,
                 &self.send_credentials_to_admitted,
             ),
+            fail_if_body_matches_regexp: pick(
+                fail_if_body_matches_regexp,
+                &self.fail_if_body_matches_regexp,
+            ),
+            fail_if_body_not_matches_regexp: pick(
+                fail_if_body_not_matches_regexp,
+                &self.fail_if_body_not_matches_regexp,
+            ),
+            fail_if_header_matches: pick(fail_if_header_matches, &self.fail_if_header_matches),
+            fail_if_header_not_matches: pick(
+                fail_if_header_not_matches,
+                &self.fail_if_header_not_matches,
+            ),
+            body_size_limit: pick(body_size_limit, &self.body_size_limit),
+            compression: pick(compression, &self.compression),
         }
     }
 
@@ -281,7 +315,7 @@ mod tests {
     #[test]
     fn the_keys_are_those_of_the_struct() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 23);
+        assert_eq!(keys.len(), 29);
         assert_eq!(keys[0], "timeout");
         assert_eq!(keys[7], "group");
         assert_eq!(keys[19], "body_file");

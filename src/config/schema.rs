@@ -686,7 +686,7 @@ mod tests {
         );
         assert!(
             e.message
-                .ends_with("`valid_http_versions`, `cookies`, `send_credentials_to_admitted`"),
+                .ends_with("`send_credentials_to_admitted`, `fail_if_body_matches_regexp`, `fail_if_body_not_matches_regexp`, `fail_if_header_matches`, `fail_if_header_not_matches`, `body_size_limit`, `compression`"),
             "{e}"
         );
         let e = parse("targets:\n  - {url: 'http://a/', url: 'http://b/'}\n").unwrap_err();

@@ -31,6 +31,8 @@ pub struct Answer {
     pub content_length: Option<u64>,
     /// The `Set-Cookie` values of a redirect, when asked for ([`Want::Cookies`]).
     pub set_cookies: Vec<Vec<u8>>,
+    /// For a target with checks: what was read of the answer for them.
+    pub checked: Option<Box<super::body::Checked>>,
 }
 
 /// Write the request (head, then body), read the final status line (and, as `want` says, a
@@ -42,6 +44,7 @@ pub async fn exchange<S: Conn>(
     mut stream: S,
     (head, body): (&[u8], &[u8]),
     want: Want,
+    checks: Option<&crate::checks::Checks>,
     proxy: Option<&Proxy>,
     deadline: Instant,
 ) -> Timed<Answer> {
@@ -58,7 +61,22 @@ pub async fn exchange<S: Conn>(
             stream.write_all(body).await?;
         }
         stream.flush().await?;
-        read_head(&mut stream, want, &mut status).await
+        match checks {
+            None => read_head(&mut stream, want, &mut status).await,
+            // Boxed: the plain probe's future does not carry its size.
+            Some(c) => {
+                let head_request = head.starts_with(b"HEAD ");
+                let read = super::body::read_checked(
+                    &mut stream,
+                    want,
+                    c,
+                    head_request,
+                    &mut status,
+                    deadline,
+                );
+                Box::pin(read).await
+            }
+        }
     })
     .await;
     let seen = t.elapsed();
@@ -73,9 +91,13 @@ pub async fn exchange<S: Conn>(
         // Once the status line is in, what failed is the rest of a redirect's head: the 3xx
         // is the answer, and the detail says why it was not followed.
         (Some(status), mut outcome) => {
-            let (content_length, set_cookies) = match &mut outcome {
-                Ok(Ok(h)) => (h.content_length, std::mem::take(&mut h.set_cookies)),
-                _ => (None, Vec::new()),
+            let (content_length, set_cookies, checked) = match &mut outcome {
+                Ok(Ok(h)) => (
+                    h.content_length,
+                    std::mem::take(&mut h.set_cookies),
+                    h.checked.take(),
+                ),
+                _ => (None, Vec::new(), None),
             };
             let location = match outcome {
                 Ok(Ok(h)) => match h.location {
@@ -96,6 +118,7 @@ pub async fn exchange<S: Conn>(
                 location,
                 content_length,
                 set_cookies,
+                checked,
             })
         }
         (None, Err(_)) => Err(match proxy {
@@ -243,6 +266,8 @@ pub struct Head {
     pub content_length: Option<u64>,
     /// The `Set-Cookie` values of a redirect ([`Want::Cookies`] only).
     pub set_cookies: Vec<Vec<u8>>,
+    /// What was read for a target's checks (see [`super::body::read_checked`]).
+    pub checked: Option<Box<super::body::Checked>>,
     /// The largest the buffer grew, in bytes: what the reader held at most.
     #[cfg(test)]
     pub held: usize,
@@ -293,6 +318,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             extra: false,
             content_length: content_length(buf.get(parser.end()..).unwrap_or_default()),
             set_cookies: Vec::new(),
+            checked: None,
             #[cfg(test)]
             held: buf.capacity(),
         });
@@ -320,6 +346,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                     extra: false,
                     content_length: None,
                     set_cookies: Vec::new(),
+                    checked: None,
                     #[cfg(test)]
                     held,
                 });
@@ -407,6 +434,7 @@ impl Collected {
             extra: false,
             content_length: None,
             set_cookies,
+            checked: None,
             #[cfg(test)]
             held,
         }

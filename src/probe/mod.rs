@@ -17,6 +17,7 @@
 //! detail) that ends the request. Every step runs under the probe's deadline. A target that is
 //! down is a [`ProbeResult`] with a [`FailureReason`], never an `Err`.
 
+mod body;
 pub mod connect;
 mod cookies;
 mod exchange;
@@ -70,6 +71,7 @@ impl ProbeResult {
             cert,
             chain,
             ssl,
+            checked: _,
             late,
         } = facts;
         self.status = status;
@@ -122,6 +124,8 @@ struct Facts {
     ssl: bool,
     /// The late wake-ups of the request's phases (see [`Timed::late`]).
     late: Duration,
+    /// For a target with checks: what was read of the answer for them.
+    checked: Option<Box<body::Checked>>,
 }
 
 impl Facts {
@@ -370,8 +374,9 @@ pub fn first_lookup(target: &Target) -> Option<&Host> {
 }
 
 /// Probe `target` once, giving up at `deadline`. The probe's clock starts now; its duration
-/// runs to its end, less the late wake-ups of this process that the kernel's stamps show
-/// (see [`Timed::late`]).
+/// runs to its end, less the late wake-ups of this process that the kernel's stamps show:
+/// for each phase that ended on received bytes, how much later than their arrival this
+/// process saw them.
 pub async fn probe(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeResult {
     let start = Instant::now();
     let (mut result, late) = run(target, deadline, env).await;
@@ -398,21 +403,28 @@ async fn run(target: &Target, deadline: Instant, env: &Env<'_>) -> (ProbeResult,
         )
         .await;
         let mut result = ProbeResult::default();
+        let checked = facts.checked.take();
         let late = result.settle(facts);
-        judge(target, &target.url, &mut result);
+        judge(target, &target.url, &mut result, checked.as_deref());
         (result, late)
     } else {
         // Boxed: the state of a chain is not carried by the probes that follow none.
-        let (mut result, url, late) = Box::pin(follow(target, deadline, env)).await;
-        judge(target, &url, &mut result);
+        let (mut result, url, late, checked) = Box::pin(follow(target, deadline, env)).await;
+        judge(target, &url, &mut result, checked.as_deref());
         (result, late)
     }
 }
 
-/// The verdict on the final answer, to `url`, when no request failed: its code, and TLS as
-/// `fail_if_ssl` and `fail_if_not_ssl` want it.
-fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
-    verdict(target, url, result);
+/// The verdict on the final answer, to `url`, when no request failed: its code, its header
+/// and body checks (on what `checked` holds of it), and TLS as `fail_if_ssl` and
+/// `fail_if_not_ssl` want it.
+fn judge(
+    target: &Target,
+    url: &ProbeUrl,
+    result: &mut ProbeResult,
+    checked: Option<&body::Checked>,
+) {
+    verdict(target, url, result, checked);
     trace::note(|| match (result.failure, &result.detail) {
         (None, _) => "verdict: success".into(),
         (Some(reason), Some(detail)) => format!("verdict: failed, {reason}: {detail}"),
@@ -420,8 +432,22 @@ fn judge(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
     });
 }
 
-/// The checks of [`judge`].
-fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
+/// The checks of [`judge`], in blackbox_exporter's order: the code, the header and body
+/// checks, the HTTP version, TLS.
+fn verdict(
+    target: &Target,
+    url: &ProbeUrl,
+    result: &mut ProbeResult,
+    checked: Option<&body::Checked>,
+) {
+    if let Some(checks) = &target.checks {
+        result.failed_due_to_regex = Some(false);
+        if checks.reads_body {
+            result.body_length = checked
+                .and_then(body::Checked::body_length)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
     if result.failure.is_some() {
         return;
     }
@@ -432,6 +458,13 @@ fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
             detail = format!("{detail} ({why})");
         }
         return result.fail(FailureReason::StatusCode, detail);
+    }
+    if let (Some(checks), Some(checked)) = (&target.checks, checked) {
+        let (failure, due_to_regex) = checked.verdict(checks);
+        result.failed_due_to_regex = Some(due_to_regex);
+        if let Some(crate::checks::CheckFailure { reason, detail }) = failure {
+            return result.fail(reason, detail);
+        }
     }
     if let Some(versions) = &target.valid_http_versions
         && !versions.contains(&status.version)
@@ -449,16 +482,17 @@ fn verdict(target: &Target, url: &ProbeUrl, result: &mut ProbeResult) {
 }
 
 /// The requests of a redirect chain, up to `follow_redirects` hops: returns the result (a
-/// failure, `redirect_limit` among them, is in it), the URL of the final request and the late
-/// wake-ups of the requests. With `cookies`, the chain's cookie jar lives here, for this probe
-/// only.
+/// failure, `redirect_limit` among them, is in it), the URL of the final request, the late
+/// wake-ups of the requests and what the final request read for the target's checks. With
+/// `cookies`, the chain's cookie jar lives here, for this probe only.
 async fn follow(
     target: &Target,
     deadline: Instant,
     env: &Env<'_>,
-) -> (ProbeResult, ProbeUrl, Duration) {
+) -> (ProbeResult, ProbeUrl, Duration, Option<Box<body::Checked>>) {
     let mut result = ProbeResult::default();
     let mut late = Duration::ZERO;
+    let mut checked;
     let mut url = target.url.clone();
     let mut hop = Hop::FIRST;
     let mut visited: Vec<ProbeUrl> = Vec::new();
@@ -474,6 +508,7 @@ async fn follow(
                 None
             }
         });
+        checked = facts.checked.take();
         late += result.settle(facts);
         let Some(next) = next else { break };
         visited.push(url.clone());
@@ -491,7 +526,7 @@ async fn follow(
             }
         }
     }
-    (result, url, late)
+    (result, url, late, checked)
 }
 
 /// One request of a probe to `url`, made as `hop`: route, resolve, connect (to the proxy if
@@ -596,7 +631,10 @@ async fn request(
     };
     let exchanged = match route.security {
         // A request written to a plain-HTTP proxy: a stall is the proxy's.
-        Security::Plain => exchange::exchange(tcp, request, want, route.proxy(), deadline).await,
+        Security::Plain => {
+            let checks = target.checks.as_deref();
+            exchange::exchange(tcp, request, want, checks, route.proxy(), deadline).await
+        }
         Security::NoClient => {
             facts.fail(
                 FailureReason::TlsHandshake,
@@ -610,7 +648,8 @@ async fn request(
             server_name,
         } => {
             let name = server_name.into_owned();
-            Box::pin(secured(tcp, config, name, request, want, deadline, facts)).await?
+            let ask = (want, target.checks.as_deref());
+            Box::pin(secured(tcp, config, name, request, ask, deadline, facts)).await?
         }
     };
     exchanged.note("answer", |a| match a.content_length {
@@ -622,7 +661,9 @@ async fn request(
         location,
         content_length,
         set_cookies,
+        checked,
     } = facts.record(|p| &mut p.processing, exchanged)?;
+    facts.checked = checked;
     if let Some(jar) = jar
         && !set_cookies.is_empty()
     {
@@ -692,7 +733,7 @@ async fn secured(
     config: &Arc<rustls::ClientConfig>,
     server_name: rustls_pki_types::ServerName<'static>,
     request: (&[u8], &[u8]),
-    want: Want,
+    (want, checks): (Want, Option<&crate::checks::Checks>),
     deadline: Instant,
     facts: &mut Facts,
 ) -> Option<Timed<Answer>> {
@@ -719,7 +760,7 @@ async fn secured(
     let handshake::Secured { stream, version } = facts.record(|p| &mut p.tls, secured)?;
     facts.ssl = true;
     facts.tls_version = version;
-    Some(exchange::exchange(stream, request, want, None, deadline).await)
+    Some(exchange::exchange(stream, request, want, checks, None, deadline).await)
 }
 
 #[cfg(test)]

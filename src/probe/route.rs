@@ -185,6 +185,7 @@ mod tests {
             valid_http_versions: None,
             cookies: false,
             allowed: None,
+            checks: None,
             server_name: None,
         }
     }
