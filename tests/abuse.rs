@@ -74,12 +74,16 @@ fn clients_that_never_read_are_closed_and_cannot_pin_memory_or_slots() {
             break start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(25),
             "/-/healthy never answered"
         );
     };
+    // The 10 s write-stall cut starts once a client's socket buffers are full: rendering
+    // scrapes of 2,000 targets for 512 clients first takes 2 to 6 s on a 2-core machine (the
+    // same with the build before the latest changes: 16.0 s seen once), so the bound leaves
+    // room for that.
     assert!(
-        healthy < Duration::from_secs(16),
+        healthy < Duration::from_secs(20),
         "healthy after {healthy:?}"
     );
     let peak = rss_mib(e.proc.pid());
