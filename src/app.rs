@@ -70,6 +70,8 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
     }
     // What decoding the file used and freed goes back to the system before serving.
     sys::release_free_memory();
+    // The kernel's receive stamps stay on from the first round (see `stamp::keep_on`).
+    crate::stamp::keep_on();
     let concurrency = sys::concurrency(args.concurrency, fd_limit);
     let resolver_description = resolver.describe();
     let metrics = ExporterMetrics::new()?;

@@ -13,9 +13,37 @@ use tokio::time::Instant;
 /// the read stands instead.
 const MAX_STAMP_AGE: Duration = Duration::from_secs(30);
 
+/// Keep the kernel's receive stamps on for as long as the process runs. The kernel stamps
+/// arriving packets only while some socket asks for stamps, and turns that on (or off) in a
+/// deferred work item when the first such socket opens (or the last one closes): packets that
+/// arrive in between have no stamp. Rounds open and close every probe's socket, so without a
+/// socket that stays, the first answers of each round after a pause would have none. One
+/// UDP socket, never bound, holds it (an open descriptor, no port).
+pub fn keep_on() {
+    static KEEPER: std::sync::OnceLock<Option<std::net::UdpSocket>> = std::sync::OnceLock::new();
+    KEEPER.get_or_init(|| {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket(2); the descriptor is owned by the UdpSocket made below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a fresh socket nobody else owns.
+        let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+        set_stamps(fd);
+        Some(socket)
+    });
+}
+
 /// Ask the kernel to stamp every datagram or segment `fd` receives with its arrival time.
 /// Failing (an old kernel) leaves the time of each read.
 pub fn enable(fd: RawFd) {
+    keep_on();
+    set_stamps(fd);
+}
+
+/// `SO_TIMESTAMPNS` on `fd`.
+fn set_stamps(fd: RawFd) {
     let on: libc::c_int = 1;
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid pointer to a c_int, on
     // a descriptor the caller owns.
@@ -126,6 +154,9 @@ mod tests {
     fn a_tcp_read_is_stamped_when_its_bytes_arrived_not_when_they_were_read() {
         use std::io::Write;
         use std::os::fd::AsRawFd;
+        // The kernel turns its stamps on in a deferred work item: give it time to.
+        keep_on();
+        std::thread::sleep(Duration::from_millis(50));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();

@@ -41,6 +41,19 @@ fn delayed_peer(delay: Duration) -> SocketAddr {
     addr
 }
 
+/// One round of a targets file naming only `peer`, probed alone.
+async fn alone(peer: SocketAddr) -> http_status_exporter::round::Round {
+    let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
+    run_round(
+        Arc::new(cfg),
+        &std::sync::Arc::new(common::system_resolver()),
+        None,
+        Limits { concurrency: 16 },
+        |_, _| {},
+    )
+    .await
+}
+
 /// The error of `measured` against `want`, in milliseconds.
 fn error_ms(measured: Duration, want: Duration) -> f64 {
     (measured.as_secs_f64() - want.as_secs_f64()) * 1000.0
@@ -51,15 +64,7 @@ async fn a_delayed_peer_alone_is_measured_within_10ms() {
     let _serial = SERIAL.lock().await;
     let delay = Duration::from_millis(200);
     let peer = delayed_peer(delay);
-    let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
-    let round = run_round(
-        Arc::new(cfg),
-        &std::sync::Arc::new(common::system_resolver()),
-        None,
-        Limits { concurrency: 16 },
-        |_, _| {},
-    )
-    .await;
+    let round = alone(peer).await;
     let r = &round.results[0];
     assert!(r.success(), "{r:?}");
     let err = error_ms(r.duration, delay);
@@ -239,7 +244,6 @@ async fn a_busy_runtime_does_not_lengthen_the_times_of_an_answer_that_arrived() 
     let delay = Duration::from_millis(20);
     let read = Arc::new(tokio::sync::Notify::new());
     let peer = peer_that_tells(delay, read.clone());
-    let cfg = config::parse(Path::new("t.yml"), &format!("targets: ['http://{peer}/']")).unwrap();
     // Once the peer has the request, the one runtime thread is blocked while the answer
     // arrives.
     let blocker = tokio::spawn(async move {
@@ -247,14 +251,7 @@ async fn a_busy_runtime_does_not_lengthen_the_times_of_an_answer_that_arrived() 
         std::thread::sleep(Duration::from_millis(150));
     });
     let started = std::time::Instant::now();
-    let round = run_round(
-        Arc::new(cfg),
-        &std::sync::Arc::new(common::system_resolver()),
-        None,
-        Limits { concurrency: 16 },
-        |_, _| {},
-    )
-    .await;
+    let round = alone(peer).await;
     let wall = started.elapsed();
     blocker.await.unwrap();
     let r = &round.results[0];

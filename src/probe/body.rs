@@ -15,7 +15,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::exchange::{Head, INITIAL_READ, ReadError, Want};
 use super::redirect::is_redirect;
-use super::status::{HeadParser, MAX_HEAD, MAX_LINE, Step};
+use super::status::{HeadParser, MAX_HEAD, MAX_LINE};
 use crate::checks::{BODY_BUDGET, CheckFailure, Checks, Compression, show_size};
 use crate::outcome::{FailureReason, StatusLine};
 use crate::trace;
@@ -173,22 +173,7 @@ pub async fn read_checked<S: AsyncRead + Unpin>(
 ) -> Result<Head, ReadError> {
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_READ);
     let mut parser = HeadParser::new();
-    let line = loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve_exact((buf.capacity() * 2).min(MAX_LINE).saturating_sub(buf.len()));
-        }
-        let room = buf.capacity().min(MAX_LINE) - buf.len();
-        let n = (&mut *stream).take(room as u64).read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(ReadError::Closed);
-        }
-        match parser.advance(&buf).map_err(ReadError::Parse)? {
-            Step::Done(line) => break line,
-            Step::NeedMore { consumed } => {
-                buf.drain(..consumed);
-            }
-        }
-    };
+    let line = super::exchange::status_line(stream, &mut buf, &mut parser).await?;
     let code = line.code;
     *answer = Some(line);
     buf.drain(..parser.end());

@@ -289,23 +289,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
 ) -> Result<Head, ReadError> {
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_READ);
     let mut parser = HeadParser::new();
-    let line = loop {
-        if buf.len() == buf.capacity() {
-            // The parser refuses a line of MAX_LINE bytes, so len < MAX_LINE here.
-            buf.reserve_exact((buf.capacity() * 2).min(MAX_LINE).saturating_sub(buf.len()));
-        }
-        let room = buf.capacity().min(MAX_LINE) - buf.len();
-        let n = (&mut *stream).take(room as u64).read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(ReadError::Closed);
-        }
-        match parser.advance(&buf).map_err(ReadError::Parse)? {
-            Step::Done(line) => break line,
-            Step::NeedMore { consumed } => {
-                buf.drain(..consumed);
-            }
-        }
-    };
+    let line = status_line(stream, &mut buf, &mut parser).await?;
     let headers = match want {
         Want::Status => false,
         Want::Location | Want::Cookies => is_redirect(line.code),
@@ -401,6 +385,33 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             return Err(ReadError::Closed);
         }
         read += n;
+    }
+}
+
+/// Read into `buf` until `parser` has the final status line (interim answers skipped),
+/// holding at most [`MAX_LINE`] bytes; what came after it stays in `buf`, from
+/// `parser.end()`.
+pub(super) async fn status_line<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    parser: &mut HeadParser,
+) -> Result<StatusLine, ReadError> {
+    loop {
+        if buf.len() == buf.capacity() {
+            // The parser refuses a line of MAX_LINE bytes, so len < MAX_LINE here.
+            buf.reserve_exact((buf.capacity() * 2).min(MAX_LINE).saturating_sub(buf.len()));
+        }
+        let room = buf.capacity().min(MAX_LINE) - buf.len();
+        let n = (&mut *stream).take(room as u64).read_buf(buf).await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        match parser.advance(buf).map_err(ReadError::Parse)? {
+            Step::Done(line) => return Ok(line),
+            Step::NeedMore { consumed } => {
+                buf.drain(..consumed);
+            }
+        }
     }
 }
 
