@@ -51,6 +51,10 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
+        // No room: nothing to read (as tokio's own reads answer).
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         let fd = me.tcp.as_raw_fd();
         loop {
             ready!(me.tcp.poll_read_ready(cx))?;
