@@ -29,6 +29,9 @@
 //! answers every path with 1 KiB of JSON; it prints the round time and the peak RSS beside the
 //! same targets without checks.
 //!
+//! `--size N` runs only the plain round of N targets (5 rounds, 3 with `--quick`) and prints
+//! its round time and peak RSS.
+//!
 //! `--compare OLD_BINARY` runs only the 10,000-target plain round, by turns with this build
 //! and with `OLD_BINARY` (an earlier commit's build), and prints both medians.
 //!
@@ -519,7 +522,7 @@ fn wrk(url: &str) -> f64 {
 
 /// Median time to render 10,000 targets' metrics, in the library.
 fn render_time() -> f64 {
-    use http_status_exporter::outcome::{HttpVersion, StatusLine};
+    use http_status_exporter::outcome::{HttpVersion, Nanos, Reason, StatusLine};
     use http_status_exporter::outcome::{Phases, ProbeResult};
     let yaml = plain_targets(8080, 10_000, 1);
     let cfg = http_status_exporter::config::parse(Path::new("bench.yaml"), &yaml).expect("config");
@@ -528,17 +531,17 @@ fn render_time() -> f64 {
             status: Some(StatusLine {
                 version: HttpVersion::Http11,
                 code: 200,
-                reason: "OK".into(),
+                reason: Reason::new(200, "OK"),
             }),
-            duration: Duration::from_micros(1234 + i as u64),
+            duration: Duration::from_micros(1234 + i as u64).into(),
             phases: Phases {
-                resolve: Duration::from_micros(3),
-                connect: Duration::from_micros(120),
-                proxy: Duration::ZERO,
-                tls: Duration::ZERO,
-                processing: Duration::from_micros(300),
+                resolve: Duration::from_micros(3).into(),
+                connect: Duration::from_micros(120).into(),
+                proxy: Nanos::ZERO,
+                tls: Nanos::ZERO,
+                processing: Duration::from_micros(300).into(),
             },
-            ip_protocol: Some(4),
+            ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
             ..Default::default()
         })
         .collect();
@@ -811,6 +814,25 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(10_000);
         body_checks(dir.path(), n, if quick { 3 } else { 5 });
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--size") {
+        let n: usize = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .expect("--size N");
+        let spread = if n > 20_000 { ADDRESSES } else { 1 };
+        let row = scenario(
+            dir.path(),
+            &format!("{n} http"),
+            &plain_targets(port, n, spread),
+            n,
+            if quick { 3 } else { 5 },
+        );
+        eprintln!(
+            "{n} http: round {:.3} s, scrape {:.3} s, peak RSS {:.1} MiB, {} ok, {} failed",
+            row.round, row.scrape, row.rss, row.ok, row.failed
+        );
         return;
     }
     if std::env::args().any(|a| a == "--names") {

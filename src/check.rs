@@ -213,7 +213,7 @@ pub fn json_line(t: &Target, r: &ProbeResult) -> String {
         },
         "redirects": r.redirects,
         "ssl": r.ssl,
-        "ip_protocol": r.ip_protocol,
+        "ip_protocol": r.ip_protocol(),
         "tls_version": r.tls_version.map(|v| v.as_str()),
         "cert_leaf_expiry": r.cert.map(|c| c.leaf),
         "cert_earliest_expiry": r.cert.map(|c| c.earliest),

@@ -254,7 +254,7 @@ impl Track {
             .status
             .as_ref()
             .is_some_and(|s| s.version == HttpVersion::Http10);
-        let family = match r.ip_protocol {
+        let family = match r.ip_protocol() {
             Some(4) => 1,
             Some(6) => 2,
             _ => 0,
@@ -293,10 +293,10 @@ impl Track {
         }
         self.entries.push_back(Entry {
             at,
-            duration_us: micros(r.duration),
-            resolve_us: micros(r.phases.resolve),
-            connect_us: micros(r.phases.connect),
-            tls_us: micros(r.phases.tls),
+            duration_us: micros(r.duration.get()),
+            resolve_us: micros(r.phases.resolve.get()),
+            connect_us: micros(r.phases.connect.get()),
+            tls_us: micros(r.phases.tls.get()),
             code: r.status.as_ref().map_or(0, |s| s.code),
             flags: reason | (tls << 5) | (u16::from(http10) << 7) | (family << 8) | (index << 10),
         });
@@ -456,15 +456,15 @@ mod tests {
         let results = (0..config.targets.len())
             .map(|i| {
                 let mut r = ProbeResult {
-                    duration: Duration::from_micros(1500 + i as u64),
+                    duration: Duration::from_micros(1500 + i as u64).into(),
                     ..Default::default()
                 };
-                r.phases.connect = Duration::from_micros(500);
+                r.phases.connect = Duration::from_micros(500).into();
                 if up(i) {
                     r.status = Some(StatusLine {
                         version: HttpVersion::Http11,
                         code: 200,
-                        reason: "OK".into(),
+                        reason: crate::outcome::Reason::new(200, "OK"),
                     });
                 } else {
                     r.failure = Some(FailureReason::ConnectRefused);
@@ -536,7 +536,7 @@ mod tests {
         for k in 0..120u64 {
             let mut r = round(&c, 1_000 + k, |_| false);
             // A detail that changes every round, and is long.
-            r.results[0].detail = Some(format!("{k}: {}", "x".repeat(500)));
+            r.results[0].detail = Some(format!("{k}: {}", "x".repeat(500)).into());
             h.record(&r);
         }
         let tracks = h.tracks.read().unwrap();
@@ -576,10 +576,13 @@ mod tests {
             let mut r = round(&c, 1_000 + k, |i| (i + k as usize) % 2 == 0);
             for (i, res) in r.results.iter_mut().enumerate() {
                 if res.failure.is_some() {
-                    res.detail = Some(format!(
-                        "redirect hop 2: http://host{i}.test/{k}/{}",
-                        "p".repeat(150)
-                    ));
+                    res.detail = Some(
+                        format!(
+                            "redirect hop 2: http://host{i}.test/{k}/{}",
+                            "p".repeat(150)
+                        )
+                        .into(),
+                    );
                 }
             }
             h.record(&r);

@@ -216,7 +216,7 @@ fn render_family(
         }
         Family::IpProtocol => {
             for (t, r) in pairs() {
-                if let Some(v) = r.ip_protocol {
+                if let Some(v) = r.ip_protocol() {
                     line(out, name, &t.label_block, v);
                 }
             }
@@ -531,14 +531,14 @@ mod tests {
             status: Some(StatusLine {
                 version: HttpVersion::Http11,
                 code: 200,
-                reason: "OK".into(),
+                reason: crate::outcome::Reason::new(200, "OK"),
             }),
-            duration: Duration::from_millis(1500),
+            duration: Duration::from_millis(1500).into(),
             phases: Phases {
-                connect: Duration::from_millis(500),
+                connect: Duration::from_millis(500).into(),
                 ..Default::default()
             },
-            ip_protocol: Some(4),
+            ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
             ..Default::default()
         };
         let down = ProbeResult {
@@ -620,7 +620,7 @@ mod tests {
         let results: Vec<ProbeResult> = (0..1000)
             .map(|i| ProbeResult {
                 failure: (i % 3 == 0).then_some(FailureReason::Timeout),
-                duration: Duration::from_micros(i),
+                duration: Duration::from_micros(i).into(),
                 ..Default::default()
             })
             .collect();

@@ -221,7 +221,7 @@ async fn happy_eyeballs_with_a_real_name_falls_back_to_the_family_that_answers()
     );
     let rs = round(&yaml, &r).await;
     assert!(rs[0].success(), "{:?}", rs[0]);
-    assert_eq!(rs[0].ip_protocol, Some(4));
+    assert_eq!(rs[0].ip_protocol(), Some(4));
     // Well before the 250 ms attempt delay: the refusal moved on at once.
     assert!(
         rs[0].phases.connect < Duration::from_millis(100),

@@ -55,7 +55,8 @@ async fn alone(peer: SocketAddr) -> http_status_exporter::round::Round {
 }
 
 /// The error of `measured` against `want`, in milliseconds.
-fn error_ms(measured: Duration, want: Duration) -> f64 {
+fn error_ms(measured: impl Into<Duration>, want: Duration) -> f64 {
+    let measured: Duration = measured.into();
     (measured.as_secs_f64() - want.as_secs_f64()) * 1000.0
 }
 

@@ -167,13 +167,13 @@ async fn address_families_and_source_address() {
         v6.port()
     );
     let (_, results) = probe_all(&yaml).await;
-    assert_eq!(results[0].ip_protocol, Some(4));
+    assert_eq!(results[0].ip_protocol(), Some(4));
     assert!(results[0].success());
-    assert_eq!(results[1].ip_protocol, Some(6));
+    assert_eq!(results[1].ip_protocol(), Some(6));
     assert!(results[1].success());
     // A name is narrowed to the family the target allows.
-    assert_eq!(results[2].ip_protocol, Some(4), "{:?}", results[2]);
-    assert_eq!(results[3].ip_protocol, Some(6), "{:?}", results[3]);
+    assert_eq!(results[2].ip_protocol(), Some(4), "{:?}", results[2]);
+    assert_eq!(results[3].ip_protocol(), Some(6), "{:?}", results[3]);
     // An address of a family the target does not allow is refused at load.
     for (url, proto) in [("http://[::1]:1/", "ip4"), ("http://127.0.0.1:1/", "ip6")] {
         let text = format!("targets:\n  - url: {url}\n    ip_protocol: {proto}\n");

@@ -38,7 +38,7 @@ use crate::allow::{Admission, Allow};
 use crate::dns::RoundResolver;
 use crate::gate::Gates;
 use crate::outcome::{
-    CertExpiry, ChainInfo, FailureReason, Phases, ProbeResult, StatusLine, TlsVersion,
+    CertExpiry, ChainInfo, FailureReason, Nanos, Phases, ProbeResult, StatusLine, TlsVersion,
 };
 use crate::probe_url::{Host, ProbeUrl};
 use crate::request::{Hop, build_head_with_cookies, request_body};
@@ -51,7 +51,7 @@ impl ProbeResult {
     /// Record a failure.
     fn fail(&mut self, reason: FailureReason, detail: impl Into<String>) {
         self.failure = Some(reason);
-        self.detail = Some(detail.into());
+        self.detail = Some(detail.into().into_boxed_str());
     }
 
     /// Take the facts of the last request of the probe: its answer, failure and TLS facts
@@ -64,7 +64,6 @@ impl ProbeResult {
             failure,
             detail,
             phases,
-            ip_protocol,
             ip,
             content_length,
             tls_version,
@@ -77,14 +76,12 @@ impl ProbeResult {
         self.status = status;
         self.failure = failure;
         self.detail = match (failure, detail) {
-            (Some(_), Some(d)) if self.redirects > 0 => Some(format!(
-                "redirect hop {}: {d}",
-                u16::from(self.redirects) + 1
-            )),
-            (_, d) => d,
+            (Some(_), Some(d)) if self.redirects > 0 => Some(
+                format!("redirect hop {}: {d}", u16::from(self.redirects) + 1).into_boxed_str(),
+            ),
+            (_, d) => d.map(String::into_boxed_str),
         };
         self.phases.add(&phases);
-        self.ip_protocol = ip_protocol;
         self.ip = ip;
         self.content_length = content_length;
         self.tls_version = tls_version;
@@ -108,8 +105,6 @@ struct Facts {
     detail: Option<String>,
     /// The request's own phase times.
     phases: Phases,
-    /// 4 or 6: of the address connected to, or before that of the first one resolved.
-    ip_protocol: Option<u8>,
     /// The address connected to, or before that the first one resolved.
     ip: Option<std::net::IpAddr>,
     /// The answer's `Content-Length`, when it came with the status line.
@@ -139,7 +134,6 @@ impl Facts {
     fn address(&mut self, ip: Option<std::net::IpAddr>) {
         if let Some(ip) = ip {
             self.ip = Some(ip);
-            self.ip_protocol = Some(if ip.is_ipv4() { 4 } else { 6 });
         }
     }
 
@@ -151,7 +145,7 @@ impl Facts {
 
     /// Add the time of a phase to the one of [`Phases`] that `time` picks, and take its facts
     /// (see [`Facts::check`]).
-    fn record<T>(&mut self, time: fn(&mut Phases) -> &mut Duration, phase: Timed<T>) -> Option<T> {
+    fn record<T>(&mut self, time: fn(&mut Phases) -> &mut Nanos, phase: Timed<T>) -> Option<T> {
         *time(&mut self.phases) += phase.took;
         self.late += phase.late;
         self.check(phase.result)
@@ -382,7 +376,8 @@ pub async fn probe(target: &Target, deadline: Instant, env: &Env<'_>) -> ProbeRe
     let (mut result, late) = run(target, deadline, env).await;
     result.duration = Instant::now()
         .saturating_duration_since(start)
-        .saturating_sub(late);
+        .saturating_sub(late)
+        .into();
     result
 }
 

@@ -6,7 +6,7 @@
 //! skipped. Garbage is rejected as early as the first byte that cannot start a status line, so a
 //! peer speaking another protocol fails at once instead of at the deadline.
 
-use crate::outcome::{HttpVersion, StatusLine};
+use crate::outcome::{HttpVersion, Reason, StatusLine, standard_reason};
 use crate::request::is_tchar;
 
 /// Longest line accepted, in bytes, line end included. A peer that sends more without a line
@@ -456,7 +456,15 @@ pub fn parse_status_line(line: &[u8]) -> Result<StatusLine, ParseError> {
     Ok(StatusLine {
         version,
         code,
-        reason: crate::peer_text::printable(&String::from_utf8_lossy(reason)),
+        // The usual phrase is recognised before any text is made of it.
+        reason: if reason == standard_reason(code).as_bytes() {
+            Reason::new(code, standard_reason(code))
+        } else {
+            Reason::new(
+                code,
+                &crate::peer_text::printable(&String::from_utf8_lossy(reason)),
+            )
+        },
     })
 }
 
@@ -654,14 +662,14 @@ mod tests {
         let Step::Done(s) = p.advance(line).unwrap() else {
             panic!("not done")
         };
-        assert_eq!(s.reason, "O\\u{9b}2J\\u{202e}K\\u{2066}!");
+        assert_eq!(s.reason.text(s.code), "O\\u{9b}2J\\u{202e}K\\u{2066}!");
     }
 
     fn status(code: u16, reason: &str, version: HttpVersion) -> StatusLine {
         StatusLine {
             version,
             code,
-            reason: reason.to_owned(),
+            reason: Reason::new(code, reason),
         }
     }
 
