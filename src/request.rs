@@ -176,6 +176,22 @@ pub fn build_head_with_cookies(
     hop: Hop,
     cookies: Option<&str>,
 ) -> Bytes {
+    let mut req = String::with_capacity(128);
+    write_head(&mut req, url, spec, form, hop, cookies);
+    Bytes::from(req)
+}
+
+/// [`build_head_with_cookies`] written at the end of `req`: a probe writes its head into the
+/// buffer it then reads the answer into, so that the head costs no allocation of its own and
+/// no target holds one between rounds.
+pub fn write_head(
+    req: &mut String,
+    url: &ProbeUrl,
+    spec: &RequestSpec,
+    form: RequestForm<'_>,
+    hop: Hop,
+    cookies: Option<&str>,
+) {
     let downgraded = downgrades(spec, hop);
     let method = if downgraded {
         Method::GET
@@ -196,9 +212,8 @@ pub fn build_head_with_cookies(
         .iter()
         .filter(|_| hop.same_origin)
         .map(|(k, v)| (k.as_str(), v.expose()));
-    let sent: Vec<(&str, &str)> = shown.chain(hidden).collect();
-    let has = |name: &str| sent.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    let mut req = String::with_capacity(128);
+    let sent = || shown.clone().chain(hidden.clone());
+    let has = |name: &str| sent().any(|(k, _)| k.eq_ignore_ascii_case(name));
     // Writing to a String cannot fail.
     let _ = match form {
         RequestForm::Origin => write!(
@@ -235,7 +250,7 @@ pub fn build_head_with_cookies(
         let _ = write!(req, "Content-Length: {body_len}\r\n");
     }
     let mut jar = cookies.filter(|c| !c.is_empty());
-    for (k, v) in sent {
+    for (k, v) in sent() {
         match jar.filter(|_| k.eq_ignore_ascii_case("cookie")) {
             Some(c) if v.trim().is_empty() => {
                 let _ = write!(req, "{k}: {c}\r\n");
@@ -254,7 +269,6 @@ pub fn build_head_with_cookies(
         let _ = write!(req, "Cookie: {c}\r\n");
     }
     req.push_str("\r\n");
-    Bytes::from(req)
 }
 
 /// Whether `hop` turns the request into a GET without a body (301, 302 and 303 do so to a

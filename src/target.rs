@@ -1,7 +1,8 @@
 //! A target URL, parsed and checked once at load, and everything a probe needs from it.
 //!
-//! Nothing here is recomputed per probe: the request bytes, the address to connect to, the TLS
-//! client and the rendered metric labels are built when the config is loaded.
+//! What every probe would otherwise recompute is built when the config is loaded: the address
+//! to connect to, the TLS client and the rendered metric labels. The request's head is not
+//! kept: a probe writes it into the buffer it reads the answer into.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,8 +28,11 @@ pub fn escape_label_value(out: &mut String, value: &str) {
     }
 }
 
-/// One target, ready to probe. Its `Debug` leaves out the request bytes, which may carry
-/// credentials.
+/// One target, ready to probe: what is its own (URL, labels, TLS name), and a [`Profile`] of
+/// settings shared with every target of the file that has the same. Its `Debug` leaves out
+/// the request's headers and body, which may carry credentials.
+///
+/// It dereferences to its profile, so that `target.timeout` reads the shared setting.
 #[derive(Clone)]
 pub struct Target {
     /// The parsed URL.
@@ -37,10 +41,20 @@ pub struct Target {
     pub name: Option<String>,
     /// Extra labels from the config, sorted by name.
     pub labels: Vec<(String, String)>,
-    /// The head of the first request, built once (in absolute form when the target's own URL
-    /// goes through a plain-HTTP proxy).
-    pub request: Bytes,
-    /// Method, headers and body, for the body and for the requests after a redirect.
+    /// TLS client for https targets (shared by every target with the same TLS settings) and
+    /// the name this target's server is checked against.
+    pub tls: Option<TlsTarget>,
+    /// The label pairs of this target's series, rendered once: `target="…",name="…",…`.
+    pub label_block: Arc<str>,
+    /// The settings, shared.
+    pub profile: Arc<Profile>,
+}
+
+/// The settings of a target that do not depend on its URL or labels: every target of a group
+/// that sets nothing of its own shares one, so that 100,000 bare URLs hold one copy.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Method, headers and body, for the head of every request and the body.
     pub spec: Arc<RequestSpec>,
     /// Redirects followed at most (0: a 3xx is the answer).
     pub follow_redirects: u8,
@@ -57,14 +71,10 @@ pub struct Target {
     pub timeout: Duration,
     /// Status codes that count as success.
     pub valid_codes: Arc<StatusCodes>,
-    /// TLS client for https targets, shared by every target with the same TLS settings.
-    pub tls: Option<TlsTarget>,
     /// Address families allowed.
     pub ip_protocol: IpProtocol,
     /// Local address to bind before connecting.
     pub source_ip: Option<IpAddr>,
-    /// The label pairs of this target's series, rendered once: `target="…",name="…",…`.
-    pub label_block: Arc<str>,
     /// The group it belongs to (`default` unless the file says otherwise).
     pub group: Arc<str>,
     /// HTTP versions the final status line may name (`valid_http_versions`); `None` allows
@@ -82,6 +92,14 @@ pub struct Target {
     /// `tls_config.server_name`, when configured: it names the TLS server whatever the URL or
     /// a `Host` header say.
     pub server_name: Option<Arc<str>>,
+}
+
+impl std::ops::Deref for Target {
+    type Target = Profile;
+
+    fn deref(&self) -> &Profile {
+        &self.profile
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -143,10 +161,14 @@ impl Target {
         host: Option<&str>,
         group_label: bool,
     ) -> Result<Target, String> {
-        let spec = match host {
-            Some(h) => Arc::new(self.spec.with_host(h)),
-            None => self.spec.clone(),
+        let profile = match host {
+            Some(h) => Arc::new(Profile {
+                spec: Arc::new(self.spec.with_host(h)),
+                ..(*self.profile).clone()
+            }),
+            None => self.profile.clone(),
         };
+        let spec = &profile.spec;
         let tls = match url.scheme {
             crate::probe_url::Scheme::Http => None,
             crate::probe_url::Scheme::Https => {
@@ -168,9 +190,6 @@ impl Target {
                 })
             }
         };
-        let proxy = self.proxy.as_ref().and_then(|p| p.for_url(&url));
-        let form = crate::proxy::request_form(proxy, &url);
-        let request = crate::request::build_head(&url, &spec, form, crate::request::Hop::FIRST);
         let label_block = Target::render_labels(
             &url.raw,
             self.name.as_deref(),
@@ -180,12 +199,21 @@ impl Target {
         .into();
         Ok(Target {
             url,
-            request,
-            spec,
             tls,
             label_block,
-            ..self.clone()
+            profile,
+            name: self.name.clone(),
+            labels: self.labels.clone(),
         })
+    }
+
+    /// The head of the first request (in absolute form when the target's own URL goes
+    /// through a plain-HTTP proxy), as a probe writes it: a probe builds it when it starts,
+    /// so that no target holds one between rounds.
+    pub fn first_head(&self) -> Bytes {
+        let proxy = self.proxy.as_ref().and_then(|p| p.for_url(&self.url));
+        let form = crate::proxy::request_form(proxy, &self.url);
+        crate::request::build_head(&self.url, &self.spec, form, crate::request::Hop::FIRST)
     }
 
     /// A stable 64-bit hash of the target's URL (FNV-1a), used to assign shards.

@@ -18,9 +18,8 @@ use super::{
 use crate::checks::{self, Checks, Compression, HeaderMatches, Patterns};
 use crate::codes::StatusCodes;
 use crate::probe_url::{self, IpProtocol};
-use crate::proxy;
 use crate::request::{self, RequestSpec};
-use crate::target::Target;
+use crate::target::{Profile, Target};
 use crate::tls::{self, TlsSettings, TlsTarget};
 
 /// Turn decoded entries into targets: merge defaults, check duplicates, build TLS clients.
@@ -53,6 +52,8 @@ pub(super) fn build(
         admitted: false,
         block_errors: HashMap::new(),
         reported: HashSet::new(),
+        profiles: HashMap::new(),
+        group_names: HashMap::new(),
     };
     compiler.check_blocks();
     let mut group_names = BTreeSet::new();
@@ -143,12 +144,14 @@ pub(super) fn with_templates(
         admitted: true,
         block_errors: HashMap::new(),
         reported: HashSet::new(),
+        profiles: HashMap::new(),
+        group_names: HashMap::new(),
     };
     let mut errors = Vec::new();
     for (k, (entry, name)) in entries.iter().zip(&names).enumerate() {
         match compiler.target(k, entry, name) {
             Ok(mut t) => {
-                t.allowed = Some(allow.clone());
+                Arc::make_mut(&mut t.profile).allowed = Some(allow.clone());
                 config.templates.insert(name.clone(), Arc::new(t));
             }
             Err(list) => {
@@ -211,6 +214,10 @@ struct Compiler<'a> {
     block_errors: HashMap<String, (usize, &'static str)>,
     /// The block errors reported already: each once, however many targets inherit it.
     reported: HashSet<String>,
+    /// Per group, the profile of the targets that set nothing of their own.
+    profiles: HashMap<String, Arc<Profile>>,
+    /// Each group's name, shared by its profiles.
+    group_names: HashMap<String, Arc<str>>,
 }
 
 /// Where `key` is first written as a key at or after byte `from` (a whole word followed by
@@ -342,6 +349,16 @@ impl<'a> Compiler<'a> {
             .clone()
     }
 
+    /// The name of `group`, one allocation per group.
+    fn group_name(&mut self, group: &str) -> Arc<str> {
+        if let Some(g) = self.group_names.get(group) {
+            return g.clone();
+        }
+        let g: Arc<str> = Arc::from(group);
+        self.group_names.insert(group.to_owned(), g.clone());
+        g
+    }
+
     /// Entry `k` as a target of `group`.
     fn target(
         &mut self,
@@ -441,15 +458,46 @@ impl<'a> Compiler<'a> {
             None => default_codes,
         };
         let url = entry.url.clone();
-        let first = proxy::request_form(proxy.as_ref().and_then(|p| p.for_url(&url)), &url);
+        // A target that sets nothing of its own has its group's settings: it shares the
+        // profile of the first such target of the group.
+        let shared = (!entry.has_settings())
+            .then(|| self.profiles.get(group).cloned())
+            .flatten();
+        let profile = match shared {
+            Some(p) => p,
+            None => {
+                let profile = Arc::new(Profile {
+                    spec,
+                    follow_redirects,
+                    redirect_tls,
+                    fail_if_ssl,
+                    fail_if_not_ssl,
+                    proxy,
+                    group: self.group_name(group),
+                    timeout: merged.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+                    valid_codes,
+                    ip_protocol,
+                    source_ip: merged.source_ip,
+                    valid_http_versions: merged
+                        .valid_http_versions
+                        .map(|v| v.0)
+                        .filter(|v| !v.is_empty()),
+                    cookies: merged.cookies.unwrap_or(false),
+                    allowed: None,
+                    checks,
+                    server_name: merged
+                        .tls_config
+                        .as_ref()
+                        .and_then(|t| t.server_name.as_deref())
+                        .map(Arc::from),
+                });
+                if !entry.has_settings() {
+                    self.profiles.insert(group.to_owned(), profile.clone());
+                }
+                profile
+            }
+        };
         Ok(Target {
-            request: request::build_head(&url, &spec, first, request::Hop::FIRST),
-            spec,
-            follow_redirects,
-            redirect_tls,
-            fail_if_ssl,
-            fail_if_not_ssl,
-            proxy,
             label_block: Target::render_labels(
                 raw,
                 name.as_deref(),
@@ -457,27 +505,11 @@ impl<'a> Compiler<'a> {
                 &labels,
             )
             .into(),
-            group: Arc::from(group),
             url,
             name,
             labels,
-            timeout: merged.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-            valid_codes,
             tls,
-            ip_protocol,
-            source_ip: merged.source_ip,
-            valid_http_versions: merged
-                .valid_http_versions
-                .map(|v| v.0)
-                .filter(|v| !v.is_empty()),
-            cookies: merged.cookies.unwrap_or(false),
-            allowed: None,
-            checks,
-            server_name: merged
-                .tls_config
-                .as_ref()
-                .and_then(|t| t.server_name.as_deref())
-                .map(Arc::from),
+            profile,
         })
     }
 
@@ -703,6 +735,8 @@ mod tests {
     use crate::target::Target;
     use rustls::pki_types::ServerName;
     use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     /// The TLS name of the only target of `text`.
     fn sni(text: &str) -> String {
@@ -756,6 +790,36 @@ mod tests {
     }
 
     #[test]
+    fn targets_that_set_nothing_of_their_own_share_their_groups_profile() {
+        let c = parse(
+            Path::new("t.yml"),
+            "groups:\n  slow: {timeout: 9s}\ntargets:\n  - http://a/1\n  - http://a/2\n  \
+             - {url: 'http://a/3', name: three, labels: {team: x}}\n  \
+             - {url: 'http://a/4', timeout: 2s}\n  - {url: 'http://a/5', group: slow}\n  \
+             - {url: 'http://a/6', group: slow}\n  - https://a/7\n",
+        )
+        .unwrap();
+        let t = &c.targets;
+        let same = |i: usize, j: usize| Arc::ptr_eq(&t[i].profile, &t[j].profile);
+        // Bare URLs, and a mapping of URL, name and labels only: one profile.
+        assert!(same(0, 1) && same(0, 2) && same(0, 6), "{t:?}");
+        // A target's own setting makes its own profile; a `group` key is a setting.
+        assert!(!same(0, 3) && t[3].timeout == Duration::from_secs(2));
+        assert!(!same(0, 4) && !same(4, 5), "each names its group itself");
+        assert_eq!(t[4].timeout, Duration::from_secs(9));
+        assert_eq!((&*t[4].group, &*t[0].group), ("slow", "default"));
+        // One allocation per group name.
+        assert!(Arc::ptr_eq(&t[4].profile.group, &t[5].profile.group));
+        // What is the target's own stays its own.
+        assert_eq!(t[2].name.as_deref(), Some("three"));
+        assert!(t[6].tls.is_some() && t[0].tls.is_none());
+        assert!(
+            t[1].first_head()
+                .starts_with(b"GET /2 HTTP/1.1\r\nHost: a\r\n")
+        );
+    }
+
+    #[test]
     fn blackbox_translation_keys() {
         let one = |settings: &str| {
             parse(
@@ -772,10 +836,11 @@ mod tests {
             assert_eq!((e.line, e.column), (2, 42), "{bad}: {e}");
             assert!(e.message.contains("follow_redirects"), "{bad}: {e}");
         }
-        let codes = one("valid_status_codes: []").unwrap().valid_codes;
+        let codes = one("valid_status_codes: []").unwrap().valid_codes.clone();
         assert!(codes.contains(200) && codes.contains(302) && !codes.contains(404));
-        let versions =
-            |v: &str| one(&format!("valid_http_versions: {v}")).map(|t| t.valid_http_versions);
+        let versions = |v: &str| {
+            one(&format!("valid_http_versions: {v}")).map(|t| t.valid_http_versions.clone())
+        };
         assert_eq!(
             versions("['HTTP/1.0', 'HTTP/1.1']").unwrap(),
             Some(vec![HttpVersion::Http10, HttpVersion::Http11])
@@ -824,9 +889,9 @@ mod tests {
         let b = c.targets[1].checks.as_deref().unwrap();
         assert_eq!(b.header_not_matches.0[0].header, "X-Version");
         assert_eq!(b.compression, crate::checks::Compression::Gzip);
-        let request = String::from_utf8_lossy(&c.targets[1].request).into_owned();
+        let request = String::from_utf8_lossy(&c.targets[1].first_head()).into_owned();
         assert!(request.contains("Accept-Encoding: gzip\r\n"), "{request}");
-        assert!(!String::from_utf8_lossy(&c.targets[0].request).contains("Accept-Encoding"));
+        assert!(!String::from_utf8_lossy(&c.targets[0].first_head()).contains("Accept-Encoding"));
         // A target without checks reads the status line only; header checks alone read no body.
         let plain = parse(Path::new("t.yml"), "targets: ['http://a/']\n").unwrap();
         assert!(plain.targets[0].checks.is_none());
@@ -881,7 +946,7 @@ mod tests {
         // An Accept-Encoding that lists the coding is kept.
         let text = "targets:\n  - {url: 'http://a/', compression: deflate, headers: {accept-encoding: 'br, deflate'}}\n";
         let c = parse(Path::new("t.yml"), text).unwrap();
-        let request = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        let request = String::from_utf8_lossy(&c.targets[0].first_head()).into_owned();
         assert!(
             request.contains("accept-encoding: br, deflate\r\n"),
             "{request}"
@@ -902,7 +967,7 @@ mod tests {
             "{shown}"
         );
         // The request itself carries them.
-        let request = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        let request = String::from_utf8_lossy(&c.targets[0].first_head()).into_owned();
         assert!(
             request.contains("Authorization: Bearer tok-3141\r\n"),
             "{request}"

@@ -335,7 +335,7 @@ mod tests {
             .map(|t| (&*t.group, t.timeout.as_millis()))
             .collect();
         assert_eq!(t, [("critical", 2000), ("critical", 1000), ("pages", 5000)]);
-        let req = String::from_utf8_lossy(&c.targets[0].request).into_owned();
+        let req = String::from_utf8_lossy(&c.targets[0].first_head()).into_owned();
         assert!(
             req.contains("X-A: 1\r\n") && req.contains("X-B: 2\r\n"),
             "{req}"
@@ -398,7 +398,8 @@ targets:
         assert_eq!(c.targets.len(), 2);
         let a = &c.targets[0];
         assert_eq!(a.timeout, Duration::from_secs(2));
-        let req = std::str::from_utf8(&a.request).unwrap();
+        let head = a.first_head();
+        let req = std::str::from_utf8(&head).unwrap();
         assert!(
             req.starts_with("HEAD /a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
             "{req}"
@@ -407,7 +408,8 @@ targets:
         assert!(a.valid_codes.contains(200) && !a.valid_codes.contains(204));
         let b = &c.targets[1];
         assert_eq!(b.timeout, Duration::from_millis(250));
-        let req = std::str::from_utf8(&b.request).unwrap();
+        let head = b.first_head();
+        let req = std::str::from_utf8(&head).unwrap();
         assert!(
             req.starts_with("GET /b?q=1 HTTP/1.1\r\nHost: [::1]:8080\r\n"),
             "{req}"

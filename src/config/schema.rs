@@ -418,6 +418,11 @@ impl LongTarget {
         }
     }
 
+    /// Whether the target sets anything of its own (beyond URL, name and labels).
+    pub(super) fn has_settings(&self) -> bool {
+        self.settings.is_some()
+    }
+
     /// The target's own settings.
     pub(super) fn settings(&self) -> &Settings {
         static NONE: OnceLock<Settings> = OnceLock::new();
@@ -500,6 +505,8 @@ struct OwnKeys {
     name: Option<Option<String>>,
     /// `labels`.
     labels: Option<Option<Labels>>,
+    /// Whether any key of the settings was seen.
+    settings: bool,
 }
 
 /// A target's mapping as [`Settings`] sees it: the target's own keys are taken out on the way
@@ -533,6 +540,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for SettingsOf<'_, A> {
                 }
                 TargetKey::Labels => self.own.labels = Some(self.map.next_value()?),
                 TargetKey::Setting(k) => {
+                    self.own.settings = true;
                     return seed
                         .deserialize(de::value::BorrowedStrDeserializer::new(k))
                         .map(Some);
@@ -568,7 +576,9 @@ impl<'de> Deserialize<'de> for LongTarget {
                     url: url.0,
                     name: own.name.flatten(),
                     labels: own.labels.flatten(),
-                    settings: Some(Box::new(settings)),
+                    // A mapping of URL, name and labels only has no settings of its own: it
+                    // shares its group's, as a bare URL does.
+                    settings: own.settings.then(|| Box::new(settings)),
                 })
             }
         }

@@ -42,7 +42,7 @@ pub struct Answer {
 /// exchange failed; the stream is closed when it returns.
 pub async fn exchange<S: Conn>(
     mut stream: S,
-    (head, body): (&[u8], &[u8]),
+    (head, body): (Vec<u8>, &[u8]),
     want: Want,
     checks: Option<&crate::checks::Checks>,
     proxy: Option<&Proxy>,
@@ -56,13 +56,14 @@ pub async fn exchange<S: Conn>(
         let _ = stream.socket().tcp().set_nodelay(true);
     }
     let outcome = timeout_at(deadline, async {
-        stream.write_all(head).await?;
+        stream.write_all(&head).await?;
         if !body.is_empty() {
             stream.write_all(body).await?;
         }
         stream.flush().await?;
         match checks {
-            None => read_head(&mut stream, want, &mut status).await,
+            // The answer is read into the buffer the head was written from.
+            None => read_head_in(&mut stream, head, want, &mut status).await,
             // Boxed: the plain probe's future does not carry its size.
             Some(c) => {
                 let head_request = head.starts_with(b"HEAD ");
@@ -287,7 +288,18 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     want: Want,
     answer: &mut Option<StatusLine>,
 ) -> Result<Head, ReadError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_READ);
+    read_head_in(stream, Vec::with_capacity(INITIAL_READ), want, answer).await
+}
+
+/// [`read_head`] into `buf` (emptied first): the buffer the request's head was written from.
+async fn read_head_in<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    mut buf: Vec<u8>,
+    want: Want,
+    answer: &mut Option<StatusLine>,
+) -> Result<Head, ReadError> {
+    buf.clear();
+    buf.reserve(INITIAL_READ);
     let mut parser = HeadParser::new();
     let line = status_line(stream, &mut buf, &mut parser).await?;
     let headers = match want {

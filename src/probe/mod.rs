@@ -41,7 +41,7 @@ use crate::outcome::{
     CertExpiry, ChainInfo, FailureReason, Nanos, Phases, ProbeResult, StatusLine, TlsVersion,
 };
 use crate::probe_url::{Host, ProbeUrl};
-use crate::request::{Hop, build_head_with_cookies, request_body};
+use crate::request::{Hop, request_body, write_head};
 use crate::target::Target;
 use crate::trace;
 use exchange::{Answer, Want};
@@ -608,17 +608,9 @@ async fn request(
         Via::Direct | Via::Proxy(_) => tcp,
     };
 
-    // The first request's head was built at load (a later one's URL is never the target's:
-    // that would be a loop; and the jar is empty before the first answer).
-    let built;
-    let head: &[u8] = if std::ptr::eq(url, &target.url) || url.raw == target.url.raw {
-        &target.request
-    } else {
-        built = next_head(target, url, route.form, hop, jar.as_deref());
-        &built
-    };
+    let head = next_head(target, url, route.form, hop, jar.as_deref());
+    trace::note(|| format!("send: {}", shown_head(&head)));
     let request = (head, request_body(&target.spec, hop));
-    trace::note(|| format!("send: {}", shown_head(head)));
     let want = match (target.follow_redirects, &jar) {
         (0, _) => Want::Status,
         (_, None) => Want::Location,
@@ -672,15 +664,16 @@ async fn request(
     })
 }
 
-/// The head of a request after a redirect, to `url`, made as `hop`: with the cookies of `jar`
-/// that match `url`, if any.
+/// The head of a request to `url`, made as `hop`: with the cookies of `jar` that match `url`,
+/// if any. It is written into a buffer large enough to read the answer's status line into
+/// afterwards, so that a plain probe makes one buffer for both.
 fn next_head(
     target: &Target,
     url: &ProbeUrl,
     form: crate::request::RequestForm<'_>,
     hop: Hop,
     jar: Option<&cookies::Jar>,
-) -> bytes::Bytes {
+) -> Vec<u8> {
     let cookies = jar.and_then(|j| j.header(url));
     if let Some((_, names)) = &cookies {
         trace::note(|| {
@@ -691,7 +684,9 @@ fn next_head(
         });
     }
     let value = cookies.as_ref().map(|(v, _)| v.as_str());
-    build_head_with_cookies(url, &target.spec, form, hop, value)
+    let mut head = String::with_capacity(exchange::INITIAL_READ);
+    write_head(&mut head, url, &target.spec, form, hop, value);
+    head.into_bytes()
 }
 
 /// Put the `Set-Cookie` values a redirect answered to a request for `url` in `jar`; the trace
@@ -727,7 +722,7 @@ async fn secured(
     tcp: socket::Socket,
     config: &Arc<rustls::ClientConfig>,
     server_name: rustls_pki_types::ServerName<'static>,
-    request: (&[u8], &[u8]),
+    request: (Vec<u8>, &[u8]),
     (want, checks): (Want, Option<&crate::checks::Checks>),
     deadline: Instant,
     facts: &mut Facts,
