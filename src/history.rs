@@ -1,7 +1,8 @@
 //! The last results of every target, kept in memory for the status page and the per-target
 //! page: a ring of compact entries per target (24 bytes each), with the texts (status line or
 //! failure detail) in a small table of distinct values per target and certificate expiry kept
-//! only when it changes.
+//! only when it changes. A status line with its code's usual phrase is a mark, not a text: a
+//! target whose results are all such holds its ring and 40 bytes.
 //!
 //! It sits beside the rounds, not inside the page, so that `/`, `/target` and any future API
 //! read the same store. A reload keeps the history of every target that stays (matched by its
@@ -11,14 +12,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::outcome::{FailureReason, HttpVersion, ProbeResult, TlsVersion};
+use crate::outcome::{FailureReason, HttpVersion, ProbeResult, TlsVersion, standard_reason};
 use crate::round::Round;
 
 /// Default `--status.history`.
 pub const DEFAULT_DEPTH: usize = 60;
 
-/// Distinct texts kept per target (the index has 6 bits; 63 means none).
-const MAX_TEXTS: usize = 63;
+/// Distinct texts kept per target (the index has 6 bits; 62 and 63 are marks, see
+/// [`STATUS_TEXT`] and [`NO_TEXT`]).
+const MAX_TEXTS: usize = 62;
 
 /// Longest text kept for one result, in bytes; a longer one is cut at a character boundary
 /// and ends in `…`.
@@ -73,6 +75,10 @@ impl Texts {
 
 /// The text index that means "none".
 const NO_TEXT: u16 = 63;
+
+/// The text index that means "the status line the entry's code and version make, with the
+/// code's usual reason phrase": the text of nearly every success, which then costs no text.
+const STATUS_TEXT: u16 = 62;
 
 /// One result, compact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,16 +152,30 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// One target's history.
+/// One target's history: 40 bytes and its ring of entries, for a target whose results have
+/// only usual status lines and no certificate.
 #[derive(Debug, Default)]
 struct Track {
     /// Oldest first.
     entries: VecDeque<Entry>,
+    /// Texts and certificate expiries, once there is one.
+    extra: Option<Box<Extra>>,
+}
+
+/// What a track holds beyond its entries, when it holds any.
+#[derive(Debug, Default)]
+struct Extra {
     /// Distinct texts the entries point at.
     texts: Texts,
     /// `(from, expiry)`: the certificate expiry seen from that time on, oldest first.
     certs: Vec<(u32, i64)>,
 }
+
+/// No texts.
+static NO_TEXTS: Texts = Texts {
+    buf: String::new(),
+    spans: Vec::new(),
+};
 
 /// `text` cut to [`MAX_TEXT_BYTES`] at a character boundary, marked with `…` when cut.
 fn capped(text: &str) -> std::borrow::Cow<'_, str> {
@@ -175,9 +195,24 @@ fn text_of(e: &Entry) -> u16 {
 }
 
 impl Track {
+    /// The distinct texts.
+    fn texts(&self) -> &Texts {
+        self.extra.as_ref().map_or(&NO_TEXTS, |x| &x.texts)
+    }
+
+    /// The certificate expiries.
+    fn certs(&self) -> &[(u32, i64)] {
+        self.extra.as_ref().map_or(&[], |x| &x.certs)
+    }
+
+    /// Texts and certificates, made when first needed.
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
     /// Bytes of text held.
     fn text_bytes(&self) -> usize {
-        self.texts.bytes()
+        self.texts().bytes()
     }
 
     /// The index of `text`, added if new: room is made by dropping texts no entry uses, then
@@ -185,19 +220,25 @@ impl Track {
     fn text_index(&mut self, text: Option<&str>) -> u16 {
         let Some(text) = text else { return NO_TEXT };
         let text = capped(text);
-        if let Some(i) = self.texts.iter().position(|t| t == text) {
+        if let Some(i) = self.texts().iter().position(|t| t == text) {
             return i as u16;
         }
         loop {
-            if self.texts.len() < MAX_TEXTS
+            if self.texts().len() < MAX_TEXTS
                 && self.text_bytes() + text.len() <= MAX_TARGET_TEXT_BYTES
             {
-                self.texts.push(&text);
-                return (self.texts.len() - 1) as u16;
+                let texts = &mut self.extra_mut().texts;
+                texts.push(&text);
+                return (texts.len() - 1) as u16;
             }
             if !self.drop_unused_texts() {
                 // Every text is in use: the oldest entry that has one loses it.
-                let Some(victim) = self.entries.iter().map(text_of).find(|&i| i != NO_TEXT) else {
+                let Some(victim) = self
+                    .entries
+                    .iter()
+                    .map(text_of)
+                    .find(|&i| usize::from(i) < MAX_TEXTS)
+                else {
                     return NO_TEXT;
                 };
                 for e in &mut self.entries {
@@ -217,21 +258,22 @@ impl Track {
                 *u = true;
             }
         }
-        if (0..self.texts.len()).all(|i| used[i]) {
+        if (0..self.texts().len()).all(|i| used[i]) {
             return false;
         }
         let mut new_index = [NO_TEXT; MAX_TEXTS];
         let mut kept = Texts::default();
-        for (i, t) in self.texts.iter().enumerate() {
+        for (i, t) in self.texts().iter().enumerate() {
             if used[i] {
                 new_index[i] = kept.len() as u16;
                 kept.push(t);
             }
         }
-        self.texts = kept;
+        self.extra_mut().texts = kept;
         for e in &mut self.entries {
-            let i = usize::from(text_of(e));
-            let to = new_index.get(i).copied().unwrap_or(NO_TEXT);
+            let i = text_of(e);
+            // The marks stay as they are.
+            let to = new_index.get(usize::from(i)).copied().unwrap_or(i);
             e.flags = (e.flags & 0x03FF) | (to << 10);
         }
         true
@@ -261,7 +303,10 @@ impl Track {
         };
         // The text is written into `scratch`, and copied only when it is new to this track.
         scratch.clear();
+        let usual = r.status.as_ref().is_some_and(|s| s.reason.is_usual())
+            && !r.failure.is_some_and(FailureReason::about_head_or_body);
         let text = match (&r.status, &r.detail) {
+            _ if usual => None,
             (Some(s), d) => {
                 use std::fmt::Write as _;
                 let _ = write!(scratch, "{s}");
@@ -280,11 +325,15 @@ impl Track {
         while self.entries.len() >= depth {
             self.entries.pop_front();
         }
-        let index = self.text_index(text);
+        let index = if usual {
+            STATUS_TEXT
+        } else {
+            self.text_index(text)
+        };
         if let Some(c) = r.cert
-            && self.certs.last().is_none_or(|(_, e)| *e != c.earliest)
+            && self.certs().last().is_none_or(|(_, e)| *e != c.earliest)
         {
-            self.certs.push((at, c.earliest));
+            self.extra_mut().certs.push((at, c.earliest));
         }
         // Grown by doubling up to exactly `depth`: a young history costs what it holds.
         if self.entries.len() == self.entries.capacity() {
@@ -302,8 +351,10 @@ impl Track {
         });
         // Certificate changes older than the oldest entry are of no use.
         let oldest = self.entries.front().map_or(0, |e| e.at);
-        while self.certs.len() > 1 && self.certs[1].0 <= oldest {
-            self.certs.remove(0);
+        if let Some(x) = &mut self.extra {
+            while x.certs.len() > 1 && x.certs[1].0 <= oldest {
+                x.certs.remove(0);
+            }
         }
     }
 
@@ -336,16 +387,26 @@ impl Track {
                 _ => None,
             },
             text: self
-                .texts
+                .texts()
                 .get(text_index)
                 .map(ToString::to_string)
+                .or_else(|| {
+                    (text_index == usize::from(STATUS_TEXT)).then(|| {
+                        let version = if e.flags & 0x80 != 0 {
+                            HttpVersion::Http10
+                        } else {
+                            HttpVersion::Http11
+                        };
+                        format!("{version} {} {}", e.code, standard_reason(e.code))
+                    })
+                })
                 .or_else(|| {
                     (text_index == usize::from(NO_TEXT) && e.failure().is_some())
                         .then(|| "(detail not kept)".into())
                 })
                 .filter(|t| !t.is_empty()),
             cert_expiry: self
-                .certs
+                .certs()
                 .iter()
                 .rev()
                 .find(|(from, _)| *from <= e.at)
@@ -436,9 +497,12 @@ impl History {
                 std::mem::size_of::<std::sync::Arc<str>>()
                     + std::mem::size_of::<Track>()
                     + t.entries.capacity() * std::mem::size_of::<Entry>()
-                    + t.texts.buf.capacity()
-                    + t.texts.spans.capacity() * 4
-                    + t.certs.capacity() * 16
+                    + t.extra.as_ref().map_or(0, |x| {
+                        std::mem::size_of::<Extra>()
+                            + x.texts.buf.capacity()
+                            + x.texts.spans.capacity() * 4
+                            + x.certs.capacity() * 16
+                    })
                     + 32
             })
             .sum()
@@ -529,6 +593,47 @@ mod tests {
     }
 
     #[test]
+    fn a_usual_status_line_costs_no_text_and_any_other_is_kept() {
+        let c = config(3);
+        let h = History::new(10);
+        let mut r = round(&c, 1_000, |_| true);
+        r.results[1].status = Some(StatusLine {
+            version: HttpVersion::Http10,
+            code: 404,
+            reason: crate::outcome::Reason::new(404, "Not Found"),
+        });
+        r.results[2].status = Some(StatusLine {
+            version: HttpVersion::Http11,
+            code: 200,
+            reason: crate::outcome::Reason::new(200, "Fine"),
+        });
+        h.record(&r);
+        let tracks = h.tracks.read().unwrap();
+        let extra = |i: usize| tracks[&c.targets[i].label_block].extra.is_some();
+        assert!(!extra(0) && !extra(1), "usual lines are marks");
+        assert!(extra(2), "an unusual phrase is kept");
+        drop(tracks);
+        let text = |i: usize| h.results(&c.targets[i].label_block)[0].text.clone();
+        assert_eq!(text(0).as_deref(), Some("HTTP/1.1 200 OK"));
+        assert_eq!(text(1).as_deref(), Some("HTTP/1.0 404 Not Found"));
+        assert_eq!(text(2).as_deref(), Some("HTTP/1.1 200 Fine"));
+        // Marks survive the texts being renumbered when room is made.
+        for k in 0..81u64 {
+            let mut r = round(&c, 1_001 + k, |_| k % 2 == 0);
+            if k % 2 == 1 {
+                r.results[0].detail = Some(format!("{k} {}", "y".repeat(100)).into());
+            }
+            h.record(&r);
+        }
+        let full = h.results(&c.targets[0].label_block);
+        assert_eq!(full.len(), 10);
+        assert!(full[1].text.as_deref().unwrap().starts_with("79 yyy"));
+        for r in full.iter().step_by(2) {
+            assert_eq!(r.text.as_deref(), Some("HTTP/1.1 200 OK"), "{full:?}");
+        }
+    }
+
+    #[test]
     fn texts_are_capped_per_result_and_per_target_and_the_newest_are_kept() {
         let c = config(1);
         let h = History::new(60);
@@ -546,8 +651,8 @@ mod tests {
             "{}",
             track.text_bytes()
         );
-        assert!(track.texts.iter().all(|t| t.len() <= MAX_TEXT_BYTES));
-        assert!(track.texts.len() > 1, "more than one text kept");
+        assert!(track.texts().iter().all(|t| t.len() <= MAX_TEXT_BYTES));
+        assert!(track.texts().len() > 1, "more than one text kept");
         drop(tracks);
         let full = h.results(&key);
         assert_eq!(full.len(), 60);

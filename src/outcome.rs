@@ -348,6 +348,11 @@ impl Reason {
         }
     }
 
+    /// Whether it is the code's usual phrase.
+    pub fn is_usual(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// The phrase, for a status line with `code` (the code it was made with).
     pub fn text(&self, code: u16) -> &str {
         self.0.as_deref().unwrap_or_else(|| standard_reason(code))
