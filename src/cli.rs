@@ -233,7 +233,8 @@ struct Common {
     #[arg(long = "dns.cache", value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", action = ArgAction::Set)]
     cache: bool,
-    /// Most lookups in flight [default: from the open-file limit, at most 512]
+    /// Most DNS queries in flight; a lookup of both families asks two [default: from the
+    /// open-file limit, at most 768]
     #[arg(long = "dns.concurrency", value_name = "N", value_parser = positive)]
     dns_concurrency: Option<usize>,
     /// error, warn, info, debug

@@ -43,9 +43,15 @@ pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Default `--dns.hosts-file`.
 pub const DEFAULT_HOSTS_FILE: &str = "/etc/hosts";
 
-/// Most lookups in flight when `--dns.concurrency` is not given (fewer under a low open-file
-/// limit, see [`default_concurrency`]).
-pub const MAX_DEFAULT_CONCURRENCY: usize = 512;
+/// Most DNS queries in flight when `--dns.concurrency` is not given (fewer under a low
+/// open-file limit, see [`default_concurrency`]). A lookup of both families asks A and AAAA at
+/// once: two queries.
+///
+/// unbound drops, without an answer, a client's queries beyond `wait-limit` waiting for
+/// upstream answers (1,000 per address by default since 1.20, and in Debian's 1.17 security
+/// update): a round of cold names above that loses lookups to the 5 s timeout. 768 stays under
+/// it and leaves a quarter to the machine's other clients of the same resolver.
+pub const MAX_DEFAULT_CONCURRENCY: usize = 768;
 
 /// Blocking getaddrinfo threads at once for `--dns.resolver=system`.
 pub const SYSTEM_LOOKUP_THREADS: usize = 32;
@@ -99,14 +105,14 @@ impl Default for Settings {
     }
 }
 
-/// Lookups in flight by default for a soft open-file limit: each lookup holds a socket (two
-/// while it asks again over TCP), and probes hold one each, so a quarter of what probes may
-/// use is left to DNS.
+/// Queries in flight by default for a soft open-file limit: each lookup holds a socket (two
+/// while it asks again over TCP) for up to two queries, and probes hold one each, so a quarter
+/// of what probes may use is left to DNS.
 pub fn default_concurrency(fd_limit: u64) -> usize {
-    let usable = fd_limit.saturating_sub(crate::sys::FD_RESERVE) / 4;
+    let usable = fd_limit.saturating_sub(crate::sys::FD_RESERVE) / 4 * 2;
     usize::try_from(usable)
         .unwrap_or(usize::MAX)
-        .clamp(1, MAX_DEFAULT_CONCURRENCY)
+        .clamp(2, MAX_DEFAULT_CONCURRENCY)
 }
 
 /// Why a name did not resolve: the detail of a `dns` failure.
@@ -176,7 +182,7 @@ pub struct Resolver {
     stub: Option<Stub>,
     /// Hosts-file entries (built-in resolver only: getaddrinfo reads the file itself).
     hosts: Hosts,
-    /// Bounds lookups in flight.
+    /// Bounds queries in flight (getaddrinfo: lookups).
     slots: Arc<Semaphore>,
     /// How many: the size of `slots`.
     at_once: usize,
@@ -262,7 +268,7 @@ impl Resolver {
             ),
             Some(Stub { conf: c, cache, .. }) => format!(
                 "builtin resolver: servers {}, search [{}], ndots {}, timeout {}s, attempts {}{}, \
-                 {} hosts entries, {} lookups at once, cache {}",
+                 {} hosts entries, {} queries at once, cache {}",
                 c.nameservers
                     .iter()
                     .map(ToString::to_string)
@@ -315,10 +321,15 @@ impl Resolver {
         None
     }
 
-    /// Look `name` up (a lookup slot first).
+    /// Look `name` up (a slot for each query it asks at once first).
     async fn lookup(&self, name: &str, proto: IpProtocol) -> Answer {
+        let queries = match (&self.stub, proto) {
+            (Some(_), IpProtocol::Auto) => 2,
+            _ => 1,
+        };
+        let queries = u32::try_from(queries.min(self.at_once)).unwrap_or(1);
         // The semaphore is never closed, so acquire cannot fail.
-        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+        let Ok(permit) = self.slots.clone().acquire_many_owned(queries).await else {
             return Answer {
                 result: Err(DnsFailure::Other {
                     name: name.to_owned(),
@@ -910,8 +921,8 @@ mod tests {
 
     #[test]
     fn default_concurrency_leaves_room_for_probes() {
-        assert_eq!(default_concurrency(1024), 192);
+        assert_eq!(default_concurrency(1024), 384);
         assert_eq!(default_concurrency(1 << 20), MAX_DEFAULT_CONCURRENCY);
-        assert_eq!(default_concurrency(10), 1);
+        assert_eq!(default_concurrency(10), 2);
     }
 }
