@@ -159,6 +159,13 @@ pub fn host_of(value: &str) -> &str {
 /// The `User-Agent` every probe sends unless the config names another.
 pub const USER_AGENT: &str = concat!("http_status_exporter/", env!("CARGO_PKG_VERSION"));
 
+/// The `User-Agent` header line a request sends unless the config sets one.
+const USER_AGENT_LINE: &str = concat!(
+    "User-Agent: http_status_exporter/",
+    env!("CARGO_PKG_VERSION"),
+    "\r\n"
+);
+
 /// The head of one request of a probe (its body, if any, is [`request_body`]).
 pub fn build_head(url: &ProbeUrl, spec: &RequestSpec, form: RequestForm<'_>, hop: Hop) -> Bytes {
     build_head_with_cookies(url, spec, form, hop, None)
@@ -214,31 +221,25 @@ pub fn write_head(
         .map(|(k, v)| (k.as_str(), v.expose()));
     let sent = || shown.clone().chain(hidden.clone());
     let has = |name: &str| sent().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    // Writing to a String cannot fail.
-    let _ = match form {
-        RequestForm::Origin => write!(
-            req,
-            "{} {} HTTP/1.1\r\n",
-            method.as_str(),
-            url.path_and_query
-        ),
-        RequestForm::Absolute(_) => write!(
-            req,
-            "{} {}://{}{} HTTP/1.1\r\n",
-            method.as_str(),
-            match url.scheme {
-                Scheme::Http => "http",
-                Scheme::Https => "https",
-            },
-            url.authority,
-            url.path_and_query
-        ),
-    };
+    // Pieces are pushed, not formatted: every probe writes its head.
+    req.push_str(method.as_str());
+    req.push(' ');
+    if let RequestForm::Absolute(_) = form {
+        req.push_str(match url.scheme {
+            Scheme::Http => "http://",
+            Scheme::Https => "https://",
+        });
+        req.push_str(&url.authority);
+    }
+    req.push_str(&url.path_and_query);
+    req.push_str(" HTTP/1.1\r\n");
     if !has("host") {
-        let _ = write!(req, "Host: {}\r\n", url.authority);
+        req.push_str("Host: ");
+        req.push_str(&url.authority);
+        req.push_str("\r\n");
     }
     if !has("user-agent") {
-        let _ = write!(req, "User-Agent: {USER_AGENT}\r\n");
+        req.push_str(USER_AGENT_LINE);
     }
     if !has("connection") {
         req.push_str("Connection: close\r\n");
