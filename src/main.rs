@@ -10,6 +10,7 @@ use http_status_exporter::{app, check, config, dns, logging, sys};
 fn main() -> ExitCode {
     sys::ignore_sighup();
     sys::limit_malloc_arenas();
+    sys::fix_mmap_threshold();
     // Arguments that are not UTF-8 are usage errors, not a panic.
     let args: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
