@@ -871,3 +871,66 @@ async fn a_round_looks_its_names_up_ahead_of_their_probes() {
         );
     }
 }
+
+/// `--dns.concurrency` bounds the queries waiting at the server, not the lookups: a lookup of
+/// both families asks A and AAAA at once and takes two of its slots, so that a resolver with
+/// a cap on the queries one client may have waiting (unbound's `wait-limit`, 1,000 by
+/// default) never drops ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_concurrency_bounds_queries_in_flight() {
+    for (proto, lookups_at_once) in [(IpProtocol::Auto, 2), (IpProtocol::Ip4, 4)] {
+        let dns = DnsServer::start(Zone {
+            wildcard: Some((".cap.test".to_owned(), vec![v4("127.0.0.1")])),
+            delay: Duration::from_millis(50),
+            ..Zone::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let hosts_file = dir.path().join("hosts");
+        std::fs::write(&hosts_file, "").unwrap();
+        let settings = Settings {
+            resolv_conf: Some(dns.resolv_conf(dir.path(), "options attempts:1\n")),
+            hosts_file: Some(hosts_file),
+            concurrency: Some(4),
+            ..Settings::default()
+        };
+        let r = Arc::new(Resolver::load(&settings, 1 << 16).unwrap());
+        assert!(
+            r.describe().contains("4 queries at once"),
+            "{}",
+            r.describe()
+        );
+        let round = Arc::new(r.round());
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let round = round.clone();
+                tokio::spawn(async move {
+                    let host = Host::Name(format!("n{i}.cap.test"));
+                    round.resolve(&host, proto).await.result
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let took = started.elapsed();
+        let seen = dns.seen();
+        assert_eq!(seen.most_waiting, 4, "{proto:?}");
+        // 40 lookups of 50 ms, `lookups_at_once` at a time.
+        let floor = Duration::from_millis(50 * 40 / lookups_at_once);
+        assert!(took >= floor, "{proto:?}: {took:?}");
+    }
+    // The default stays under unbound's wait-limit.
+    let dir = tempfile::tempdir().unwrap();
+    let dns = DnsServer::start(Zone::default());
+    let settings = Settings {
+        resolv_conf: Some(dns.resolv_conf(dir.path(), "")),
+        ..Settings::default()
+    };
+    let r = Resolver::load(&settings, 1 << 20).unwrap();
+    assert!(
+        r.describe().contains("768 queries at once"),
+        "{}",
+        r.describe()
+    );
+}

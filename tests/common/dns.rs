@@ -99,6 +99,10 @@ pub struct Seen {
     pub ids: Vec<u16>,
     /// The name of every query (any type and transport), in arrival order.
     pub asked: Vec<String>,
+    /// UDP queries received and not yet answered.
+    pub waiting: usize,
+    /// The most UDP queries waiting for their answer at once.
+    pub most_waiting: usize,
 }
 
 impl Seen {
@@ -294,7 +298,12 @@ async fn serve(
         let Some((reply, decoys)) = answer(&zone, &seen, &buf[..n], "udp") else {
             continue;
         };
-        let (udp, delay) = (udp.clone(), zone.delay);
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.waiting += 1;
+            seen.most_waiting = seen.most_waiting.max(seen.waiting);
+        }
+        let (udp, delay, seen) = (udp.clone(), zone.delay, seen.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             if !decoys.is_empty() {
@@ -303,6 +312,8 @@ async fn serve(
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            // Counted as answered before it is sent: the client may ask again at once.
+            seen.lock().unwrap().waiting -= 1;
             let _ = udp.send_to(&reply, peer).await;
         });
     }
