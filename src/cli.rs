@@ -70,8 +70,9 @@ pub struct ServeArgs {
     pub min_interval: Duration,
     /// The scrape timeout assumed when a scrape announces none.
     pub default_scrape_timeout: Option<Duration>,
-    /// Results kept per target for the status page.
-    pub history: usize,
+    /// Results kept per target for the status page; `None`: 60, fewer for a file so large
+    /// that 60 rounds would hold more than 24 MiB of results.
+    pub history: Option<usize>,
     /// Only validate the config and exit.
     pub config_check: bool,
     /// Poll the targets file and reload when its content changes.
@@ -315,10 +316,10 @@ struct Cli {
     #[arg(long = "web.enable-lifecycle", value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", action = ArgAction::Set)]
     enable_lifecycle: bool,
-    /// Results kept per target for the status page (0: none)
-    #[arg(long = "status.history", value_name = "N", default_value_t = crate::history::DEFAULT_DEPTH,
-          value_parser = history_depth)]
-    history: usize,
+    /// Results kept per target for the status page (0: none) [default: 60, fewer when 60 rounds
+    /// of the file would hold more than 24 MiB]
+    #[arg(long = "status.history", value_name = "N", value_parser = history_depth)]
+    history: Option<usize>,
     /// Split the targets over N replicas [default: 1]
     #[arg(long = "shard.count", value_name = "N", value_parser = shard_count)]
     shard_count: Option<u64>,

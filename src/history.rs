@@ -325,6 +325,10 @@ impl Track {
         while self.entries.len() >= depth {
             self.entries.pop_front();
         }
+        // A depth made smaller (a reload to a larger file) gives the room back.
+        if self.entries.capacity() > depth {
+            self.entries.shrink_to(depth);
+        }
         let index = if usual {
             STATUS_TEXT
         } else {
@@ -337,7 +341,7 @@ impl Track {
         }
         // Grown by doubling up to exactly `depth`: a young history costs what it holds.
         if self.entries.len() == self.entries.capacity() {
-            let next = (self.entries.capacity() * 2).clamp(4, depth);
+            let next = (self.entries.capacity() * 2).max(4).min(depth);
             self.entries.reserve_exact(next - self.entries.len());
         }
         self.entries.push_back(Entry {
@@ -415,11 +419,19 @@ impl Track {
     }
 }
 
+/// Bytes of entries the default history holds at most: a file so large that
+/// [`DEFAULT_DEPTH`] rounds of it would hold more keeps fewer rounds (100,000 targets: 10),
+/// unless `--status.history` says how many.
+pub const DEFAULT_BUDGET: usize = 24 << 20;
+
 /// The history of every target.
 #[derive(Debug)]
 pub struct History {
     /// Results kept per target; 0 keeps none.
-    depth: usize,
+    depth: std::sync::atomic::AtomicUsize,
+    /// Whether the depth was given (`--status.history`); else it follows the number of
+    /// targets (see [`History::fit`]).
+    fixed: bool,
     /// By the target's label block (URL, name, labels).
     /// By label block, shared with the target's (not a copy of it).
     tracks: RwLock<HashMap<std::sync::Arc<str>, Track>>,
@@ -429,19 +441,45 @@ impl History {
     /// A history of `depth` results per target.
     pub fn new(depth: usize) -> Self {
         History {
-            depth,
+            depth: depth.into(),
+            fixed: true,
             tracks: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The default history: [`DEFAULT_DEPTH`] results per target, fewer when `targets` would
+    /// make them more than [`DEFAULT_BUDGET`] bytes of entries.
+    pub fn auto(targets: usize) -> Self {
+        let h = History {
+            depth: DEFAULT_DEPTH.into(),
+            fixed: false,
+            tracks: RwLock::new(HashMap::new()),
+        };
+        h.fit(targets);
+        h
+    }
+
+    /// Keep as many results per target as suit a config of `targets` (a default history
+    /// only; a depth given stays). Rings longer than that shrink as their next results come.
+    pub fn fit(&self, targets: usize) {
+        if !self.fixed {
+            let rounds = DEFAULT_BUDGET / (std::mem::size_of::<Entry>() * targets.max(1));
+            self.depth.store(
+                rounds.clamp(1, DEFAULT_DEPTH),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 
     /// How many results are kept per target.
     pub fn depth(&self) -> usize {
-        self.depth
+        self.depth.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Add a round's results.
     pub fn record(&self, round: &Round) {
-        if self.depth == 0 {
+        let depth = self.depth();
+        if depth == 0 {
             return;
         }
         let at = round
@@ -455,7 +493,7 @@ impl History {
                 Some(track) => track,
                 None => tracks.entry(t.label_block.clone()).or_default(),
             };
-            track.push(at, r, self.depth, &mut scratch);
+            track.push(at, r, depth, &mut scratch);
         }
     }
 
@@ -630,6 +668,50 @@ mod tests {
         assert!(full[1].text.as_deref().unwrap().starts_with("79 yyy"));
         for r in full.iter().step_by(2) {
             assert_eq!(r.text.as_deref(), Some("HTTP/1.1 200 OK"), "{full:?}");
+        }
+    }
+
+    #[test]
+    fn a_default_history_keeps_fewer_rounds_of_a_file_too_large_for_its_budget() {
+        // 10,000 targets: 60 rounds are 14 MiB of entries; 100,000: 10 rounds fit 24 MiB.
+        assert_eq!(History::auto(10_000).depth(), DEFAULT_DEPTH);
+        assert_eq!(History::auto(100_000).depth(), 10);
+        assert_eq!(History::auto(10_000_000).depth(), 1);
+        assert_eq!(History::auto(0).depth(), DEFAULT_DEPTH);
+        // A depth given stays whatever the file.
+        let given = History::new(60);
+        given.fit(1_000_000);
+        assert_eq!(given.depth(), 60);
+        // A reload to a larger file shortens the rings as their next results come.
+        let c = config(2);
+        let h = History::auto(2);
+        for k in 0..30u64 {
+            h.record(&round(&c, 1_000 + k, |_| true));
+        }
+        assert_eq!(h.strip(&c.targets[0].label_block).0.len(), 30);
+        h.fit(200_000);
+        h.record(&round(&c, 2_000, |_| true));
+        let (strip, _) = h.strip(&c.targets[0].label_block);
+        assert_eq!(strip.len(), 5);
+        assert_eq!(strip[4].time(), UNIX_EPOCH + Duration::from_secs(2_000));
+        let tracks = h.tracks.read().unwrap();
+        assert!(tracks[&c.targets[0].label_block].entries.capacity() <= 5);
+    }
+
+    #[test]
+    fn the_shortest_histories_keep_what_they_say() {
+        let c = config(1);
+        for depth in 1..=5 {
+            let h = History::new(depth);
+            for k in 0..9u64 {
+                h.record(&round(&c, 1_000 + k, |_| k % 2 == 0));
+            }
+            let (strip, _) = h.strip(&c.targets[0].label_block);
+            assert_eq!(strip.len(), depth);
+            assert_eq!(
+                strip[depth - 1].time(),
+                UNIX_EPOCH + Duration::from_secs(1_008)
+            );
         }
     }
 

@@ -222,9 +222,10 @@ impl Prober {
         limits: Limits,
         metrics: ExporterMetrics,
     ) -> Self {
+        let targets = config.targets.len();
         metrics
             .targets
-            .set(i64::try_from(config.targets.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(targets).unwrap_or(i64::MAX));
         metrics
             .concurrency
             .set(i64::try_from(limits.concurrency).unwrap_or(i64::MAX));
@@ -241,14 +242,19 @@ impl Prober {
             finished: Mutex::new(HashMap::new()),
             min_interval: Duration::ZERO,
             last: RwLock::new(None),
-            history: crate::history::History::new(crate::history::DEFAULT_DEPTH),
+            history: crate::history::History::auto(targets),
             metrics,
         }
     }
 
-    /// Keep the last `depth` results of every target (`--status.history`; 0: none).
-    pub fn with_history(mut self, depth: usize) -> Self {
-        self.history = crate::history::History::new(depth);
+    /// Keep the last `depth` results of every target (`--status.history`; 0: none); `None`
+    /// keeps the default, which fits the number of targets (see
+    /// [`crate::history::History::auto`]).
+    pub fn with_history(mut self, depth: Option<usize>) -> Self {
+        self.history = match depth {
+            Some(d) => crate::history::History::new(d),
+            None => crate::history::History::auto(self.config().targets.len()),
+        };
         self
     }
 
@@ -326,6 +332,7 @@ impl Prober {
             config.targets.iter().map(|t| &*t.label_block).collect();
         self.history.retain(&keep);
         drop(keep);
+        self.history.fit(config.targets.len());
         self.slots.set_cap(config.max_connections_per_host);
         {
             let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
