@@ -502,23 +502,44 @@ async fn an_answer_to_another_question_is_ignored_and_the_wait_goes_on() {
     assert_eq!(dns.seen().count("spoofed.test", "AAAA", "udp"), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_lookups_with_one_attempt_have_no_false_failure() {
+/// A server that answers every name under `suffix` with 127.0.0.1 after `delay`, and the
+/// built-in resolver for it (`resolv.conf` lines `options`, an empty hosts file) with at
+/// most `concurrency` queries in flight.
+fn wildcard(
+    suffix: &str,
+    delay: Duration,
+    dir: &Path,
+    options: &str,
+    concurrency: usize,
+) -> (DnsServer, Arc<Resolver>) {
     let dns = DnsServer::start(Zone {
-        wildcard: Some((".many.test".to_owned(), vec![v4("127.0.0.1")])),
-        delay: Duration::from_millis(20),
+        wildcard: Some((suffix.to_owned(), vec![v4("127.0.0.1")])),
+        delay,
         ..Zone::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let hosts_file = dir.path().join("hosts");
+    let hosts_file = dir.join("hosts");
     std::fs::write(&hosts_file, "").unwrap();
     let settings = Settings {
-        resolv_conf: Some(dns.resolv_conf(dir.path(), "options attempts:1 timeout:5\n")),
+        resolv_conf: Some(dns.resolv_conf(dir, options)),
         hosts_file: Some(hosts_file),
-        concurrency: Some(1024),
+        concurrency: Some(concurrency),
         ..Settings::default()
     };
     let r = Arc::new(Resolver::load(&settings, 1 << 16).unwrap());
+    (dns, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_lookups_with_one_attempt_have_no_false_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = "options attempts:1 timeout:5\n";
+    let (dns, r) = wildcard(
+        ".many.test",
+        Duration::from_millis(20),
+        dir.path(),
+        options,
+        1024,
+    );
     let round = Arc::new(r.round());
     let tasks: Vec<_> = (0..10_000)
         .map(|i| {
@@ -879,21 +900,9 @@ async fn a_round_looks_its_names_up_ahead_of_their_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dns_concurrency_bounds_queries_in_flight() {
     for (proto, lookups_at_once) in [(IpProtocol::Auto, 2), (IpProtocol::Ip4, 4)] {
-        let dns = DnsServer::start(Zone {
-            wildcard: Some((".cap.test".to_owned(), vec![v4("127.0.0.1")])),
-            delay: Duration::from_millis(50),
-            ..Zone::default()
-        });
         let dir = tempfile::tempdir().unwrap();
-        let hosts_file = dir.path().join("hosts");
-        std::fs::write(&hosts_file, "").unwrap();
-        let settings = Settings {
-            resolv_conf: Some(dns.resolv_conf(dir.path(), "options attempts:1\n")),
-            hosts_file: Some(hosts_file),
-            concurrency: Some(4),
-            ..Settings::default()
-        };
-        let r = Arc::new(Resolver::load(&settings, 1 << 16).unwrap());
+        let delay = Duration::from_millis(50);
+        let (dns, r) = wildcard(".cap.test", delay, dir.path(), "options attempts:1\n", 4);
         assert!(
             r.describe().contains("4 queries at once"),
             "{}",
