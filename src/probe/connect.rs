@@ -227,11 +227,7 @@ pub(super) async fn open(
                 took = took.min(started.saturating_duration_since(t) + rtt);
             }
             let ip = Some(addr.ip());
-            // A connection we close first ends with a reset, unless the server has closed
-            // already (see `exchange::finish`): an active close would leave a TIME_WAIT socket
-            // on our side for a minute, and rounds of thousands of targets on one address
-            // would run out of ports.
-            set_linger_zero(&tcp, true);
+            // From here on a close resets unless the server closed first (see `Socket`).
             Ok(Connected {
                 tcp: Socket::new(tcp),
                 ip,

@@ -203,20 +203,20 @@ impl Conn for tokio_rustls::client::TlsStream<Socket> {
     }
 }
 
-/// Before the stream is dropped: when the server has already closed its side (its FIN is
-/// among the bytes already received), close normally, so that TIME_WAIT stays on the server's
-/// side; otherwise the close resets. Reads only what has arrived, at most 64 KiB, never waits.
+/// Before the stream is dropped: read what has arrived, so that a FIN of the server's among
+/// it is seen and the close is then the usual one, leaving TIME_WAIT on the server's side
+/// (see [`Socket`]); otherwise the close resets. Reads at most 64 KiB, never waits.
 fn finish<S: Conn>(stream: &mut S) {
     use futures_util::FutureExt as _;
     let mut buf = [0u8; 4096];
     for _ in 0..16 {
         match stream.read(&mut buf).now_or_never() {
             Some(Ok(0)) => {
-                super::connect::set_linger_zero(stream.socket().tcp(), false);
+                stream.socket().closed_by_peer();
                 return;
             }
-            Some(Ok(_)) => {}
             Some(Err(_)) | None => return,
+            Some(Ok(_)) => {}
         }
     }
 }

@@ -11,20 +11,48 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// A connected TCP socket of a probe, with receive stamps on.
+/// A connected TCP socket of a probe, with receive stamps on. Dropping it closes the
+/// connection with a reset, unless the peer closed its side first (a read found its end):
+/// an active close would leave a TIME_WAIT socket on our side for a minute, and rounds of
+/// thousands of targets on one address would run out of ports; when the server has closed
+/// first, the TIME_WAIT is the server's and the close is the usual one.
 #[derive(Debug)]
 pub struct Socket {
     /// The connection.
     tcp: TcpStream,
     /// When the last bytes read arrived: the kernel's stamp, else the time of the read.
     arrived: Option<Instant>,
+    /// Whether the peer closed its side: a read found the end of its stream (or of the TLS
+    /// session over it).
+    peer_closed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // Set when the socket goes, not when it connects: a server that closes first (most
+        // do after `Connection: close`) costs no `setsockopt` at all.
+        if !*self.peer_closed.get_mut() {
+            super::connect::set_linger_zero(&self.tcp, true);
+        }
+    }
 }
 
 impl Socket {
     /// Wrap `tcp`, turning the kernel's receive stamps on (one `setsockopt`).
     pub fn new(tcp: TcpStream) -> Socket {
         crate::stamp::enable(tcp.as_raw_fd());
-        Socket { tcp, arrived: None }
+        Socket {
+            tcp,
+            arrived: None,
+            peer_closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Note that the peer closed its side (a TLS session's end read above this socket), so
+    /// that the close is the usual one.
+    pub fn closed_by_peer(&self) {
+        self.peer_closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The connection.
@@ -91,6 +119,8 @@ impl AsyncRead for Socket {
             buf.advance(n);
             if n > 0 {
                 me.arrived = Some(at.unwrap_or_else(Instant::now));
+            } else {
+                me.closed_by_peer();
             }
             return Poll::Ready(Ok(()));
         }
@@ -124,5 +154,53 @@ impl AsyncWrite for Socket {
 
     fn is_write_vectored(&self) -> bool {
         self.tcp.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use tokio::io::AsyncReadExt as _;
+
+    /// How the server saw the client's close: `Ok(0)` for a FIN, an error for a reset.
+    fn close_seen_by_server(server_closes_first: bool) -> io::Result<usize> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+            if server_closes_first {
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+            let mut buf = [0u8; 16];
+            s.read(&mut buf)
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut socket = Socket::new(TcpStream::connect(addr).await.unwrap());
+            let mut buf = [0u8; 64];
+            let mut read = 0;
+            while read < 19 {
+                read += socket.read(&mut buf[read..]).await.unwrap();
+            }
+            if server_closes_first {
+                assert_eq!(socket.read(&mut buf).await.unwrap(), 0);
+            }
+            drop(socket);
+        });
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn a_socket_resets_unless_the_server_closed_first() {
+        // The server closed first: the usual close, TIME_WAIT on the server's side.
+        assert_eq!(close_seen_by_server(true).unwrap(), 0);
+        // We close first: a reset, no TIME_WAIT on ours.
+        let e = close_seen_by_server(false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
     }
 }
