@@ -458,7 +458,8 @@ fn literal(ip: IpAddr, proto: IpProtocol) -> Answer {
 
 impl RoundResolver {
     /// Look `hosts` up ahead of the probes that will need them, in order, with at most as
-    /// many of these lookups in flight as the resolver runs at once: a probe that comes to
+    /// many of these lookups started as the resolver has query slots (those of both families
+    /// take two slots each, so half of them wait for a slot): a probe that comes to
     /// its host finds its lookup started, or done, so that lookups overlap with the connects
     /// of other probes. Returns once every name was asked and answered; dropping the future
     /// stops asking (the lookups started go on for their probes).
