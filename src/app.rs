@@ -72,6 +72,8 @@ pub async fn run(args: cli::ServeArgs) -> Result<(), RunError> {
     sys::release_free_memory();
     // The kernel's receive stamps stay on from the first round (see `stamp::keep_on`).
     crate::stamp::keep_on();
+    // The probe threads start with the exporter, not with its first round.
+    crate::probe_threads::ProbeThreads::get();
     let concurrency = sys::concurrency(args.concurrency, fd_limit);
     let resolver_description = resolver.describe();
     let metrics = ExporterMetrics::new()?;

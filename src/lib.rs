@@ -35,6 +35,7 @@
 //! - [`allow`]: the `/probe` allowlist's rules: networks and host name patterns, and where a
 //!   connection to an address lands.
 //! - [`gate`]: connection gates: places per host or address under the cap per host.
+//! - [`probe_threads`]: the probe threads, one single-threaded runtime per core.
 //! - [`codes`]: valid status code sets (`200`, `"3xx"`, `"400-404"`).
 //! - [`checks`]: header and body checks (blackbox_exporter's keys): patterns, sizes,
 //!   compression, and the judgement of a head and a body.
@@ -69,6 +70,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod peer_text;
 pub mod probe;
+pub mod probe_threads;
 pub mod probe_url;
 pub mod prober;
 pub mod proxy;

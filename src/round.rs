@@ -20,22 +20,24 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::AbortHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::Config;
-use crate::dns::Resolver;
+use crate::dns::{Resolver, RoundResolver};
 pub(crate) use crate::gate::lock;
 use crate::gate::{Gate, Gates, Permit};
 use crate::outcome::{FailureReason, ProbeResult};
 use crate::probe;
+use crate::probe_threads::ProbeThreads;
 use crate::probe_url::Host;
 
 /// The outcome of one round.
@@ -112,7 +114,7 @@ pub struct Slots {
     global: Arc<Semaphore>,
     /// One gate per host of a target's URL (by name or address, whatever the port): a round's
     /// lanes wait here, holding no global slot.
-    hosts: Gates<Host>,
+    hosts: Arc<Gates<Host>>,
     /// One gate per address connected to (the proxy's for a proxied request), taken by every
     /// request of every probe just before it connects: two names of one address, a redirect
     /// hop to another host and the requests through one proxy count against the address the
@@ -129,7 +131,7 @@ impl Slots {
         let cap = Arc::new(AtomicUsize::new(cap.max(1)));
         Slots {
             global: Arc::new(Semaphore::new(limits.concurrency.max(1))),
-            hosts: Gates::new(cap.clone()),
+            hosts: Arc::new(Gates::new(cap.clone())),
             addresses: Arc::new(Gates::new(cap.clone())),
             cap,
         }
@@ -198,15 +200,233 @@ fn schedule(config: &Config, slots: &Slots) -> Vec<(Arc<Gate>, Vec<usize>)> {
     lanes
 }
 
-/// Probes of a round still running, by target; aborted when the round is dropped (its last
-/// client left) so that their connections close at once.
-#[derive(Debug, Default)]
-struct Running(Mutex<HashMap<usize, AbortHandle>>);
+/// Results a thread sends to its round at once, at most.
+const BATCH: usize = 256;
 
-impl Drop for Running {
+/// The longest a result waits in its thread for the rest of its batch: well within
+/// [`COLLECT_GRACE`], so that a result that came before the scrape's deadline is taken.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// A probe's result on its way to the round: the target, its result, how long it queued.
+type Done = (usize, ProbeResult, Duration);
+
+/// Split the lanes over `parts` threads: the targets, taken lane by lane, go to the threads in
+/// turn, so that one crowded host and many hosts of one target each are split alike. A
+/// host's targets on one thread form that thread's lane of the host, at the host's one gate.
+fn split(lanes: Vec<(Arc<Gate>, Vec<usize>)>, parts: usize) -> Vec<Vec<(Arc<Gate>, Vec<usize>)>> {
+    let parts = parts.max(1);
+    let mut out: Vec<Vec<(Arc<Gate>, Vec<usize>)>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut next = 0;
+    for (gate, targets) in lanes {
+        let mut mine: Vec<Vec<usize>> = vec![Vec::new(); parts];
+        for i in targets {
+            mine[next % parts].push(i);
+            next += 1;
+        }
+        for (k, targets) in mine.into_iter().enumerate() {
+            if !targets.is_empty() {
+                out[k].push((gate.clone(), targets));
+            }
+        }
+    }
+    out
+}
+
+/// Take every result `set` has into `batch`, whatever budget the caller has left this turn,
+/// and be woken by the next one.
+///
+/// `try_join_next` is not held back by tokio's cooperative budget. A busy probe thread whose
+/// lanes spent the budget on new probes would otherwise leave the results of the old ones
+/// unread (and lose them at the deadline) for as long as the lanes had work. A probe that
+/// panicked has no result: the round reports it cut.
+fn reap(set: &mut JoinSet<Done>, cx: &mut std::task::Context<'_>, batch: &mut Vec<Done>) {
+    while let Some(joined) = set.try_join_next() {
+        if let Ok(done) = joined {
+            batch.push(done);
+        }
+    }
+    // Registers the wake-up (it may also take one more, or yield when the budget is spent).
+    while let Poll::Ready(Some(joined)) = set.poll_join_next(cx) {
+        if let Ok(done) = joined {
+            batch.push(done);
+        }
+    }
+}
+
+/// The thread tasks of a round, aborted when the round is dropped (its last client left) or
+/// ends: their probes are aborted with them, so that their connections close at once.
+#[derive(Debug, Default)]
+struct Parts(Vec<JoinHandle<()>>);
+
+impl Drop for Parts {
     fn drop(&mut self) {
-        for task in lock(&self.0).values() {
+        for task in &self.0 {
             task.abort();
+        }
+    }
+}
+
+/// What one thread runs of a round: its lanes, its probes and its names' look-ahead.
+struct Part {
+    /// The round's config.
+    config: Arc<Config>,
+    /// The round's lookups, shared by every thread.
+    resolver: Arc<RoundResolver>,
+    /// The global bound and the host gates.
+    global: Arc<Semaphore>,
+    /// The host gates.
+    hosts: Arc<Gates<Host>>,
+    /// The address gates, for the probes.
+    addresses: Arc<Gates<IpAddr>>,
+    /// This thread's lanes.
+    lanes: Vec<(Arc<Gate>, Vec<usize>)>,
+    /// Which targets started, by every thread.
+    started: Arc<[AtomicBool]>,
+    /// Batches of results, to the round.
+    tx: mpsc::UnboundedSender<Vec<Done>>,
+    /// ProbeThreads the round is split over, for the look-ahead's share.
+    parts: usize,
+    /// The round's start.
+    start: Instant,
+    /// The scrape's budget.
+    budget: Option<Duration>,
+    /// The scrape's deadline.
+    round_deadline: Option<Instant>,
+}
+
+impl Part {
+    /// Run the lanes, each probe a task of this thread, and send the results to the round in
+    /// batches: every result that is in when the thread comes back to the round goes at once,
+    /// so that the round is woken once per batch, not once per probe.
+    async fn run(self) {
+        let probes: Mutex<JoinSet<Done>> = Mutex::new(JoinSet::new());
+        let mut lanes: FuturesUnordered<_> = self
+            .lanes
+            .iter()
+            .map(|(gate, targets)| self.lane(gate, targets, &probes))
+            .collect();
+        let mut lanes_done = false;
+        let mut batch = Vec::new();
+        // Armed when a batch starts: it goes when full, when this thread is done, or when it
+        // has waited `BATCH_WAIT`.
+        let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+        let mut armed = false;
+        let drive = std::future::poll_fn(|cx| {
+            while !lanes_done {
+                match lanes.poll_next_unpin(cx) {
+                    Poll::Ready(Some(())) => {}
+                    Poll::Ready(None) => lanes_done = true,
+                    Poll::Pending => break,
+                }
+            }
+            let mut set = lock(&probes);
+            reap(&mut set, cx, &mut batch);
+            let idle = set.is_empty();
+            drop(set);
+            if !batch.is_empty() {
+                let now = Instant::now();
+                if !armed {
+                    timer.as_mut().reset(now + BATCH_WAIT);
+                    armed = true;
+                }
+                // The timer's own deadline, not its readiness: polling it spends budget.
+                if batch.len() >= BATCH || (lanes_done && idle) || now >= timer.deadline() {
+                    armed = false;
+                    // The round may have stopped listening (its deadline): nothing to do then.
+                    let _ = self.tx.send(std::mem::take(&mut batch));
+                } else {
+                    // Woken when the batch has waited long enough.
+                    let _ = timer.as_mut().poll(cx);
+                }
+            }
+            if lanes_done && idle {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        // This thread's names are looked up ahead of their probes, in the order the probes
+        // start, so that the lookups overlap with the other probes' connects.
+        let prefetch = async {
+            let mut mine: Vec<usize> = self.lanes.iter().flat_map(|(_, t)| t.clone()).collect();
+            mine.sort_unstable();
+            let config = &self.config;
+            let hosts = mine.into_iter().filter_map(|i| {
+                let t = &config.targets[i];
+                probe::first_lookup(t).map(|h| (h, t.ip_protocol))
+            });
+            self.resolver.prefetch(hosts, self.parts).await;
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = drive => {}
+            () = prefetch => {}
+        }
+    }
+
+    /// One host's lane: for each target in turn, a slot of the host (shared with every other
+    /// round and thread), then a global slot, then the probe starts as a task of its own.
+    async fn lane(&self, gate: &Arc<Gate>, targets: &[usize], probes: &Mutex<JoinSet<Done>>) {
+        for &i in targets {
+            // Out of time: whatever has not started never will.
+            let Some(host_permit) = until(self.round_deadline, self.hosts.enter(gate)).await else {
+                return;
+            };
+            // The semaphore is never closed, so acquire only fails by timing out.
+            let Some(Ok(permit)) =
+                until(self.round_deadline, self.global.clone().acquire_owned()).await
+            else {
+                return;
+            };
+            self.started[i].store(true, Ordering::Relaxed);
+            lock(probes).spawn(self.probe(i, permit, host_permit));
+        }
+    }
+
+    /// The probe of target `i`, holding its slots until it ends.
+    fn probe(
+        &self,
+        i: usize,
+        permit: OwnedSemaphorePermit,
+        host_permit: Permit,
+    ) -> impl Future<Output = Done> + Send + 'static {
+        let (config, resolver, gates) = (
+            self.config.clone(),
+            self.resolver.clone(),
+            self.addresses.clone(),
+        );
+        let (start, budget, round_deadline) = (self.start, self.budget, self.round_deadline);
+        async move {
+            // Every target is queued when the round starts.
+            let waited = start.elapsed();
+            // A busy thread may start the task after the scrape's deadline: it opens nothing.
+            if round_deadline.is_some_and(|d| Instant::now() >= d) {
+                drop(host_permit);
+                drop(permit);
+                return (i, ProbeResult::not_started(), waited);
+            }
+            let t = &config.targets[i];
+            let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
+            let deadline = round_deadline.map_or(own, |r| r.min(own));
+            let env = probe::Env {
+                resolver: &resolver,
+                gates: &gates,
+            };
+            let mut result = probe::probe(t, deadline, &env).await;
+            if deadline < own
+                && matches!(
+                    result.failure,
+                    Some(
+                        FailureReason::Timeout | FailureReason::ConnectTimeout | FailureReason::Dns
+                    )
+                )
+                && Instant::now() >= deadline
+            {
+                result.ended_by_scrape_deadline();
+            }
+            drop(host_permit);
+            drop(permit);
+            (i, result, waited)
         }
     }
 }
@@ -231,6 +451,11 @@ pub async fn run_round(
 /// other round), then a global slot, then starts the probe, then goes on with its next target.
 /// Lanes queue for global slots in FIFO order, so hosts take turns, and a crowded host never
 /// keeps the others waiting: its lane waits for its host holding no global slot.
+///
+/// The targets are split over the probe threads ([`ProbeThreads`]), one per core: each thread runs
+/// its share of every lane, at the same gates and under the same global bound, and sends its
+/// results back in batches. The round itself (its collector and deadline) stays with the
+/// caller.
 pub async fn run_round_on(
     config: Arc<Config>,
     resolver: &Arc<Resolver>,
@@ -242,86 +467,35 @@ pub async fn run_round_on(
     let start = Instant::now();
     let round_deadline = budget.map(|b| start + b);
     let n = config.targets.len();
-    let lanes = schedule(&config, slots);
+    let threads = ProbeThreads::get();
+    let parts = split(schedule(&config, slots), threads.len());
     let resolver = Arc::new(resolver.round());
-    let prefetcher = resolver.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, ProbeResult, Duration)>();
-
-    // Probes still running, so that the scrape's deadline (or the last client leaving) can
-    // end them.
-    let running = Running::default();
-    let running_ref = &running;
-    let launch_config = config.clone();
-    let launch = move |i: usize, permit: OwnedSemaphorePermit, host_permit: Permit| {
-        let (config, resolver, tx) = (launch_config.clone(), resolver.clone(), tx.clone());
-        let gates = slots.addresses.clone();
-        let task = tokio::spawn(async move {
-            // Every target is queued when the round starts.
-            let waited = start.elapsed();
-            // A busy runtime may start the task after the scrape's deadline: it opens nothing.
-            if round_deadline.is_some_and(|d| Instant::now() >= d) {
-                drop(host_permit);
-                drop(permit);
-                let _ = tx.send((i, ProbeResult::not_started(), waited));
-                return;
-            }
-            let t = &config.targets[i];
-            let own = Instant::now() + budget.map_or(t.timeout, |b| b.min(t.timeout));
-            let deadline = round_deadline.map_or(own, |r| r.min(own));
-            let env = probe::Env {
-                resolver: &resolver,
-                gates: &gates,
-            };
-            let mut result = probe::probe(t, deadline, &env).await;
-            if deadline < own
-                && matches!(
-                    result.failure,
-                    Some(
-                        FailureReason::Timeout | FailureReason::ConnectTimeout | FailureReason::Dns
-                    )
-                )
-                && Instant::now() >= deadline
-            {
-                result.ended_by_scrape_deadline();
-            }
-            drop(host_permit);
-            drop(permit);
-            // The receiver outlives every sender, unless the round was abandoned.
-            let _ = tx.send((i, result, waited));
-        });
-        lock(&running_ref.0).insert(i, task.abort_handle());
-    };
-
-    let global = &slots.global;
-    let spawner = async move {
-        {
-            let launch = &launch;
-            let mut lanes: FuturesUnordered<_> = lanes
-                .into_iter()
-                .map(|(gate, targets)| async move {
-                    for i in targets {
-                        // Out of time: whatever has not started never will.
-                        let Some(host_permit) =
-                            until(round_deadline, slots.hosts.enter(&gate)).await
-                        else {
-                            return;
-                        };
-                        // The semaphore is never closed, so acquire only fails by timing out.
-                        let Some(Ok(permit)) =
-                            until(round_deadline, global.clone().acquire_owned()).await
-                        else {
-                            return;
-                        };
-                        launch(i, permit, host_permit);
-                    }
-                })
-                .collect();
-            while lanes.next().await.is_some() {}
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Done>>();
+    let started: Arc<[AtomicBool]> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let count = parts.len();
+    let mut tasks = Parts::default();
+    for (k, lanes) in parts.into_iter().enumerate() {
+        if lanes.is_empty() {
+            continue;
         }
-        // The last sender of results goes with `launch` once every lane is done: the
-        // collector then ends.
-        drop(launch);
-    };
+        let part = Part {
+            config: config.clone(),
+            resolver: resolver.clone(),
+            global: slots.global.clone(),
+            hosts: slots.hosts.clone(),
+            addresses: slots.addresses.clone(),
+            lanes,
+            started: started.clone(),
+            tx: tx.clone(),
+            parts: count,
+            start,
+            budget,
+            round_deadline,
+        };
+        tasks.0.push(threads.spawn(k, part.run()));
+    }
+    // The collector ends when every thread is done with the round.
+    drop(tx);
 
     // The results, in place from the start (a vector of options turned into results at the
     // end would hold two vectors of 100,000 results at once), and which of them came.
@@ -331,48 +505,28 @@ pub async fn run_round_on(
     // Results are taken until the scrape's deadline (and a little for the last ones in the
     // channel), however busy the runtime is: the answer never waits for a late probe.
     let collect_until = round_deadline.map(|d| d + COLLECT_GRACE);
-    let collector = async {
-        loop {
-            let next = match collect_until {
-                Some(d) => timeout_at(d, rx.recv()).await.ok().flatten(),
-                None => rx.recv().await,
-            };
-            let Some((i, r, waited)) = next else { break };
-            lock(&running.0).remove(&i);
+    loop {
+        let next = match collect_until {
+            Some(d) => timeout_at(d, rx.recv()).await.ok().flatten(),
+            None => rx.recv().await,
+        };
+        let Some(batch) = next else { break };
+        for (i, r, waited) in batch {
             max_queue_wait = max_queue_wait.max(waited);
             on_result(i, &r);
             results[i] = r;
             came[i] = true;
         }
-    };
-    // The round's names are looked up ahead of their probes, in the order the probes start,
-    // so that the lookups overlap with the other probes' connects. It stops with the round.
-    let prefetch = async {
-        let hosts = config
-            .targets
-            .iter()
-            .filter_map(|t| probe::first_lookup(t).map(|h| (h, t.ip_protocol)));
-        prefetcher.prefetch(hosts).await;
-        std::future::pending::<()>().await;
-    };
-    tokio::join!(spawner, async {
-        tokio::select! {
-            () = collector => {}
-            () = prefetch => {}
-        }
-    });
-    // Probes still running past the deadline are ended; their results say so.
-    let cut: HashMap<usize, AbortHandle> = std::mem::take(&mut *lock(&running.0));
-    for task in cut.values() {
-        task.abort();
     }
+    // Probes still running past the deadline are ended; their results say so.
+    drop(tasks);
     slots.sweep();
 
     let mut not_started = 0;
     let mut cut_results = 0;
     for (i, r) in results.iter_mut().enumerate() {
         if !came[i] {
-            *r = if cut.contains_key(&i) {
+            *r = if started[i].load(Ordering::Relaxed) {
                 ProbeResult::cut_by_deadline()
             } else {
                 ProbeResult::not_started()
@@ -435,6 +589,72 @@ mod tests {
         drop((lanes, again));
         slots.sweep();
         assert!(slots.hosts.is_empty(), "gates no round holds go");
+    }
+
+    #[test]
+    fn the_probe_threads_take_the_targets_in_turn_at_each_hosts_one_gate() {
+        let config = config(
+            "targets:\n  - http://a/1\n  - http://a/2\n  - http://a/3\n  - http://b/1\n  - http://c/1\n  - http://b/2\n",
+        );
+        let slots = Slots::new(Limits { concurrency: 1 }, 4);
+        let parts = split(schedule(&config, &slots), 2);
+        let urls = |part: &Vec<(Arc<Gate>, Vec<usize>)>| -> Vec<Vec<&str>> {
+            part.iter()
+                .map(|(_, l)| {
+                    l.iter()
+                        .map(|&i| config.targets[i].url.raw.as_str())
+                        .collect()
+                })
+                .collect()
+        };
+        // Lane by lane, target by target, the threads in turn: a crowded host is split, and
+        // so are hosts of one target each.
+        assert_eq!(
+            urls(&parts[0]),
+            [vec!["http://a/1", "http://a/3"], vec!["http://b/2"]]
+        );
+        assert_eq!(
+            urls(&parts[1]),
+            [vec!["http://a/2"], vec!["http://b/1"], vec!["http://c/1"]]
+        );
+        // Both threads' lanes of a host wait at its one gate: the cap stays the host's.
+        assert!(Arc::ptr_eq(&parts[0][0].0, &parts[1][0].0));
+        assert!(Arc::ptr_eq(&parts[0][1].0, &parts[1][1].0));
+        // One thread: the lanes as scheduled.
+        let one = split(schedule(&config, &slots), 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].iter().map(|(_, l)| l.len()).sum::<usize>(), 6);
+    }
+
+    #[tokio::test]
+    async fn results_are_taken_even_when_the_lanes_spent_the_budget() {
+        let mut set: JoinSet<Done> = JoinSet::new();
+        for i in 0..5 {
+            set.spawn(async move { (i, ProbeResult::not_started(), Duration::ZERO) });
+        }
+        // Let the five finish.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let mut batch = Vec::new();
+        std::future::poll_fn(|cx| {
+            // The lanes' turn spent the whole budget.
+            while let Poll::Ready(restore) = tokio::task::coop::poll_proceed(cx) {
+                restore.made_progress();
+            }
+            assert!(!tokio::task::coop::has_budget_remaining());
+            reap(&mut set, cx, &mut batch);
+            Poll::Ready(())
+        })
+        .await;
+        let mut got: Vec<usize> = batch.iter().map(|d| d.0).collect();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [0, 1, 2, 3, 4],
+            "every finished probe's result is taken"
+        );
+        assert!(set.is_empty());
     }
 
     #[tokio::test]

@@ -236,20 +236,31 @@ fn peer_that_tells(delay: Duration, read: Arc<tokio::sync::Notify>) -> SocketAdd
     addr
 }
 
-/// The processing phase ends at the kernel's stamp of the status line's arrival: a runtime
-/// that is busy (here blocked for 150 ms) when the answer arrives does not lengthen the phase
-/// or the probe's duration.
+/// The processing phase ends at the kernel's stamp of the status line's arrival: a probe
+/// thread that is busy (here blocked for 150 ms) when the answer arrives does not lengthen the
+/// phase or the probe's duration.
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_runtime_does_not_lengthen_the_times_of_an_answer_that_arrived() {
+    use http_status_exporter::probe_threads::ProbeThreads;
     let _serial = SERIAL.lock().await;
     let delay = Duration::from_millis(20);
     let read = Arc::new(tokio::sync::Notify::new());
     let peer = peer_that_tells(delay, read.clone());
-    // Once the peer has the request, the one runtime thread is blocked while the answer
-    // arrives.
+    // Once the peer has the request, every probe thread (the probe's among them) is blocked
+    // while the answer arrives.
     let blocker = tokio::spawn(async move {
         read.notified().await;
-        std::thread::sleep(Duration::from_millis(150));
+        let threads = ProbeThreads::get();
+        let blocked: Vec<_> = (0..threads.len())
+            .map(|k| {
+                threads.spawn(k, async {
+                    std::thread::sleep(Duration::from_millis(150));
+                })
+            })
+            .collect();
+        for b in blocked {
+            b.await.unwrap();
+        }
     });
     let started = std::time::Instant::now();
     let round = alone(peer).await;

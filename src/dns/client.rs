@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::runtime::Id;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::conf::ResolvConf;
@@ -164,8 +165,18 @@ pub struct Client {
     rotate: bool,
     /// Which server a rotating query starts with.
     next_server: AtomicUsize,
-    /// Idle sockets, by server.
-    pool: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<Pooled>>>,
+    /// Idle sockets, by the runtime whose reactor they are registered with and by server: a
+    /// lookup takes only its own runtime's, so that its answers wake it without a hop
+    /// through another thread.
+    pool: std::sync::Mutex<std::collections::HashMap<PoolKey, Vec<Pooled>>>,
+}
+
+/// Which idle sockets a lookup may take: those of its runtime, to its server.
+type PoolKey = (Option<Id>, SocketAddr);
+
+/// The runtime the caller runs on, if any.
+fn runtime() -> Option<Id> {
+    tokio::runtime::Handle::try_current().ok().map(|h| h.id())
 }
 
 /// Whether an answer ends the asking: NOERROR or NXDOMAIN (any other code, or truncation,
@@ -193,7 +204,7 @@ impl Client {
         let now = Instant::now();
         {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(idle) = pool.get_mut(&server) {
+            if let Some(idle) = pool.get_mut(&(runtime(), server)) {
                 while let Some(p) = idle.pop() {
                     if now.duration_since(p.born) < SOCKET_AGE {
                         return Ok(p);
@@ -215,7 +226,7 @@ impl Client {
             return;
         }
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        pool.entry(server).or_default().push(p);
+        pool.entry((runtime(), server)).or_default().push(p);
     }
 
     /// Close the idle sockets (at the end of a round).
@@ -443,5 +454,40 @@ mod tests {
             "{got:?}"
         );
         assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn an_idle_socket_serves_again_only_on_its_own_runtime() {
+        let server = SocketAddr::from(([127, 0, 0, 1], 9));
+        let client = std::sync::Arc::new(Client::new(&ResolvConf {
+            nameservers: vec![server],
+            ..ResolvConf::default()
+        }));
+        let port = |p: &Pooled| p.socket.local_addr().unwrap().port();
+        let first = client.take_socket(server).unwrap();
+        let mine = port(&first);
+        client.put_socket(server, first);
+        // Another runtime (a probe thread) opens its own: the pooled one is registered with
+        // this runtime's reactor.
+        let other = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let p = client.take_socket(server).unwrap();
+                    p.socket.local_addr().unwrap().port()
+                })
+            })
+            .join()
+            .unwrap()
+        };
+        assert_ne!(other, mine, "a new socket for the other runtime");
+        // This runtime gets its own back.
+        let again = client.take_socket(server).unwrap();
+        assert_eq!(port(&again), mine);
+        assert_eq!(again.uses, 1);
     }
 }

@@ -462,10 +462,15 @@ impl RoundResolver {
     /// take two slots each, so half of them wait for a slot): a probe that comes to
     /// its host finds its lookup started, or done, so that lookups overlap with the connects
     /// of other probes. Returns once every name was asked and answered; dropping the future
-    /// stops asking (the lookups started go on for their probes).
-    pub async fn prefetch<'h>(&self, hosts: impl Iterator<Item = (&'h Host, IpProtocol)>) {
+    /// stops asking (the lookups started go on for their probes). A round whose targets are
+    /// split over `parts` (one prefetch each) gives each part its share of the window.
+    pub async fn prefetch<'h>(
+        &self,
+        hosts: impl Iterator<Item = (&'h Host, IpProtocol)>,
+        parts: usize,
+    ) {
         use futures_util::StreamExt;
-        let window = self.resolver.at_once;
+        let window = self.resolver.at_once.div_ceil(parts.max(1));
         let mut in_flight = futures_util::stream::FuturesUnordered::new();
         // A name of several targets is asked once.
         let mut asked = std::collections::HashSet::new();
