@@ -14,6 +14,10 @@
 //!   queue per host (a *lane*), holding no global slot while it waits, and is woken by any
 //!   slot freed on that host, by any round.
 //!
+//! The probes run on the probe threads ([`crate::probe_threads`]), one single-threaded
+//! runtime per core: each thread takes its turn of every lane's targets (its own lane of the
+//! host, at the host's one gate) and sends its results to the round in batches.
+//!
 //! A round dropped before its end (its last waiting scrape went away) aborts its probes, so
 //! that their connections close at once.
 
@@ -272,7 +276,7 @@ struct Part {
     config: Arc<Config>,
     /// The round's lookups, shared by every thread.
     resolver: Arc<RoundResolver>,
-    /// The global bound and the host gates.
+    /// The global bound.
     global: Arc<Semaphore>,
     /// The host gates.
     hosts: Arc<Gates<Host>>,
@@ -284,7 +288,7 @@ struct Part {
     started: Arc<[AtomicBool]>,
     /// Batches of results, to the round.
     tx: mpsc::UnboundedSender<Vec<Done>>,
-    /// ProbeThreads the round is split over, for the look-ahead's share.
+    /// How many threads the round is split over, for the look-ahead's share.
     parts: usize,
     /// The round's start.
     start: Instant,
@@ -296,8 +300,9 @@ struct Part {
 
 impl Part {
     /// Run the lanes, each probe a task of this thread, and send the results to the round in
-    /// batches: every result that is in when the thread comes back to the round goes at once,
-    /// so that the round is woken once per batch, not once per probe.
+    /// batches ([`BATCH`] at most, or once the first has waited [`BATCH_WAIT`]; the last as
+    /// soon as the thread is done), so that the round is woken once per batch, not once per
+    /// probe.
     async fn run(self) {
         let probes: Mutex<JoinSet<Done>> = Mutex::new(JoinSet::new());
         let mut lanes: FuturesUnordered<_> = self
@@ -433,7 +438,7 @@ impl Part {
 
 /// Probe every target of `config` once. `budget` is the scrape's time limit (already reduced
 /// by the offset); each probe gets `min(its timeout, budget)`. `on_result` sees each result
-/// the moment it arrives.
+/// as it arrives (in its thread's batch, within 2 ms of the probe's end).
 pub async fn run_round(
     config: Arc<Config>,
     resolver: &Arc<Resolver>,
