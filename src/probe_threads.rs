@@ -17,7 +17,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 /// The probe threads, one per core this process may use (its affinity and CPU quota), started on
-/// first use and kept for the life of the process.
+/// first use (the exporter's start) and kept for the life of the process.
 #[derive(Debug)]
 pub struct ProbeThreads {
     /// One handle per probe thread.
@@ -28,8 +28,8 @@ impl ProbeThreads {
     /// The process's probe threads. When none could be started (a thread or epoll
     /// limit), there are none and work runs on the caller's runtime.
     pub fn get() -> &'static ProbeThreads {
-        static SHARDS: OnceLock<ProbeThreads> = OnceLock::new();
-        SHARDS.get_or_init(|| {
+        static THREADS: OnceLock<ProbeThreads> = OnceLock::new();
+        THREADS.get_or_init(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             ProbeThreads::start(cores)
         })
@@ -68,13 +68,8 @@ impl ProbeThreads {
 
     /// How many probe threads work is split over (at least 1: the caller's runtime when
     /// there are none).
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.handles.len().max(1)
-    }
-
-    /// Never: there is always somewhere to run (see [`ProbeThreads::len`]).
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Run `task` on thread `i` (modulo their number), or on the caller's runtime when there
@@ -84,7 +79,7 @@ impl ProbeThreads {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match self.handles.get(i % self.len()) {
+        match self.handles.get(i % self.count()) {
             Some(h) => h.spawn(task),
             None => tokio::spawn(task),
         }
@@ -98,7 +93,7 @@ mod tests {
     #[tokio::test]
     async fn tasks_run_on_their_probe_thread() {
         let threads = ProbeThreads::start(2);
-        assert_eq!(threads.len(), 2);
+        assert_eq!(threads.count(), 2);
         let name = |i| {
             threads.spawn(i, async {
                 (
@@ -122,7 +117,7 @@ mod tests {
     #[tokio::test]
     async fn without_probe_threads_work_runs_on_the_callers_runtime() {
         let none = ProbeThreads { handles: vec![] };
-        assert_eq!(none.len(), 1);
+        assert_eq!(none.count(), 1);
         let id = none
             .spawn(5, async { Handle::current().id() })
             .await

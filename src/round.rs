@@ -111,8 +111,8 @@ pub struct Limits {
 
 /// Probe slots shared by every round of a prober, so that rounds of different selections
 /// running at once, before and after a reload, stay under one concurrency bound and one cap
-/// per host.
-#[derive(Debug)]
+/// per host. A clone shares them (the probe threads each hold one).
+#[derive(Debug, Clone)]
 pub struct Slots {
     /// The global bound.
     global: Arc<Semaphore>,
@@ -276,12 +276,8 @@ struct Part {
     config: Arc<Config>,
     /// The round's lookups, shared by every thread.
     resolver: Arc<RoundResolver>,
-    /// The global bound.
-    global: Arc<Semaphore>,
-    /// The host gates.
-    hosts: Arc<Gates<Host>>,
-    /// The address gates, for the probes.
-    addresses: Arc<Gates<IpAddr>>,
+    /// The slots every round shares (a clone shares them).
+    slots: Slots,
     /// This thread's lanes.
     lanes: Vec<(Arc<Gate>, Vec<usize>)>,
     /// Which targets started, by every thread.
@@ -374,12 +370,16 @@ impl Part {
     async fn lane(&self, gate: &Arc<Gate>, targets: &[usize], probes: &Mutex<JoinSet<Done>>) {
         for &i in targets {
             // Out of time: whatever has not started never will.
-            let Some(host_permit) = until(self.round_deadline, self.hosts.enter(gate)).await else {
+            let Some(host_permit) = until(self.round_deadline, self.slots.hosts.enter(gate)).await
+            else {
                 return;
             };
             // The semaphore is never closed, so acquire only fails by timing out.
-            let Some(Ok(permit)) =
-                until(self.round_deadline, self.global.clone().acquire_owned()).await
+            let Some(Ok(permit)) = until(
+                self.round_deadline,
+                self.slots.global.clone().acquire_owned(),
+            )
+            .await
             else {
                 return;
             };
@@ -398,7 +398,7 @@ impl Part {
         let (config, resolver, gates) = (
             self.config.clone(),
             self.resolver.clone(),
-            self.addresses.clone(),
+            self.slots.addresses.clone(),
         );
         let (start, budget, round_deadline) = (self.start, self.budget, self.round_deadline);
         async move {
@@ -473,7 +473,7 @@ pub async fn run_round_on(
     let round_deadline = budget.map(|b| start + b);
     let n = config.targets.len();
     let threads = ProbeThreads::get();
-    let parts = split(schedule(&config, slots), threads.len());
+    let parts = split(schedule(&config, slots), threads.count());
     let resolver = Arc::new(resolver.round());
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Done>>();
     let started: Arc<[AtomicBool]> = (0..n).map(|_| AtomicBool::new(false)).collect();
@@ -486,9 +486,7 @@ pub async fn run_round_on(
         let part = Part {
             config: config.clone(),
             resolver: resolver.clone(),
-            global: slots.global.clone(),
-            hosts: slots.hosts.clone(),
-            addresses: slots.addresses.clone(),
+            slots: slots.clone(),
             lanes,
             started: started.clone(),
             tx: tx.clone(),

@@ -251,7 +251,7 @@ async fn a_busy_runtime_does_not_lengthen_the_times_of_an_answer_that_arrived() 
     let blocker = tokio::spawn(async move {
         read.notified().await;
         let threads = ProbeThreads::get();
-        let blocked: Vec<_> = (0..threads.len())
+        let blocked: Vec<_> = (0..threads.count())
             .map(|k| {
                 threads.spawn(k, async {
                     std::thread::sleep(Duration::from_millis(150));

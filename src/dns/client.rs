@@ -467,22 +467,17 @@ mod tests {
         let first = client.take_socket(server).unwrap();
         let mine = port(&first);
         client.put_socket(server, first);
-        // Another runtime (a probe thread) opens its own: the pooled one is registered with
+        // A probe thread, another runtime, opens its own: the pooled one is registered with
         // this runtime's reactor.
         let other = {
             let client = client.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
+            crate::probe_threads::ProbeThreads::get()
+                .spawn(0, async move {
                     let p = client.take_socket(server).unwrap();
                     p.socket.local_addr().unwrap().port()
                 })
-            })
-            .join()
-            .unwrap()
+                .await
+                .unwrap()
         };
         assert_ne!(other, mine, "a new socket for the other runtime");
         // This runtime gets its own back.
