@@ -15,6 +15,9 @@
 //! getaddrinfo (`--dns.resolver=system`, in a mount namespace whose /etc/resolv.conf names
 //! that server on 127.53.0.1:53), beside the IP-literal round of the same targets in the same
 //! run. The `failed` column counts the probes that did not succeed over all measured rounds.
+//! A second table shows where the CPU went in each of those rounds: the exporter, nginx, the
+//! DNS servers (this process, which serves the zone, and unbound) and the whole machine,
+//! against what its cores could give in the scrape's time.
 //!
 //! The witness: a peer that answers exactly 20 ms after its request, run under `chrt -f`
 //! (SCHED_FIFO) so that its own timing does not move with the load, probed alone and inside a
@@ -270,6 +273,138 @@ struct Row {
     failed: usize,
     /// Measured rounds.
     rounds: usize,
+    /// CPU spent during the measured scrapes, per round.
+    cpu: Cpu,
+}
+
+/// CPU seconds spent, by whom: the exporter, nginx, the DNS servers (this process, which
+/// serves the benchmark's zone and scrapes, and unbound) and the whole machine; and the wall
+/// time they were spent in.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    /// The exporter process.
+    exporter: f64,
+    /// nginx, master and workers.
+    nginx: f64,
+    /// This process (the DNS server of the names scenarios, and the scrapes) and unbound.
+    dns: f64,
+    /// Every process and the kernel's interrupt work, on every core.
+    machine: f64,
+    /// Wall time.
+    wall: f64,
+}
+
+/// Clock ticks per second of /proc's times.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// `(pid, parent, command name, user + system ticks)` of one process.
+fn proc_times(pid: &str) -> Option<(u32, u32, String, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let comm = stat[open + 1..close].to_owned();
+    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((pid.parse().ok()?, f.get(1)?.parse().ok()?, comm, ticks))
+}
+
+impl Cpu {
+    /// CPU spent so far by the processes this benchmark started (`exporter` is the
+    /// exporter's pid) and by the machine.
+    fn now(exporter: u32) -> Cpu {
+        let me = std::process::id();
+        let hz = ticks_per_second();
+        let all: Vec<_> = std::fs::read_dir("/proc")
+            .map(|d| {
+                d.filter_map(|e| proc_times(e.ok()?.file_name().to_str()?))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // This process's descendants: nginx and unbound are its children, nginx's workers
+        // their children.
+        let mut ours = vec![me];
+        loop {
+            let more: Vec<u32> = all
+                .iter()
+                .filter(|p| ours.contains(&p.1) && !ours.contains(&p.0))
+                .map(|p| p.0)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            ours.extend(more);
+        }
+        let mut cpu = Cpu {
+            wall: 0.0,
+            ..Cpu::default()
+        };
+        for (pid, _, comm, ticks) in &all {
+            let secs = *ticks as f64 / hz;
+            if *pid == exporter {
+                cpu.exporter += secs;
+            } else if *pid == me || (comm == "unbound" && ours.contains(pid)) {
+                cpu.dns += secs;
+            } else if comm == "nginx" && ours.contains(pid) {
+                cpu.nginx += secs;
+            }
+        }
+        // The first line of /proc/stat: user nice system idle iowait irq softirq steal ...
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let busy: u64 = fields
+            .iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum();
+        cpu.machine = busy as f64 / hz;
+        cpu
+    }
+
+    /// What was spent from `earlier` to `self`, with the wall time between.
+    fn since(self, earlier: Cpu, wall: Duration) -> Cpu {
+        Cpu {
+            exporter: self.exporter - earlier.exporter,
+            nginx: self.nginx - earlier.nginx,
+            dns: self.dns - earlier.dns,
+            machine: self.machine - earlier.machine,
+            wall: wall.as_secs_f64(),
+        }
+    }
+
+    /// The sum of two spans.
+    fn plus(self, o: Cpu) -> Cpu {
+        Cpu {
+            exporter: self.exporter + o.exporter,
+            nginx: self.nginx + o.nginx,
+            dns: self.dns + o.dns,
+            machine: self.machine + o.machine,
+            wall: self.wall + o.wall,
+        }
+    }
+
+    /// Each figure divided by `n`.
+    fn per(self, n: usize) -> Cpu {
+        let n = n.max(1) as f64;
+        Cpu {
+            exporter: self.exporter / n,
+            nginx: self.nginx / n,
+            dns: self.dns / n,
+            machine: self.machine / n,
+            wall: self.wall / n,
+        }
+    }
 }
 
 /// A percentile of samples (0.5 the median).
@@ -337,11 +472,17 @@ fn scenario_full(
     let mut ok = 0;
     let mut failed = 0;
     let mut resolve = Vec::new();
+    let mut cpu = Cpu::default();
+    let pid = e.proc.0.id();
     for round in 0..warmup + rounds {
         if round >= warmup {
             before_round();
         }
+        let before = Cpu::now(pid);
         let (wall, body) = scrape(e.addr);
+        if round >= warmup {
+            cpu = cpu.plus(Cpu::now(pid).since(before, wall));
+        }
         // Let TIME_WAIT sockets of the previous round age a little between rounds.
         std::thread::sleep(Duration::from_millis(200));
         if round < warmup {
@@ -367,6 +508,7 @@ fn scenario_full(
         resolve: (percentile(resolve.clone(), 0.5), percentile(resolve, 0.99)),
         failed,
         rounds,
+        cpu: cpu.per(rounds),
     }
 }
 
@@ -737,6 +879,30 @@ fn print_names(rows: &[Row]) {
     }
 }
 
+/// Where the CPU went in each names scenario, per round: the exporter, nginx, the DNS servers
+/// and the machine as a whole, against what the machine's cores could give in that time.
+fn print_cpu(rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "\n| CPU per round, same {} targets | scrape | exporter | nginx | DNS servers (bench process, unbound) | machine | machine busy ({cores} cores) |",
+        rows[0].targets
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let c = r.cpu;
+        println!(
+            "| {} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.0}% |",
+            r.name,
+            c.wall,
+            c.exporter,
+            c.nginx,
+            c.dns,
+            c.machine,
+            100.0 * c.machine / (c.wall * cores as f64)
+        );
+    }
+}
+
 /// The body checks scenario (`--body-checks`): `n` targets on an nginx of its own whose every
 /// answer is 1 KiB of JSON, read and checked (a header check, two body patterns, a 64 KiB
 /// limit), beside the same targets without checks; prints round times and peak RSS.
@@ -838,6 +1004,7 @@ fn main() {
     if std::env::args().any(|a| a == "--names") {
         let rows = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
         print_names(&rows);
+        print_cpu(&rows);
         return;
     }
     if std::env::args().any(|a| a == "--witness") {
@@ -918,5 +1085,6 @@ fn main() {
             .join(", ")
     );
     print_names(&names);
+    print_cpu(&names);
     print_witness(&witnessed);
 }
