@@ -337,10 +337,7 @@ impl Cpu {
             }
             ours.extend(more);
         }
-        let mut cpu = Cpu {
-            wall: 0.0,
-            ..Cpu::default()
-        };
+        let mut cpu = Cpu::default();
         for (pid, _, comm, ticks) in &all {
             let secs = *ticks as f64 / hz;
             if *pid == exporter {
@@ -372,37 +369,14 @@ impl Cpu {
         cpu
     }
 
-    /// What was spent from `earlier` to `self`, with the wall time between.
-    fn since(self, earlier: Cpu, wall: Duration) -> Cpu {
+    /// Each figure of `self` combined with the same figure of `o` by `f`.
+    fn zip(self, o: Cpu, f: impl Fn(f64, f64) -> f64) -> Cpu {
         Cpu {
-            exporter: self.exporter - earlier.exporter,
-            nginx: self.nginx - earlier.nginx,
-            dns: self.dns - earlier.dns,
-            machine: self.machine - earlier.machine,
-            wall: wall.as_secs_f64(),
-        }
-    }
-
-    /// The sum of two spans.
-    fn plus(self, o: Cpu) -> Cpu {
-        Cpu {
-            exporter: self.exporter + o.exporter,
-            nginx: self.nginx + o.nginx,
-            dns: self.dns + o.dns,
-            machine: self.machine + o.machine,
-            wall: self.wall + o.wall,
-        }
-    }
-
-    /// Each figure divided by `n`.
-    fn per(self, n: usize) -> Cpu {
-        let n = n.max(1) as f64;
-        Cpu {
-            exporter: self.exporter / n,
-            nginx: self.nginx / n,
-            dns: self.dns / n,
-            machine: self.machine / n,
-            wall: self.wall / n,
+            exporter: f(self.exporter, o.exporter),
+            nginx: f(self.nginx, o.nginx),
+            dns: f(self.dns, o.dns),
+            machine: f(self.machine, o.machine),
+            wall: f(self.wall, o.wall),
         }
     }
 }
@@ -481,7 +455,11 @@ fn scenario_full(
         let before = Cpu::now(pid);
         let (wall, body) = scrape(e.addr);
         if round >= warmup {
-            cpu = cpu.plus(Cpu::now(pid).since(before, wall));
+            let spent = Cpu {
+                wall: wall.as_secs_f64(),
+                ..Cpu::now(pid).zip(before, |a, b| a - b)
+            };
+            cpu = cpu.zip(spent, |a, b| a + b);
         }
         // Let TIME_WAIT sockets of the previous round age a little between rounds.
         std::thread::sleep(Duration::from_millis(200));
@@ -508,7 +486,7 @@ fn scenario_full(
         resolve: (percentile(resolve.clone(), 0.5), percentile(resolve, 0.99)),
         failed,
         rounds,
-        cpu: cpu.per(rounds),
+        cpu: cpu.zip(Cpu::default(), |a, _| a / rounds.max(1) as f64),
     }
 }
 
