@@ -23,13 +23,24 @@ pub fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released), and never handed
+/// out before in this process: the kernel may give a released port again at once, and two
+/// servers of one fixture (nginx's plain and TLS ports) or of two tests running side by side
+/// must not be told the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A port nothing listens on: bound, then closed.
