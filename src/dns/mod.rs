@@ -26,11 +26,11 @@ pub mod wire;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
-use tokio::task::AbortHandle;
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::config_error::ConfigError;
@@ -291,6 +291,7 @@ impl Resolver {
         RoundResolver {
             resolver: self.clone(),
             cells: Mutex::new(HashMap::new()),
+            over: Arc::default(),
         }
     }
 
@@ -350,32 +351,40 @@ impl Resolver {
     }
 }
 
-/// One shared lookup of a round: its answer once there is one, and the task that finds it.
-#[derive(Debug)]
-struct Shared {
-    /// `None` until the answer is in.
-    answer: watch::Receiver<Option<Answer>>,
-    /// The lookup's task, stopped with the round.
-    task: AbortHandle,
+/// A lookup of a round: `None` until its answer is in.
+type Pending = watch::Receiver<Option<Answer>>;
+
+/// The end of a round, for its lookups' tasks: set once, when the round is dropped.
+#[derive(Debug, Default)]
+struct Over {
+    /// The round is over.
+    flag: AtomicBool,
+    /// Wakes the lookups still running.
+    notify: Notify,
 }
 
 /// Resolves for one round: the first probe of a `(name, ip_protocol)` starts its lookup as a
 /// task of its own, and every probe of that host waits for that answer, each until its own
 /// deadline. The lookups still running when the round ends are stopped.
+///
+/// The lookups' tasks run detached and hold nothing of the round but a place in one list of
+/// waiters ([`Over`]), which each leaves as it ends: a handle to each task kept until the
+/// round ends (tokio's `AbortHandle`, or a waker registered with an abort flag) would keep
+/// every task's memory, its 1.3 KiB future, for every name of the round at once.
 #[derive(Debug)]
 pub struct RoundResolver {
     /// The long-lived resolver.
     resolver: Arc<Resolver>,
-    /// One lookup per name and family.
-    cells: Mutex<HashMap<(String, IpProtocol), Shared>>,
+    /// One lookup per name and family: `None` until its answer is in.
+    cells: Mutex<HashMap<(String, IpProtocol), Pending>>,
+    /// Stops the lookups still running when the round is dropped.
+    over: Arc<Over>,
 }
 
 impl Drop for RoundResolver {
     fn drop(&mut self) {
-        let cells = self.cells.get_mut().unwrap_or_else(|p| p.into_inner());
-        for shared in cells.values() {
-            shared.task.abort();
-        }
+        self.over.flag.store(true, Ordering::Release);
+        self.over.notify.notify_waiters();
         // Between rounds no socket stays open for lookups.
         if let Some(stub) = &self.resolver.stub {
             stub.client.close_idle();
@@ -505,17 +514,26 @@ impl RoundResolver {
                 .entry((name.clone(), proto))
                 .or_insert_with(|| {
                     let (tx, rx) = watch::channel(None);
-                    let (resolver, name) = (self.resolver.clone(), name.clone());
-                    let task = tokio::spawn(async move {
-                        let answer = resolver.lookup(&name, proto).await;
-                        let _ = tx.send(Some(answer));
-                    });
-                    Shared {
-                        answer: rx,
-                        task: task.abort_handle(),
-                    }
+                    let (resolver, name, over) =
+                        (self.resolver.clone(), name.clone(), self.over.clone());
+                    // Detached: the task's memory goes when it ends.
+                    drop(tokio::spawn(async move {
+                        // Created before the flag is read, so the round's end cannot slip
+                        // between the two (`notify_waiters` reaches it from here on).
+                        let stopped = over.notify.notified();
+                        if over.flag.load(Ordering::Acquire) {
+                            return;
+                        }
+                        tokio::select! {
+                            biased;
+                            answer = resolver.lookup(&name, proto) => {
+                                let _ = tx.send(Some(answer));
+                            }
+                            () = stopped => {}
+                        }
+                    }));
+                    rx
                 })
-                .answer
                 .clone()
         };
         match answer.wait_for(Option::is_some).await {
@@ -797,6 +815,42 @@ mod tests {
             ..ResolvConf::default()
         };
         Arc::new(Resolver::builtin(resolv, hosts, false, 4))
+    }
+
+    #[tokio::test]
+    async fn the_lookups_still_running_stop_when_their_round_is_dropped() {
+        // A server that never answers: a lookup would wait its 5 s.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let resolv = ResolvConf {
+            nameservers: vec![silent.local_addr().unwrap()],
+            attempts: 1,
+            ..ResolvConf::default()
+        };
+        let resolver = Arc::new(Resolver::builtin(resolv, conf::parse_hosts(""), false, 4));
+        let round = resolver.round();
+        let host = Host::Name("quiet.example".into());
+        // The probe gives up; the lookup goes on for the round's other probes of the name,
+        // holding a query slot for A and one for AAAA.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            round.resolve(&host, IpProtocol::Auto),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        assert_eq!(
+            resolver.slots.available_permits(),
+            2,
+            "two of four slots held"
+        );
+        drop(round);
+        let freed = async {
+            while resolver.slots.available_permits() < 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), freed)
+            .await
+            .expect("the lookup stopped with its round and gave its slots back");
     }
 
     #[tokio::test]
