@@ -36,7 +36,9 @@
 //! its round time and peak RSS.
 //!
 //! `--compare OLD_BINARY` runs only the 10,000-target plain round, by turns with this build
-//! and with `OLD_BINARY` (an earlier commit's build), and prints both medians.
+//! and with `OLD_BINARY` (an earlier commit's build), and prints both medians. With `--names`
+//! it runs the names scenarios instead (all but getaddrinfo), by turns, and prints their
+//! medians: round, the exporter's CPU and peak RSS.
 //!
 //! 100,000 targets would run out of ephemeral ports towards one address (every probe leaves a
 //! TIME_WAIT socket on our side), so large scenarios spread their targets over several
@@ -179,6 +181,50 @@ fn compare(dir: &Path, port: u16, old: &Path, turns: usize) {
             percentile(times[i].clone(), 0.5),
             percentile(scrapes[i].clone(), 0.5)
         );
+    }
+}
+
+/// `--names --compare OLD`: the names scenarios (IP literals, DNS at 20 ms, unbound cold and
+/// warm; 3 rounds each) of this build and of `OLD`, by turns, each turn with a DNS server and
+/// unbound of its own; prints, per scenario and build, the medians over the turns of the
+/// round, the exporter's CPU per round and the peak RSS, and in how many turns this build's
+/// round was the shorter.
+fn compare_names(dir: &Path, port: u16, old: &Path, turns: usize) {
+    let builds = ["this build", "baseline"];
+    // by build, then scenario: one row per turn.
+    let mut rows: [Vec<Vec<Row>>; 2] = [Vec::new(), Vec::new()];
+    for turn in 0..turns {
+        for (i, bin) in [None, Some(old.to_owned())].into_iter().enumerate() {
+            *BINARY.lock().expect("not poisoned") = bin;
+            let got = names_scenarios(dir, port, 10_000, 3, false);
+            let times: Vec<String> = got.iter().map(|r| format!("{:.3}", r.round)).collect();
+            eprintln!("turn {turn}: {} {} s", builds[i], times.join(" / "));
+            for (k, row) in got.into_iter().enumerate() {
+                if rows[i].len() <= k {
+                    rows[i].push(Vec::new());
+                }
+                rows[i][k].push(row);
+            }
+        }
+    }
+    *BINARY.lock().expect("not poisoned") = None;
+    println!(
+        "\n| same 10,000 targets, {turns} turns | build | round (median) | exporter CPU per round | peak RSS | shorter round |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    let [mine, theirs] = &rows;
+    for (a, b) in mine.iter().zip(theirs) {
+        let wins = a.iter().zip(b).filter(|(x, y)| x.round < y.round).count();
+        for (build, runs, shorter) in [(builds[0], a, wins), (builds[1], b, turns - wins)] {
+            let of = |f: fn(&Row) -> f64| percentile(runs.iter().map(f).collect(), 0.5);
+            println!(
+                "| {} | {build} | {:.3} s | {:.3} s | {:.1} MiB | {shorter} of {turns} |",
+                runs[0].name,
+                of(|r| r.round),
+                of(|r| r.cpu.exporter),
+                of(|r| r.rss),
+            );
+        }
     }
 }
 
@@ -501,8 +547,9 @@ fn targets_on(port: u16, n: usize, host: impl Fn(usize) -> String) -> String {
 }
 
 /// The names scenarios: the same targets as IP literals, as names through the built-in
-/// resolver, and as names through getaddrinfo when this process may make a mount namespace.
-fn names_scenarios(dir: &Path, port: u16, n: usize, rounds: usize) -> Vec<Row> {
+/// resolver, and (with `system`) as names through getaddrinfo when this process may make a
+/// mount namespace.
+fn names_scenarios(dir: &Path, port: u16, n: usize, rounds: usize, system: bool) -> Vec<Row> {
     let zone = || dns::Zone {
         wildcard: Some((
             ".bench.test".to_owned(),
@@ -582,6 +629,9 @@ fn names_scenarios(dir: &Path, port: u16, n: usize, rounds: usize) -> Vec<Row> {
     ));
     // getaddrinfo reads /etc/resolv.conf, which names no port: serve the zone on port 53 of a
     // loopback address of its own and show it to the exporter through a mount namespace.
+    if !system {
+        return rows;
+    }
     let system = std::net::UdpSocket::bind("127.53.0.1:53").is_ok()
         && Command::new("unshare").arg("--help").output().is_ok();
     if system {
@@ -949,7 +999,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--compare") {
         let old = args.get(i + 1).expect("--compare OLD_BINARY");
-        compare(dir.path(), port, Path::new(old), if quick { 3 } else { 7 });
+        let turns = if quick { 3 } else { 7 };
+        if args.iter().any(|a| a == "--names") {
+            compare_names(dir.path(), port, Path::new(old), turns);
+        } else {
+            compare(dir.path(), port, Path::new(old), turns);
+        }
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--body-checks") {
@@ -980,7 +1035,7 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--names") {
-        let rows = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
+        let rows = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 }, true);
         print_names(&rows);
         print_cpu(&rows);
         return;
@@ -1017,7 +1072,7 @@ fn main() {
     rows.push(scenario(dir.path(), "1000 https", &https, 1_000, 5));
     let render = render_time();
     // The names and the witness, in the same run as the table above.
-    let names = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 });
+    let names = names_scenarios(dir.path(), port, 10_000, if quick { 3 } else { 5 }, true);
     let witnessed = witness(dir.path(), port, 10_000, if quick { 10 } else { 30 });
     let wrk_plain = wrk(&format!("http://127.0.0.1:{port}/"));
     let wrk_tls = wrk(&format!("https://127.0.0.1:{tls_port}/"));
