@@ -27,10 +27,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::config_error::ConfigError;
@@ -351,8 +351,57 @@ impl Resolver {
     }
 }
 
-/// A lookup of a round: `None` until its answer is in.
-type Pending = watch::Receiver<Option<Answer>>;
+/// A lookup of a round: its answer once it is in, for every probe of the name. (A `watch`
+/// channel did the same in 450 bytes, most of them eight `Notify`s for many receivers that
+/// change value; an answer is set once.)
+#[derive(Debug, Default)]
+struct Pending {
+    /// The answer: set once, by the lookup's task.
+    answer: OnceLock<Answer>,
+    /// Wakes the probes waiting for it.
+    ready: Notify,
+}
+
+impl Pending {
+    /// The answer, once it is in.
+    async fn wait(&self) -> Answer {
+        loop {
+            // Created before the answer is read, so that one set in between still wakes it.
+            let ready = self.ready.notified();
+            if let Some(answer) = self.answer.get() {
+                return answer.clone();
+            }
+            ready.await;
+        }
+    }
+}
+
+/// Hands a lookup's answer to its probes when dropped: the answer found, or, when the task
+/// ended without one (it panicked, or its round was dropped), a failure that says so.
+struct Publish {
+    /// Where the probes wait.
+    pending: Arc<Pending>,
+    /// The name looked up.
+    name: String,
+    /// The answer, once found.
+    answer: Option<Answer>,
+}
+
+impl Publish {
+    /// The answer to hand over.
+    fn found(&mut self, answer: Answer) {
+        self.answer = Some(answer);
+    }
+}
+
+impl Drop for Publish {
+    fn drop(&mut self) {
+        let answer = self.answer.take().unwrap_or_else(|| lost(&self.name));
+        // Only this task sets it.
+        let _ = self.pending.answer.set(answer);
+        self.pending.ready.notify_waiters();
+    }
+}
 
 /// The end of a round, for its lookups' tasks: set once, when the round is dropped.
 #[derive(Debug, Default)]
@@ -376,7 +425,7 @@ pub struct RoundResolver {
     /// The long-lived resolver.
     resolver: Arc<Resolver>,
     /// One lookup per name and family: `None` until its answer is in.
-    cells: Mutex<HashMap<(String, IpProtocol), Pending>>,
+    cells: Mutex<HashMap<(String, IpProtocol), Arc<Pending>>>,
     /// Stops the lookups still running when the round is dropped.
     over: Arc<Over>,
 }
@@ -506,16 +555,20 @@ impl RoundResolver {
         if let Some(answer) = self.resolver.without_query(name, proto) {
             return answer;
         }
-        let mut answer = {
+        let pending = {
             // A poisoned lock only means another probe panicked mid-insert; the map itself is
             // still consistent.
             let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
             cells
                 .entry((name.clone(), proto))
                 .or_insert_with(|| {
-                    let (tx, rx) = watch::channel(None);
-                    let (resolver, name, over) =
-                        (self.resolver.clone(), name.clone(), self.over.clone());
+                    let pending = Arc::new(Pending::default());
+                    let mut publish = Publish {
+                        pending: pending.clone(),
+                        name: name.clone(),
+                        answer: None,
+                    };
+                    let (resolver, over) = (self.resolver.clone(), self.over.clone());
                     // Detached: the task's memory goes when it ends.
                     drop(tokio::spawn(async move {
                         // Created before the flag is read, so the round's end cannot slip
@@ -526,21 +579,17 @@ impl RoundResolver {
                         }
                         tokio::select! {
                             biased;
-                            answer = resolver.lookup(&name, proto) => {
-                                let _ = tx.send(Some(answer));
+                            answer = resolver.lookup(&publish.name, proto) => {
+                                publish.found(answer);
                             }
                             () = stopped => {}
                         }
                     }));
-                    rx
+                    pending
                 })
                 .clone()
         };
-        match answer.wait_for(Option::is_some).await {
-            Ok(got) => got.clone().unwrap_or_else(|| lost(name)),
-            // The task ended without an answer: it panicked.
-            Err(_) => lost(name),
-        }
+        pending.wait().await
     }
 }
 
