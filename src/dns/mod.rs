@@ -417,7 +417,7 @@ struct Over {
 /// deadline. The lookups still running when the round ends are stopped.
 ///
 /// The lookups' tasks run detached and hold nothing of the round but a place in one list of
-/// waiters ([`Over`]), which each leaves as it ends: a handle to each task kept until the
+/// waiters (`Over`), which each leaves as it ends: a handle to each task kept until the
 /// round ends (tokio's `AbortHandle`, or a waker registered with an abort flag) would keep
 /// every task's memory, its 1.3 KiB future, for every name of the round at once.
 #[derive(Debug)]
