@@ -424,7 +424,7 @@ struct Over {
 pub struct RoundResolver {
     /// The long-lived resolver.
     resolver: Arc<Resolver>,
-    /// One lookup per name and family: `None` until its answer is in.
+    /// One lookup per name and family, and its answer once it is in.
     cells: Mutex<HashMap<(String, IpProtocol), Arc<Pending>>>,
     /// Stops the lookups still running when the round is dropped.
     over: Arc<Over>,
