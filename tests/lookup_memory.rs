@@ -1,7 +1,7 @@
 //! What a round keeps of each lookup once its answer is in: the answer, for the round's other
-//! probes of the name, and not the task that found it. Measured with an allocator that counts
-//! the bytes live on the test's own thread (the DNS server runs on threads of its own), so
-//! this file holds one test.
+//! probes of the name, and not the task that found it. Measured with an allocator of this test
+//! binary that counts the bytes live per thread: the test's own thread runs the round and its
+//! lookups, and the DNS server's threads are not counted.
 
 mod common;
 
