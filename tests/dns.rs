@@ -2,7 +2,7 @@
 //! (`tests/common/dns.rs`), pointed at through a resolv.conf of the test's own, as
 //! `--dns.resolv-conf` does: latency, NXDOMAIN, SERVFAIL, REFUSED, a silent server, truncation
 //! to TCP, CNAME chains, the hosts file, Happy Eyeballs with a real name, families, search and
-//! ndots, one lookup per host per round.
+//! ndots, one lookup per host per round, and a round dropped with its lookups in flight.
 
 mod common;
 
@@ -149,6 +149,63 @@ async fn a_silent_server_ends_its_probes_at_the_deadline_and_holds_up_no_one() {
     for other in &rs[1..] {
         assert!(other.success(), "{other:?}");
         assert!(other.duration < Duration::from_millis(200), "{other:?}");
+    }
+}
+
+/// This process's IPv4 UDP sockets connected to `server` (from `/proc/self/net/udp`).
+fn udp_sockets_to(server: SocketAddr) -> usize {
+    let SocketAddr::V4(v4) = server else {
+        panic!("an IPv4 server")
+    };
+    // The kernel writes the address as the bytes of the IP in memory order, then the port.
+    let ip = u32::from_ne_bytes(v4.ip().octets());
+    let remote = format!("{ip:08X}:{:04X}", v4.port());
+    std::fs::read_to_string("/proc/self/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(2) == Some(remote.as_str()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_dropped_mid_lookup_stops_its_lookups_and_closes_their_sockets() {
+    // Names whose server never answers: each lookup would wait its 10 s on its own socket.
+    let names: Vec<String> = (0..20).map(|i| format!("q{i}.test")).collect();
+    let entries: Vec<(&str, Entry)> = names.iter().map(|n| (n.as_str(), Entry::Silent)).collect();
+    let dns = DnsServer::start(Zone::new(&entries));
+    let dir = tempfile::tempdir().unwrap();
+    let r = resolver(
+        &dns,
+        dir.path(),
+        "options timeout:10 attempts:1\n",
+        "",
+        false,
+    );
+    let urls: Vec<String> = names.iter().map(|n| format!("http://{n}/")).collect();
+    let cfg = Arc::new(config::parse(Path::new("dns.yml"), &targets("20s", &urls)).unwrap());
+    let round = tokio::spawn(async move {
+        run_round(cfg, &r, None, Limits { concurrency: 64 }, |_, _| {}).await
+    });
+    let asking = Instant::now();
+    while udp_sockets_to(dns.addr) < 20 {
+        assert!(
+            asking.elapsed() < Duration::from_secs(5),
+            "{} lookups asking",
+            udp_sockets_to(dns.addr)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The round's last client leaves: the round is dropped with its lookups in flight.
+    round.abort();
+    let dropped = Instant::now();
+    while udp_sockets_to(dns.addr) > 0 {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(1),
+            "{} lookups still asking a second after their round was dropped",
+            udp_sockets_to(dns.addr)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
