@@ -183,30 +183,26 @@ async fn a_round_dropped_mid_lookup_stops_its_lookups_and_closes_their_sockets()
         false,
     );
     let urls: Vec<String> = names.iter().map(|n| format!("http://{n}/")).collect();
-    let cfg = Arc::new(config::parse(Path::new("dns.yml"), &targets("20s", &urls)).unwrap());
-    let round = tokio::spawn(async move {
-        run_round(cfg, &r, None, Limits { concurrency: 64 }, |_, _| {}).await
-    });
-    let asking = Instant::now();
-    while udp_sockets_to(dns.addr) < 20 {
-        assert!(
-            asking.elapsed() < Duration::from_secs(5),
-            "{} lookups asking",
-            udp_sockets_to(dns.addr)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let yaml = targets("20s", &urls);
+    let round = tokio::spawn(async move { round(&yaml, &r).await });
+    // Wait until `done` holds of the sockets open to the server, for at most `within`.
+    let sockets = |done: fn(usize) -> bool, within: Duration, what: &'static str| async move {
+        let start = Instant::now();
+        while !done(udp_sockets_to(dns.addr)) {
+            let open = udp_sockets_to(dns.addr);
+            assert!(start.elapsed() < within, "{open} lookups {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    sockets(|n| n >= 20, Duration::from_secs(5), "asking, not 20").await;
     // The round's last client leaves: the round is dropped with its lookups in flight.
     round.abort();
-    let dropped = Instant::now();
-    while udp_sockets_to(dns.addr) > 0 {
-        assert!(
-            dropped.elapsed() < Duration::from_secs(1),
-            "{} lookups still asking a second after their round was dropped",
-            udp_sockets_to(dns.addr)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    sockets(
+        |n| n == 0,
+        Duration::from_secs(1),
+        "still asking a second after their round was dropped",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
